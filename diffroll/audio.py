@@ -1,0 +1,90 @@
+"""Audio in, log-mel out: the conditioning c_mel of §3–4.
+
+16 kHz mono audio -> nnAudio mel spectrogram (229 bins, 0–8 kHz, window 2048, hop 512) ->
+natural log -> min–max scaled to [0, 1] per example. -1 is reserved for "no audio" (the
+classifier-free dropout value), which is why c_mel never goes below 0.
+"""
+from __future__ import annotations
+
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from nnAudio.features import MelSpectrogram
+from scipy.signal import resample_poly
+
+from .config import AudioConfig
+
+LOG_EPS = 1e-5
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+
+
+class AudioError(ValueError):
+    """An audio file that cannot be used (missing, unreadable, or empty)."""
+
+
+def load_audio(path: str | Path, sr: int = 16000) -> np.ndarray:
+    """Read any file libsndfile reads as float32 mono at ``sr`` (channels averaged, resampled)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such audio file")
+    try:
+        wave, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
+        raise AudioError(f"{path}: not a readable audio file ({err})") from err
+    if wave.size == 0:
+        raise AudioError(f"{path}: the audio file is empty (0 samples)")
+    return resample(wave.mean(axis=1), file_sr, sr)
+
+
+def resample(wave: np.ndarray, from_sr: int, to_sr: int) -> np.ndarray:
+    """Polyphase resampling (scipy), float32 out."""
+    if from_sr == to_sr:
+        return np.ascontiguousarray(wave, dtype=np.float32)
+    g = gcd(int(from_sr), int(to_sr))
+    return resample_poly(wave, to_sr // g, from_sr // g).astype(np.float32)
+
+
+def scale_log_mel(mel: torch.Tensor) -> torch.Tensor:
+    """ln(mel + eps), then min–max per example to [0, 1]; a constant (silent) input gives zeros."""
+    logmel = torch.log(mel + LOG_EPS)
+    lo = logmel.amin(dim=(-2, -1), keepdim=True)
+    hi = logmel.amax(dim=(-2, -1), keepdim=True)
+    span = hi - lo
+    return torch.where(span > 1e-6, (logmel - lo) / span.clamp_min(1e-6), torch.zeros_like(logmel))
+
+
+class MelFrontend(torch.nn.Module):
+    """Waveform (B, samples) -> c_mel (B, n_mels, samples // hop) in [0, 1] (§4)."""
+
+    def __init__(self, cfg: AudioConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or AudioConfig()
+        self.mel = MelSpectrogram(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels,
+                                  hop_length=cfg.hop_length, fmin=cfg.f_min, fmax=cfg.f_max,
+                                  trainable_mel=False, trainable_STFT=False, verbose=False)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        if wave.dim() == 1:
+            wave = wave[None]
+        frames = wave.shape[-1] // self.cfg.hop_length
+        if frames == 0:
+            raise AudioError(f"audio of {wave.shape[-1]} samples is shorter than one hop "
+                             f"({self.cfg.hop_length} samples)")
+        mel = self.mel(wave.float())[..., :frames]  # centred STFT gives frames + 1; drop the last
+        return scale_log_mel(mel)
+
+
+_frontends: dict[tuple, MelFrontend] = {}
+
+
+def mel_spectrogram(wave: np.ndarray, cfg: AudioConfig | None = None) -> np.ndarray:
+    """Convenience: one waveform (numpy) -> c_mel (n_mels, frames) as float32 numpy."""
+    cfg = cfg or AudioConfig()
+    key = tuple(sorted(vars(cfg).items()))
+    if key not in _frontends:
+        _frontends[key] = MelFrontend(cfg)
+    with torch.no_grad():
+        return _frontends[key](torch.as_tensor(wave, dtype=torch.float32))[0].numpy()

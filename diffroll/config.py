@@ -1,0 +1,207 @@
+"""Configuration: small dataclasses with named presets (``smoke``, ``cpu``, ``paper``).
+
+One config system for the package, the notebooks (papermill parameters) and the CLI: every
+setting has a name, a preset gives all of them a value, and overrides use the same names.
+A :class:`Config` round-trips through a plain dict and is saved inside every checkpoint.
+
+The ``paper`` preset is the paper exactly (§3, §4): 16 kHz audio, 229 mel bins from 0 to
+8 kHz, window 2048, segments of 327,680 samples, 15 residual layers of 512 channels, kernel 9,
+no dilation, T = 200, α_t linear from 0.9999 to 0.98 (β from 1e-4 to 0.02), p = 0.1, w = 0.5.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+N_KEYS = 88
+LOWEST_MIDI = 21  # A0; the highest key, C8, is MIDI 108
+
+SCALES = ("smoke", "cpu", "paper")
+
+
+@dataclass
+class AudioConfig:
+    """The mel front-end of §4: 16 kHz, n_fft 2048, hop 512, 229 mel bins 0–8 kHz."""
+
+    sample_rate: int = 16000
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 229
+    f_min: float = 0.0
+    f_max: float = 8000.0
+    segment_samples: int = 327_680
+
+    @property
+    def fps(self) -> float:
+        """Frames per second of mels and rolls (31.25 for the paper's settings)."""
+        return self.sample_rate / self.hop_length
+
+    @property
+    def segment_frames(self) -> int:
+        """Frames per training segment (640 for the paper's 327,680 samples)."""
+        return self.segment_samples // self.hop_length
+
+
+@dataclass
+class ModelConfig:
+    """The DiffWave-style network of §3.
+
+    ``dilation`` is a pattern that repeats over the layers: ``[1]`` is no dilation,
+    ``[1, 2]`` is the paper's ``[1, 2, 1, 2, ...]`` (Table 1).
+    """
+
+    channels: int = 512
+    layers: int = 15
+    kernel_size: int = 9
+    dilation: list[int] = field(default_factory=lambda: [1])
+    n_keys: int = N_KEYS
+    n_mels: int = 229
+    step_embedding: int = 128  # width of the sinusoidal embedding of t (DiffWave)
+
+    def dilation_of(self, layer: int) -> int:
+        return self.dilation[layer % len(self.dilation)]
+
+
+@dataclass
+class DiffusionConfig:
+    """Eq. 1's schedule and Algorithm 1's sampling settings."""
+
+    T: int = 200
+    beta_start: float = 1e-4  # α_1 = 0.9999
+    beta_end: float = 0.02  # α_T = 0.98
+    p: float = 0.1  # classifier-free dropout: probability that a mel is replaced by -1
+    w: float = 0.5  # guidance weight of Algorithm 1 line 4
+    threshold: float = 0.5  # x0 -> binary roll
+
+
+@dataclass
+class TrainConfig:
+    """Trainer settings. ``mode`` is ``diffusion`` (DiffRoll) or ``discriminative`` (§4.1)."""
+
+    mode: str = "diffusion"
+    batch_size: int = 8
+    lr: float = 1e-3
+    max_steps: int = 10_000
+    max_minutes: float | None = None
+    crop_frames: int | None = None  # random crops of the segments (None: whole segments)
+    grad_clip: float = 1.0
+    ema_decay: float | None = 0.999
+    checkpoint_every: int = 500
+    validate_every: int = 500
+    log_every: int = 25
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Which corpus, and how much of it (see :mod:`diffroll.data`)."""
+
+    dataset: str = "offline"  # offline | maestro | maps
+    path: str | None = None  # root of MAESTRO / MAPS
+    n_pieces: int | None = None  # cap on pieces per split (None: all)
+    n_generated: int = 0  # synthetic pieces covering all 88 keys
+    augment_copies: int = 1  # transposed / tempo-scaled renditions of each score
+    soundfonts: list[str] = field(default_factory=lambda: ["TimGM6mb", "csound"])
+    test_soundfonts: list[str] = field(default_factory=lambda: ["FluidR3_GM", "MuseScore_General"])
+
+
+@dataclass
+class Config:
+    scale: str = "paper"
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        parts = {f.name: f.type for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in d.items():
+            if key not in parts:
+                raise ValueError(f"unknown config section {key!r}; known: {sorted(parts)}")
+            if key == "scale":
+                kwargs[key] = value
+            else:
+                sub = _SECTIONS[key]
+                known = {f.name for f in dataclasses.fields(sub)}
+                unknown = set(value) - known
+                if unknown:
+                    raise ValueError(f"unknown {key} settings {sorted(unknown)}; known: {sorted(known)}")
+                kwargs[key] = sub(**value)
+        return cls(**kwargs)
+
+    def override(self, **settings: Any) -> "Config":
+        """A copy with settings replaced by name, e.g. ``override(channels=64, p=0.25)``.
+
+        A name is looked up in every section; ``"model.channels"`` picks a section explicitly.
+        ``None`` values are ignored, so papermill/CLI defaults of ``None`` mean "keep the preset".
+        """
+        d = self.to_dict()
+        for name, value in settings.items():
+            if value is None:
+                continue
+            if "." in name:
+                section, key = name.split(".", 1)
+                if section not in _SECTIONS or key not in d[section]:
+                    raise ValueError(f"unknown setting {name!r}")
+                d[section][key] = value
+                continue
+            homes = [s for s in _SECTIONS if name in d[s]]
+            if name == "scale":
+                d["scale"] = value
+            elif not homes:
+                raise ValueError(f"unknown setting {name!r}")
+            elif len(homes) > 1:
+                raise ValueError(f"setting {name!r} is ambiguous ({homes}); write e.g. {homes[0]}.{name}")
+            else:
+                d[homes[0]][name] = value
+        return Config.from_dict(d)
+
+
+_SECTIONS = {
+    "audio": AudioConfig,
+    "model": ModelConfig,
+    "diffusion": DiffusionConfig,
+    "train": TrainConfig,
+    "data": DataConfig,
+}
+
+
+def get_config(scale: str = "cpu", **overrides: Any) -> Config:
+    """The named preset, with overrides applied by setting name (see :meth:`Config.override`).
+
+    - ``smoke``: seconds; a tiny network and a few pieces, for tests and CI.
+    - ``cpu``: minutes to hours on 2 CPU cores; a 1 M-parameter network trained on random
+      256-frame crops of the offline corpus.
+    - ``paper``: the paper's sizes (needs a GPU and MAESTRO for the paper's numbers).
+    """
+    if scale == "paper":
+        cfg = Config(scale="paper")
+    elif scale == "cpu":
+        cfg = Config(
+            scale="cpu",
+            model=ModelConfig(channels=64, layers=10, kernel_size=9),
+            train=TrainConfig(batch_size=8, lr=1e-3, max_steps=30_000, crop_frames=256,
+                              checkpoint_every=250, validate_every=1000),
+            data=DataConfig(n_generated=60, augment_copies=2),
+        )
+    elif scale == "smoke":
+        cfg = Config(
+            scale="smoke",
+            audio=AudioConfig(segment_samples=65_536),  # 128 frames
+            model=ModelConfig(channels=16, layers=2, kernel_size=3),
+            diffusion=DiffusionConfig(T=20, beta_start=1e-3, beta_end=0.2),
+            train=TrainConfig(batch_size=4, lr=2e-3, max_steps=60, crop_frames=64,
+                              checkpoint_every=20, validate_every=30, log_every=5, ema_decay=None),
+            data=DataConfig(n_pieces=4, n_generated=2, augment_copies=1, soundfonts=["TimGM6mb"],
+                            test_soundfonts=["FluidR3_GM"]),
+        )
+    else:
+        raise ValueError(f"unknown scale {scale!r}; choose one of {SCALES}")
+    return cfg.override(**overrides) if overrides else cfg

@@ -1,0 +1,15 @@
+"""Test-wide setup: caches inside a temp dir, so runs leave nothing behind in $HOME."""
+import os
+import tempfile
+
+_tmp = tempfile.mkdtemp(prefix="diffroll-tests-")
+for var, sub in [("MPLCONFIGDIR", "mpl"), ("HF_HOME", "hf"), ("HF_DATASETS_CACHE", "hf/datasets"),
+                 ("JUPYTER_RUNTIME_DIR", "jupyter")]:
+    os.environ.setdefault(var, os.path.join(_tmp, sub))
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, torch.get_num_threads()))

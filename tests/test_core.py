@@ -1,0 +1,117 @@
+"""Config presets, the audio front-end and the network."""
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from diffroll.audio import AudioError, MelFrontend, load_audio, mel_spectrogram
+from diffroll.config import SCALES, Config, get_config
+from diffroll.model import DiffRoll, count_parameters
+
+
+def test_paper_preset_is_the_paper():
+    c = get_config("paper")
+    assert (c.audio.sample_rate, c.audio.n_fft, c.audio.n_mels, c.audio.f_min, c.audio.f_max) == (16000, 2048, 229, 0, 8000)
+    assert c.audio.segment_samples == 327_680 and c.audio.segment_frames == 640 and c.audio.fps == 31.25
+    assert (c.model.channels, c.model.layers, c.model.kernel_size, c.model.dilation) == (512, 15, 9, [1])
+    assert (c.diffusion.T, c.diffusion.beta_start, c.diffusion.beta_end) == (200, 1e-4, 0.02)
+    assert (c.diffusion.p, c.diffusion.w, c.diffusion.threshold) == (0.1, 0.5, 0.5)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_config_roundtrips_and_overrides(scale):
+    c = get_config(scale)
+    assert Config.from_dict(c.to_dict()) == c
+    o = c.override(channels=32, p=0.25, dilation=[1, 2], lr=None)
+    assert (o.model.channels, o.diffusion.p, o.model.dilation, o.train.lr) == (32, 0.25, [1, 2], c.train.lr)
+    assert [o.model.dilation_of(i) for i in range(4)] == [1, 2, 1, 2]
+    with pytest.raises(ValueError, match="unknown setting"):
+        c.override(chanels=3)
+    with pytest.raises(ValueError, match="unknown scale"):
+        get_config("huge")
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_model_shapes_for_every_preset(scale):
+    cfg = get_config(scale)
+    model = DiffRoll(cfg.model)
+    frames = 16
+    x = torch.randn(2, 88, frames)
+    mel = torch.rand(2, cfg.model.n_mels, frames)
+    with torch.no_grad():
+        out = model(x, torch.tensor([1, cfg.diffusion.T]), mel)
+    assert out.shape == (2, 88, frames)
+    assert torch.count_nonzero(out) == 0  # zero-initialised output layer
+
+
+def test_paper_model_size():
+    """15 layers × 512 channels, k = 9: ~87 M parameters, ~110 GFLOP per 640-frame segment."""
+    n = count_parameters(DiffRoll(get_config("paper").model))
+    assert 80e6 < n < 95e6
+
+
+def test_prepared_condition_matches_plain_forward():
+    torch.manual_seed(0)
+    model = DiffRoll(get_config("smoke").model)
+    torch.nn.init.normal_(model.output_proj.weight)
+    x, mel, t = torch.randn(2, 88, 12), torch.rand(2, 229, 12), torch.tensor([3, 7])
+    with torch.no_grad():
+        assert torch.allclose(model(x, t, mel), model(x, t, model.prepare_condition(mel)), atol=1e-6)
+
+
+def test_model_is_causal_free_but_local():
+    """Receptive field: a kernel-3, 2-layer net sees ±2 frames; far frames are untouched."""
+    torch.manual_seed(0)
+    model = DiffRoll(get_config("smoke").model)
+    torch.nn.init.normal_(model.output_proj.weight)
+    x, mel = torch.randn(1, 88, 30), torch.rand(1, 229, 30)
+    x2 = x.clone()
+    x2[..., 15] += 1
+    with torch.no_grad():
+        d = (model(x, torch.tensor([5]), mel) - model(x2, torch.tensor([5]), mel)).abs().sum(1)[0]
+    assert d[13:18].sum() > 0 and d[:12].sum() == 0 and d[19:].sum() == 0
+
+
+def test_load_audio_resamples_and_mixes_down(tmp_path):
+    sr = 44100
+    t = np.arange(sr) / sr
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 440 * t)], 1) * 0.5
+    sf.write(tmp_path / "a.wav", stereo, sr)
+    wave = load_audio(tmp_path / "a.wav")
+    assert wave.dtype == np.float32 and wave.ndim == 1 and len(wave) == 16000
+    spec = np.abs(np.fft.rfft(wave))
+    assert abs(np.argmax(spec) - 440) <= 1  # 1 s at 16 kHz: bin = Hz
+
+
+def test_load_audio_errors_name_the_file(tmp_path):
+    with pytest.raises(AudioError, match="missing.wav: no such audio file"):
+        load_audio(tmp_path / "missing.wav")
+    (tmp_path / "junk.wav").write_bytes(b"RIFF1234junk")
+    with pytest.raises(AudioError, match="junk.wav: not a readable audio file"):
+        load_audio(tmp_path / "junk.wav")
+    sf.write(tmp_path / "empty.wav", np.zeros((0, 1)), 16000)
+    with pytest.raises(AudioError, match="empty.wav: the audio file is empty"):
+        load_audio(tmp_path / "empty.wav")
+
+
+def test_mel_in_unit_range_silence_is_zero_and_shape():
+    cfg = get_config("paper").audio
+    wave = np.random.default_rng(0).standard_normal(cfg.segment_samples).astype(np.float32) * 0.1
+    mel = mel_spectrogram(wave, cfg)
+    assert mel.shape == (229, 640) and mel.min() == 0.0 and mel.max() == 1.0
+    silent = mel_spectrogram(np.zeros(16000, np.float32), cfg)
+    assert np.isfinite(silent).all() and (silent == 0).all()
+    batch = MelFrontend(cfg)(torch.randn(3, 5120))
+    assert batch.shape == (3, 229, 10)
+    with pytest.raises(AudioError, match="shorter than one hop"):
+        MelFrontend(cfg)(torch.zeros(100))
+
+
+def test_mel_puts_a_tone_in_the_right_bin():
+    cfg = get_config("paper").audio
+    t = np.arange(32000) / 16000
+    front = MelFrontend(cfg)
+    mel = front(torch.as_tensor(0.5 * np.sin(2 * np.pi * 1000 * t), dtype=torch.float32))[0]
+    fft_bin = round(1000 * cfg.n_fft / cfg.sample_rate)
+    expected = int(front.mel.mel_basis[:, fft_bin].argmax())
+    assert abs(int(mel.mean(1).argmax()) - expected) <= 1
