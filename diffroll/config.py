@@ -197,7 +197,7 @@ def get_config(scale: str = "cpu", **overrides: Any) -> Config:
             audio=AudioConfig(segment_samples=65_536),  # 128 frames
             model=ModelConfig(channels=16, layers=2, kernel_size=3),
             diffusion=DiffusionConfig(T=20, beta_start=1e-3, beta_end=0.2),
-            train=TrainConfig(batch_size=4, lr=2e-3, max_steps=60, crop_frames=64,
+            train=TrainConfig(batch_size=4, lr=5e-3, max_steps=100, crop_frames=64,
                               checkpoint_every=20, validate_every=30, log_every=5, ema_decay=None),
             data=DataConfig(n_pieces=4, n_generated=2, augment_copies=1, soundfonts=["TimGM6mb"],
                             test_soundfonts=["FluidR3_GM"]),

@@ -13,3 +13,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import torch  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+import sys  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))  # tests share small helpers (toy_data.py)

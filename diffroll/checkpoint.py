@@ -1,0 +1,88 @@
+"""Checkpoints: one file with the config, weights (and EMA), optimizer state, step and data position.
+
+Written atomically (temp file in the same folder, then ``os.replace``), so a process killed at any
+moment leaves the previous checkpoint intact. :func:`load_model` turns any checkpoint (a training
+one or the bundled weights-only one) into a ready model.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import Config
+from .model import DiffRoll
+from .paths import bundled_checkpoint
+
+FORMAT = "diffroll-checkpoint-v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: missing, corrupt, or not matching its config."""
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` (which must hold ``config`` as a dict and ``model`` weights) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": FORMAT, **state}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a torch file?): {err}") from err
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a DiffRoll checkpoint (expected format {FORMAT!r})")
+    for key in ("config", "model"):
+        if key not in state:
+            raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
+    return state
+
+
+def config_of(state: dict[str, Any], path: str | Path = "<checkpoint>") -> Config:
+    try:
+        return Config.from_dict(state["config"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: checkpoint config is invalid: {err}") from err
+
+
+def load_model(path: str | Path | None = None, device: str | torch.device = "cpu",
+               use_ema: bool = True) -> DiffRoll:
+    """A ready (eval-mode) model. ``path=None`` loads the bundled model (checkpoints/diffroll-cpu.pt).
+
+    The full :class:`~diffroll.config.Config` is attached as ``model.config``. EMA weights are
+    used when the checkpoint has them and ``use_ema``.
+    """
+    path = Path(path) if path is not None else bundled_checkpoint()
+    if not path.is_file() and path == bundled_checkpoint():
+        raise CheckpointError(f"{path}: the bundled model is missing; train one with notebooks/03_train.ipynb "
+                              "or pass a checkpoint path")
+    state = load_checkpoint(path)
+    cfg = config_of(state, path)
+    model = DiffRoll(cfg.model)
+    weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
+    try:
+        model.load_state_dict({k: v.float() for k, v in weights.items()})
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not match the checkpoint's model config "
+                              f"({cfg.model}): {str(err).splitlines()[0]}") from err
+    model.config = cfg
+    return model.to(device).eval()
+
+
+def export_weights(src: str | Path, dst: str | Path, use_ema: bool = True) -> Path:
+    """A small inference-only copy of a training checkpoint: config + (EMA) weights + summary."""
+    state = load_checkpoint(src)
+    weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
+    keep = {k: state[k] for k in ("step", "history", "summary", "wall_seconds") if k in state}
+    return save_checkpoint(dst, {"config": state["config"], "model": weights, **keep})

@@ -1,0 +1,306 @@
+"""The trainer: Adam on the L2 loss of Eq. 3 with classifier-free dropout, EMA, checkpoints.
+
+Data are "segments" datasets (anything indexable by a list of indices that returns ``mel``
+(B, n_mels, F) and ``roll`` (B, 88, F), e.g. :func:`diffroll.data.segment_dataset`), optionally
+with a roll-only dataset (``roll`` only; c_mel = -1). Training on:
+- paired only: dropout p from the config (p = 0.1 in the paper);
+- roll-only only: unpaired pretraining, p = 1 (§4.2);
+- both: the paper's "p = 0 + 1" — paired batches with p = 0 alternate with roll-only batches.
+
+All randomness of step n (crops, t, ε, dropout) comes from a generator seeded by (seed, n), and
+the data position is part of the checkpoint, so a resumed run continues the same run.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from .checkpoint import CheckpointError, config_of, load_checkpoint, save_checkpoint
+from .config import Config
+from .diffusion import Diffusion
+from .evaluate import note_scores
+from .inference import transcribe_notes
+from .model import DiffRoll
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """CUDA when present, else CPU (or what ``device`` says)."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+class Stream:
+    """An endless, reshuffled-every-epoch walk over a dataset, with a resumable position."""
+
+    def __init__(self, dataset, seed: int, name: str):
+        if len(dataset) == 0:
+            raise ValueError(f"the {name} dataset is empty")
+        self.dataset, self.seed, self.name = dataset, seed, name
+        self.epoch, self.position = 0, 0
+
+    def _order(self) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
+        return torch.randperm(len(self.dataset), generator=g)
+
+    def next_indices(self, n: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < n:
+            order = self._order()
+            take = order[self.position:self.position + n - len(out)].tolist()
+            out += take
+            self.position += len(take)
+            if self.position >= len(order):
+                self.epoch, self.position = self.epoch + 1, 0
+        return out
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+def _stack(batch: Any, key: str) -> torch.Tensor:
+    value = batch[key]
+    if isinstance(value, torch.Tensor):
+        return value.float()
+    return torch.stack([torch.as_tensor(v) for v in value]).float()
+
+
+def random_crop(tensors: list[torch.Tensor], frames: int | None, g: torch.Generator) -> list[torch.Tensor]:
+    """The same random crop of ``frames`` frames (per example) from each (B, C, F) tensor."""
+    full = tensors[0].shape[-1]
+    if frames is None or frames >= full:
+        return tensors
+    starts = torch.randint(0, full - frames + 1, (tensors[0].shape[0],), generator=g)
+    idx = starts[:, None] + torch.arange(frames)[None]
+    return [torch.gather(t, 2, idx[:, None, :].expand(-1, t.shape[1], -1)) for t in tensors]
+
+
+class Trainer:
+    def __init__(self, cfg: Config, paired=None, unpaired=None, run_dir: str | Path | None = None,
+                 val_segments=None, val_pieces: list[tuple[np.ndarray, list]] | None = None,
+                 device: str | None = None, init_from: str | Path | None = None, resume: bool = True,
+                 compile: bool | None = None, progress: bool = True):
+        if paired is None and unpaired is None:
+            raise ValueError("give a paired dataset, a roll-only dataset, or both")
+        self.cfg = cfg
+        self.device = pick_device(device)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.progress = progress
+        torch.manual_seed(cfg.train.seed)
+        self.model = DiffRoll(cfg.model).to(self.device)
+        self.model.config = cfg
+        if init_from is not None:
+            self._init_weights(init_from)
+        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay))
+                    if cfg.train.ema_decay else None)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
+        self.diffusion = Diffusion.from_config(cfg.diffusion)
+        self.streams = {}
+        if paired is not None:
+            self.streams["paired"] = Stream(paired, cfg.train.seed, "paired")
+        if unpaired is not None:
+            self.streams["unpaired"] = Stream(unpaired, cfg.train.seed + 1, "roll-only")
+        self.val_segments, self.val_pieces = val_segments, val_pieces or []
+        self.step, self.wall_seconds, self.history = 0, 0.0, []
+        use_compile = self.device.type == "cuda" if compile is None else compile
+        self._forward = torch.compile(self.model) if use_compile else self.model
+        if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
+            self.load(self.checkpoint_path)
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return self.run_dir / "checkpoint.pt" if self.run_dir is not None else None
+
+    def _init_weights(self, path) -> None:
+        state = load_checkpoint(path)
+        src = config_of(state, path)
+        if src.model != self.cfg.model:
+            raise CheckpointError(f"{path}: init_from model {src.model} differs from this run's {self.cfg.model}")
+        self.model.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "ema_n_averaged": self.ema.n_averaged if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "streams": {k: s.state() for k, s in self.streams.items()},
+            "history": self.history,
+            "wall_seconds": self.wall_seconds,
+        }
+
+    def save(self, path: str | Path | None = None) -> Path:
+        path = Path(path) if path is not None else self.checkpoint_path
+        if path is None:
+            raise ValueError("no run_dir and no path: where should the checkpoint go?")
+        return save_checkpoint(path, self.state_dict())
+
+    def load(self, path: str | Path) -> None:
+        state = load_checkpoint(path, map_location=self.device)
+        saved = config_of(state, path)
+        if saved.model != self.cfg.model or saved.diffusion != self.cfg.diffusion:
+            raise CheckpointError(f"{path}: checkpoint was trained with a different model/diffusion config; "
+                                  f"use another run_dir or init_from= to fine-tune")
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.module.load_state_dict(state["ema"])
+            self.ema.n_averaged.fill_(int(state["ema_n_averaged"]))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.wall_seconds = float(state.get("wall_seconds", 0.0))
+        self.history = list(state.get("history", []))
+        for k, s in state.get("streams", {}).items():
+            if k in self.streams:
+                self.streams[k].load(s)
+
+    @property
+    def eval_model(self) -> DiffRoll:
+        model = self.ema.module if self.ema is not None else self.model
+        model.config = self.cfg
+        return model
+
+    # -- one step ------------------------------------------------------------------------------
+    def _batch(self, stream: Stream, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = stream.dataset[stream.next_indices(self.cfg.train.batch_size)]
+        roll = _stack(batch, "roll")
+        if "mel" in batch:
+            mel = _stack(batch, "mel")
+        else:
+            mel = torch.full((roll.shape[0], self.cfg.model.n_mels, roll.shape[-1]), -1.0)
+        mel, roll = random_crop([mel, roll], self.cfg.train.crop_frames, g)
+        return mel.to(self.device), roll.to(self.device)
+
+    def _source(self) -> tuple[str, float]:
+        """Which stream feeds this step, and its dropout p."""
+        if len(self.streams) == 2:  # p = 0 + 1: alternate paired (p = 0) and roll-only (p = 1)
+            return ("paired", 0.0) if self.step % 2 == 0 else ("unpaired", 1.0)
+        if "paired" in self.streams:
+            return "paired", self.cfg.diffusion.p
+        return "unpaired", 1.0
+
+    def train_step(self) -> float:
+        g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + self.step)
+        name, p = self._source()
+        mel, roll = self._batch(self.streams[name], g)
+        self.model.train()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            loss = self.diffusion.training_loss(self._forward, roll, mel, p=p, mode=self.cfg.train.mode,
+                                                generator=g)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.train.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        self.step += 1
+        return float(loss.detach())
+
+    # -- validation ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self, n_pieces: int | None = None, seconds: float = 20.0, sampler: str = "dpmpp",
+                 steps: int = 10) -> dict[str, float]:
+        """Validation loss (fixed t, ε) and note F1 on the first ``seconds`` of a few pieces."""
+        model = self.eval_model.eval()
+        out: dict[str, float] = {"step": self.step}
+        if self.val_segments is not None and len(self.val_segments):
+            g = torch.Generator().manual_seed(12345)
+            idx = list(range(min(len(self.val_segments), 32)))
+            batch = self.val_segments[idx]
+            mel, roll = _stack(batch, "mel").to(self.device), _stack(batch, "roll").to(self.device)
+            out["val_loss"] = float(self.diffusion.training_loss(model, roll, mel, p=0.0,
+                                                                 mode=self.cfg.train.mode, generator=g))
+        scores = []
+        for wave, ref in self.val_pieces[:n_pieces]:
+            n = int(seconds * self.cfg.audio.sample_rate)
+            ref_cut = [note for note in ref if note[0] < seconds]
+            est, _ = transcribe_notes(model, wave[:n], sampler=sampler, steps=steps, progress=False)
+            scores.append(note_scores(ref_cut, est))
+        if scores:
+            out["val_note_f1"] = float(np.mean([s["f1"] for s in scores]))
+            out["val_note_f1_offset"] = float(np.mean([s["f1_offset"] for s in scores]))
+        return out
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self, max_steps: int | None = None, max_minutes: float | None = None) -> list[dict]:
+        """Train until ``max_steps`` (total, counting resumed steps) or ``max_minutes`` of this call."""
+        t = self.cfg.train
+        max_steps = t.max_steps if max_steps is None else max_steps
+        max_minutes = t.max_minutes if max_minutes is None else max_minutes
+        deadline = time.monotonic() + 60 * max_minutes if max_minutes else math.inf
+        bar = tqdm(total=max_steps, initial=self.step, desc=f"train {t.mode}", unit="step",
+                   disable=not self.progress, dynamic_ncols=True)
+        recent: list[float] = []
+        last = time.monotonic()
+        while self.step < max_steps and time.monotonic() < deadline:
+            recent.append(self.train_step())
+            now = time.monotonic()
+            self.wall_seconds += now - last
+            last = now
+            bar.update(1)
+            if self.step % t.log_every == 0 or self.step == max_steps:
+                row = {"step": self.step, "loss": float(np.mean(recent)), "wall_seconds": round(self.wall_seconds, 2)}
+                self.history.append(row)
+                bar.set_postfix(loss=f"{row['loss']:.4f}")
+                recent = []
+            if t.validate_every and self.step % t.validate_every == 0:
+                self.history.append(self.validate())
+                last = time.monotonic()  # validation time is not training time
+            if self.run_dir is not None and self.step % t.checkpoint_every == 0:
+                self.save()
+                self.write_logs()
+        bar.close()
+        if self.run_dir is not None:
+            self.save()
+            self.write_logs()
+        return self.history
+
+    def write_logs(self) -> None:
+        """history.json and log.csv under the run folder."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "history.json").write_text(json.dumps(self.history, indent=1))
+        keys = sorted({k for row in self.history for k in row}, key=lambda k: (k != "step", k))
+        with open(self.run_dir / "log.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(self.history)
+
+
+def throughput(cfg: Config, steps: int = 10, device: str | None = None) -> dict[str, float]:
+    """Measured training steps/s and samples/s of ``cfg`` on random data (for benchmarks)."""
+    dev = pick_device(device)
+    model = DiffRoll(cfg.model).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    diffusion = Diffusion.from_config(cfg.diffusion)
+    frames = cfg.train.crop_frames or cfg.audio.segment_frames
+    B = cfg.train.batch_size
+    roll = (torch.rand(B, cfg.model.n_keys, frames, device=dev) > 0.95).float()
+    mel = torch.rand(B, cfg.model.n_mels, frames, device=dev)
+    for i in range(steps + 2):
+        if i == 2:
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            loss = diffusion.training_loss(model, roll, mel, p=cfg.diffusion.p)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    sec = (time.perf_counter() - start) / steps
+    return {"steps_per_s": 1 / sec, "samples_per_s": B / sec, "frames": frames, "batch_size": B}
+

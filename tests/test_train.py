@@ -1,0 +1,125 @@
+"""The trainer: loss falls, checkpoints survive a kill, resuming continues the same run."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from diffroll.checkpoint import CheckpointError, export_weights, load_checkpoint, load_model
+from diffroll.config import get_config
+from diffroll.train import Trainer, random_crop
+from toy_data import toy_roll_only, toy_segments
+
+
+def smoke_cfg(**kw):
+    return get_config("smoke", checkpoint_every=10, validate_every=0, log_every=1, **kw)
+
+
+def test_smoke_training_loss_falls(tmp_path):
+    cfg = smoke_cfg(max_steps=100)
+    trainer = Trainer(cfg, paired=toy_segments(), run_dir=tmp_path / "run", progress=False)
+    hist = trainer.fit()
+    losses = [r["loss"] for r in hist if "loss" in r]
+    assert np.mean(losses[-10:]) < 0.85 * np.mean(losses[:10])
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    rows = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert rows[-1]["step"] == 100
+    assert (tmp_path / "run" / "log.csv").read_text().startswith("step,")
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    cfg = smoke_cfg(max_steps=20, ema_decay=0.9)
+    straight = Trainer(cfg, paired=toy_segments(), run_dir=tmp_path / "a", progress=False).fit()
+    first = Trainer(cfg, paired=toy_segments(), run_dir=tmp_path / "b", progress=False)
+    first.fit(max_steps=10)
+    del first  # "killed" after its step-10 checkpoint
+    resumed = Trainer(cfg, paired=toy_segments(), run_dir=tmp_path / "b", progress=False)
+    assert resumed.step == 10
+    hist = resumed.fit()
+    a = [r["loss"] for r in straight if "loss" in r]
+    b = [r["loss"] for r in hist if "loss" in r]
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_a_kill_during_save_leaves_the_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = smoke_cfg(max_steps=10)
+    trainer = Trainer(cfg, paired=toy_segments(), run_dir=tmp_path, progress=False)
+    trainer.fit()
+    good = load_checkpoint(tmp_path / "checkpoint.pt")["step"]
+
+    def dying_save(obj, f, *a, **k):
+        with open(f, "wb") as fh:
+            fh.write(b"partial")
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    trainer.step += 5
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save()
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == good == 10
+
+
+def test_bad_checkpoints_say_what_is_wrong(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_model(tmp_path / "nope.pt")
+    (tmp_path / "junk.pt").write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match="junk.pt: not a readable checkpoint"):
+        load_model(tmp_path / "junk.pt")
+    torch.save({"hello": 1}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a DiffRoll checkpoint"):
+        load_model(tmp_path / "other.pt")
+    trainer = Trainer(smoke_cfg(max_steps=1), paired=toy_segments(), run_dir=tmp_path / "r", progress=False)
+    trainer.fit()
+    state = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    state["config"]["model"]["channels"] = 8  # weights no longer match
+    torch.save(state, tmp_path / "mismatch.pt")
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_model(tmp_path / "mismatch.pt")
+    with pytest.raises(CheckpointError, match="different model"):
+        Trainer(smoke_cfg(channels=8), paired=toy_segments(), run_dir=tmp_path / "r", progress=False)
+
+
+def test_load_model_and_export(tmp_path):
+    trainer = Trainer(smoke_cfg(max_steps=3, ema_decay=0.5), paired=toy_segments(), run_dir=tmp_path,
+                      progress=False)
+    trainer.fit()
+    small = export_weights(tmp_path / "checkpoint.pt", tmp_path / "bundle.pt")
+    assert "optimizer" not in load_checkpoint(small)
+    model = load_model(small)
+    assert not model.training and model.config.scale == "smoke"
+    for a, b in zip(model.state_dict().values(), trainer.ema.module.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_discriminative_and_mixed_modes_train(tmp_path):
+    cfg = smoke_cfg(max_steps=160, mode="discriminative")
+    hist = Trainer(cfg, paired=toy_segments(), progress=False).fit()
+    losses = [r["loss"] for r in hist]
+    assert np.mean(losses[-10:]) < 0.85 * np.mean(losses[:10])
+    mixed = Trainer(smoke_cfg(max_steps=4), paired=toy_segments(), unpaired=toy_roll_only(), progress=False)
+    sources = []
+    for _ in range(4):
+        sources.append(mixed._source())
+        mixed.train_step()
+    assert sources == [("paired", 0.0), ("unpaired", 1.0)] * 2
+    pre = Trainer(smoke_cfg(max_steps=2), unpaired=toy_roll_only(), progress=False)
+    assert pre._source() == ("unpaired", 1.0)
+    pre.fit()
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path):
+    a = Trainer(smoke_cfg(max_steps=5, ema_decay=None), paired=toy_segments(), run_dir=tmp_path / "a",
+                progress=False)
+    a.fit()
+    b = Trainer(smoke_cfg(max_steps=5, ema_decay=None), paired=toy_segments(), progress=False,
+                init_from=tmp_path / "a" / "checkpoint.pt")
+    for x, y in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(x, y)
+
+
+def test_random_crop_is_aligned():
+    mel = torch.arange(2 * 3 * 10).float().view(2, 3, 10)
+    roll = mel[:, :2].clone()
+    m, r = random_crop([mel, roll], 4, torch.Generator().manual_seed(0))
+    assert m.shape == (2, 3, 4) and torch.equal(m[:, :2], r)
