@@ -74,3 +74,45 @@ def transcription_scores(ref_notes: list[Note], est_notes: list[Note], ref_roll=
     if ref_roll is not None and est_roll is not None:
         scores.update(frame_scores(ref_roll, est_roll, fps=fps))
     return scores
+
+
+def evaluate_pieces(model, pieces, max_seconds: float | None = None, progress: bool = True,
+                    **transcribe_kwargs) -> list[dict]:
+    """Transcribe whole pieces and score each: ``pieces`` yields (name, group, wave, ref_notes).
+
+    Returns one row per piece (name, group, seconds, wall_seconds, rtf and every score);
+    ``max_seconds`` cuts each piece (and its reference) to its beginning.
+    """
+    import time
+
+    from tqdm.auto import tqdm
+
+    from .inference import transcribe_notes
+
+    sr = model.config.audio.sample_rate
+    rows = []
+    for name, group, wave, ref in tqdm(list(pieces), desc="evaluate", unit="piece", disable=not progress):
+        if max_seconds is not None:
+            wave = wave[: int(max_seconds * sr)]
+            ref = [(on, min(off, max_seconds), p) for on, off, p in ref if on < max_seconds]
+        start = time.perf_counter()
+        est, _ = transcribe_notes(model, wave, progress=False, **transcribe_kwargs)
+        wall = time.perf_counter() - start
+        seconds = len(wave) / sr
+        rows.append(dict(name=name, group=group, seconds=seconds, wall_seconds=wall,
+                         rtf=wall / max(seconds, 1e-9), n_ref=len(ref), n_est=len(est), **note_scores(ref, est)))
+    return rows
+
+
+def summarise(rows: list[dict], by: str = "group") -> dict[str, dict[str, float]]:
+    """Mean scores per group (and ``all``), with the real-time factor over total audio."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r[by], []).append(r)
+        groups.setdefault("all", []).append(r)
+    out = {}
+    for g, rs in groups.items():
+        out[g] = {k: float(np.mean([r[k] for r in rs])) for k in ("precision", "recall", "f1", "f1_offset")}
+        out[g]["rtf"] = sum(r["wall_seconds"] for r in rs) / max(sum(r["seconds"] for r in rs), 1e-9)
+        out[g]["pieces"] = len(rs)
+    return out
