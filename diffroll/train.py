@@ -304,3 +304,31 @@ def throughput(cfg: Config, steps: int = 10, device: str | None = None) -> dict[
     sec = (time.perf_counter() - start) / steps
     return {"steps_per_s": 1 / sec, "samples_per_s": B / sec, "frames": frames, "batch_size": B}
 
+
+
+def training_data(cfg: Config, root: str | Path | None = None, val_pieces: int = 4,
+                  cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """Datasets for a run of ``cfg.data.dataset``: paired train/validation segments and a few
+    whole validation pieces (wave, reference notes) for note F1 during training.
+
+    The offline corpus is built at ``root`` (default ``data/offline-<scale>``) when missing.
+    """
+    from . import data
+    from .paths import cache_dir as default_cache, data_dir
+
+    dataset = cfg.data.dataset
+    if dataset == "offline":
+        root = Path(root) if root is not None else data_dir(f"offline-{cfg.scale}")
+        data.build_offline_corpus(root, cfg)
+    elif root is None and cfg.data.path is None:
+        raise ValueError(f"dataset {dataset!r} needs a path (data_path / DataConfig.path)")
+    root = Path(root if root is not None else cfg.data.path)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache() / "segments"
+    train = data.list_pieces(root, dataset=dataset, split="train")
+    val = data.list_pieces(root, dataset=dataset, split="validation")
+    out = {"root": root, "train_pieces": train, "val_pieces": val,
+           "paired": data.segment_dataset(train, cfg, cache),
+           "val_segments": data.segment_dataset(val, cfg, cache) if val else None}
+    step = max(1, len(val) // max(val_pieces, 1))
+    out["val_waves"] = [data.load_piece(p, cfg) for p in val[::step][:val_pieces]]
+    return out
