@@ -261,3 +261,43 @@ def write_table(rows: list[dict], path_stem) -> tuple[Path, Path]:
         writer.writerows(rows)
     md_path.write_text(to_markdown(rows) + "\n")
     return csv_path, md_path
+
+
+# --- scoring ------------------------------------------------------------------------------------
+
+def timbre_of(group: str, cfg: Config) -> str:
+    """"seen" for the training soundfonts, "unseen" for the held-out ones, else the group itself."""
+    if group in cfg.data.soundfonts:
+        return "seen"
+    if group in cfg.data.test_soundfonts:
+        return "unseen"
+    return group
+
+
+def score_pieces(model, pieces: Sequence[Piece], label: str = "", **transcribe_kwargs) -> list[dict]:
+    """Transcribe each piece and score it: note F1, note-with-offset F1 and frame F1 (mir_eval)."""
+    import time
+
+    from .evaluate import frame_scores, note_scores
+    from .inference import transcribe_notes
+
+    cfg = model.config
+    rows = []
+    for name, group, wave, ref in pieces:
+        start = time.perf_counter()
+        est, x0 = transcribe_notes(model, wave, progress=False, **transcribe_kwargs)
+        wall = time.perf_counter() - start
+        ref_roll = notes_to_roll(ref, cfg.audio.fps, n_frames=x0.shape[1])
+        rows.append({"model": label, "piece": name, "group": group, "timbre": timbre_of(group, cfg),
+                     **note_scores(ref, est), **frame_scores(ref_roll, x0, fps=cfg.audio.fps),
+                     "seconds": len(wave) / cfg.audio.sample_rate, "wall_seconds": wall})
+    return rows
+
+
+def mean_scores(rows: list[dict], by: Sequence[str], keys=("f1", "f1_offset", "frame_f1")) -> list[dict]:
+    """Mean of ``keys`` over rows grouped by the columns ``by``."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[b] for b in by), []).append(r)
+    return [{**dict(zip(by, g)), **{k: float(np.mean([r[k] for r in rs])) for k in keys}, "pieces": len(rs)}
+            for g, rs in groups.items()]
