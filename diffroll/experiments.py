@@ -301,3 +301,38 @@ def mean_scores(rows: list[dict], by: Sequence[str], keys=("f1", "f1_offset", "f
         groups.setdefault(tuple(r[b] for b in by), []).append(r)
     return [{**dict(zip(by, g)), **{k: float(np.mean([r[k] for r in rs])) for k in keys}, "pieces": len(rs)}
             for g, rs in groups.items()]
+
+
+def training_pieces(cfg: Config, split: str = "train", n: int | None = None, corpus=None,
+                    dataset: str = "offline", path=None, max_seconds: float | None = None, seed: int = 0) -> list[Piece]:
+    """Pieces to train on: a MAESTRO/MAPS split (``dataset``, ``path``), else the offline corpus,
+    else generated pieces rendered with the training soundfonts."""
+    if dataset != "offline":
+        return load_pieces(path, split, n=n, max_seconds=max_seconds, dataset=dataset,
+                           sample_rate=cfg.audio.sample_rate)
+    root = corpus_root(cfg.scale, corpus)
+    if root is not None:
+        return load_pieces(root, split, n=n, max_seconds=max_seconds, sample_rate=cfg.audio.sample_rate)
+    return generated_pieces(n or 4, max_seconds or 20.0, cfg.data.soundfonts[0], seed=seed + (split == "validation"),
+                            sample_rate=cfg.audio.sample_rate, prefix=f"generated-{split}")
+
+
+def training_scores(cfg: Config, corpus=None, dataset: str = "offline", path=None, n: int | None = None,
+                    n_generated: int = 0, seed: int = 0) -> list[list[Note]]:
+    """Notes of many training scores without audio (the roll-only set of §4.2): the MIDI of the
+    corpus' (or MAESTRO's) train split, plus ``n_generated`` generated pieces."""
+    from .loaders import list_pieces
+    from .performance import generated_piece
+
+    out: list[list[Note]] = []
+    root = Path(path) if dataset != "offline" else corpus_root(cfg.scale, corpus)
+    if root is not None:
+        seen = set()
+        for p in list_pieces(root, dataset=dataset, split="train"):
+            if p.midi not in seen:
+                seen.add(p.midi)
+                out.append(midi_notes(p.midi))
+    out = out[:n]
+    for i in range(n_generated):
+        out.append(midi_notes(generated_piece(np.random.default_rng([seed, 5000 + i]), 45.0)))
+    return out
