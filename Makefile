@@ -16,13 +16,14 @@ export HF_DATASETS_OFFLINE := 1
 export HF_HUB_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install system-deps test test-fast reproduce bench lab strip-notebooks clean help
+.PHONY: install system-deps test test-fast reproduce bench lab check-widget strip-notebooks clean help
 
 help:
 	@echo "make reproduce [SCALE=cpu|smoke|paper] [DATA=/path/to/maestro]  install, then run every notebook"
 	@echo "make test                                                     install, then unit tests + notebooks (nbval, smoke)"
 	@echo "make bench                                                    samplers x steps x w, and basic-pitch"
 	@echo "make lab                                                      JupyterLab on the project's venv"
+	@echo "make check-widget                                             headless Chromium moves the 07_trajectory slider"
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -66,6 +67,12 @@ bench: install
 
 lab: install
 	$(BIN)/jupyter lab --notebook-dir=notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+
+# A real browser: headless Chromium drives JupyterLab through 07_trajectory and moves the slider.
+check-widget: install
+	@dpkg -s chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || { echo "needs the Debian package chromium: sudo apt-get install chromium"; exit 1; }
+	$(BIN)/pytest -q -m browser tests/browser
 
 # Notebooks are committed without outputs; run this before committing one.
 strip-notebooks: install
