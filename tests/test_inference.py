@@ -1,0 +1,297 @@
+"""Any-length transcription: window planning, exact stitching, odd lengths, file input, samplers.
+
+Most tests use a fake model whose x̂0 is known: key k is on in frame f exactly when mel bin
+B[k] is the loudest bin of column f. That is invariant to the per-window min-max scaling of
+c_mel, so transcribing in overlapping windows must give the same roll as one pass over the
+whole audio, frame for frame.
+"""
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+
+from diffroll.audio import MelFrontend, load_audio
+from diffroll.config import get_config
+from diffroll.diffusion import Diffusion
+from diffroll.inference import (frames_mask, plan_windows, read_audio, resample_chunked, transcribe,
+                                transcribe_notes, transcribe_wave)
+from diffroll.model import DiffRoll
+
+SR = 16000
+PITCHES = (69, 72, 76)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: a second thread only adds contention on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def smoke(**kw):
+    return get_config("smoke", **kw)  # 128-frame windows (4.1 s), T = 20
+
+
+def sine(pitch: int, seconds: float, amp: float = 0.3) -> np.ndarray:
+    t = np.arange(int(round(seconds * SR))) / SR
+    return (amp * np.sin(2 * np.pi * 440 * 2 ** ((pitch - 69) / 12) * t)).astype(np.float32)
+
+
+def melody(total_s: float, notes) -> np.ndarray:
+    """Sines at (onset, offset, pitch) in seconds, one at a time."""
+    wave = np.zeros(int(round(total_s * SR)), dtype=np.float32)
+    for on, off, p in notes:
+        a, b = int(round(on * SR)), int(round(off * SR))
+        wave[a:b] += sine(p, (b - a) / SR)
+    return wave
+
+
+_BINS: dict[int, int] = {}
+
+
+def loudest_bin(pitch: int) -> int:
+    if pitch not in _BINS:
+        mel = MelFrontend(smoke().audio)(torch.from_numpy(sine(pitch, 1.0)))[0]
+        _BINS[pitch] = int(mel[:, 10].argmax())
+    return _BINS[pitch]
+
+
+class ArgmaxModel(torch.nn.Module):
+    """x̂0[k, f] = 1 where bin B[k] is the strict maximum of the mel column (any x_t, any t);
+    a constant column (silence, or the -1 of "no audio") gives no note. Records batch sizes."""
+
+    def __init__(self, cfg, pitches=PITCHES):
+        super().__init__()
+        self.config, self.cfg = cfg, cfg.model
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+        self.table = {p - 21: loudest_bin(p) for p in pitches}
+        self.batches: list[int] = []
+
+    def forward(self, x_t, t, mel):
+        self.batches.append(mel.shape[0])
+        top = mel.amax(1, keepdim=True)
+        loudest = (mel == top) & (top > mel.amin(1, keepdim=True))
+        out = torch.zeros(mel.shape[0], 88, mel.shape[2])
+        for key, b in self.table.items():
+            out[:, key] = loudest[:, b].float()
+        return out
+
+
+def one_pass(wave: np.ndarray, cfg) -> np.ndarray:
+    """The reference: the fake model on a single window that is exactly the whole audio."""
+    frames = len(wave) // cfg.audio.hop_length
+    whole = cfg.override(segment_samples=frames * cfg.audio.hop_length)
+    return transcribe_wave(ArgmaxModel(whole), wave, sampler="ddim", steps=2, progress=False)
+
+
+# --- window planning ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("total", [1, 100, 127, 128, 129, 300, 1121, 5000])
+@pytest.mark.parametrize("overlap", [0, 32, 100])
+def test_windows_cover_everything_once_and_keep_away_from_edges(total, overlap):
+    size = 128
+    plan = plan_windows(total, size, overlap)
+    assert plan.keep[0][0] == 0 and plan.keep[-1][1] == total
+    for (lo, hi), (lo2, _) in zip(plan.keep, plan.keep[1:]):
+        assert hi == lo2 and lo < hi  # a partition of [0, total)
+    if total >= size:
+        assert plan.starts[-1] + size == total  # the last window ends at the end: no padding
+    for i, (s, (lo, hi)) in enumerate(zip(plan.starts, plan.keep)):
+        assert s <= lo and hi <= s + size
+        if i > 0:
+            assert lo - s >= overlap // 2 and plan.starts[i - 1] + size - plan.starts[i] >= overlap
+        if i < len(plan.starts) - 1:
+            assert s + size - hi >= overlap // 2
+    hop = size - overlap
+    assert len(plan.starts) == max(1, -(-(total - size) // hop) + 1)  # no more windows than needed
+
+
+def test_plan_rejects_nonsense():
+    with pytest.raises(ValueError, match="0 frames"):
+        plan_windows(0, 128, 32)
+    with pytest.raises(ValueError, match="overlap"):
+        plan_windows(500, 128, 128)
+
+
+# --- stitching ----------------------------------------------------------------------------------
+
+def test_note_held_across_window_edges_is_one_note_and_stitching_is_exact():
+    cfg = smoke()
+    # 10 s = 312 frames -> windows at 0, 92, 184, owning frames cut at 110 (3.52 s) and 202 (6.46 s)
+    truth = [(0.0, 1.0, 69), (1.5, 7.0, 72), (8.5, 312 * 512 / SR, 76)]  # first frame .. last frame
+    wave = melody(312 * 512 / SR, truth)
+    model = ArgmaxModel(cfg)
+    plan = plan_windows(312, 128, 32)
+    assert [k for k in plan.keep] == [(0, 110), (110, 202), (202, 312)]
+    notes, x0 = transcribe_notes(model, wave, sampler="ddim", steps=2, progress=False)
+    np.testing.assert_array_equal(x0, one_pass(wave, cfg))
+    assert [p for _, _, p in notes] == [69, 72, 76]
+    for (on, off, p), (ton, toff, tp) in zip(notes, truth):
+        assert abs(on - ton) <= 0.1 and abs(off - toff) <= 0.1, (on, off, p)
+    assert notes[0][0] == 0.0 and notes[-1][1] == pytest.approx(312 / cfg.audio.fps)
+
+
+@pytest.mark.parametrize("overlap", [0, 32, 64])
+def test_stitching_with_other_overlaps_and_batch_sizes(overlap):
+    cfg = smoke()
+    wave = melody(9.0, [(0.3, 2.0, 69), (2.5, 6.1, 76), (6.5, 8.7, 72)])
+    ref = one_pass(wave[: len(wave) // 512 * 512], cfg)
+    for batch_size in (1, 3):
+        model = ArgmaxModel(cfg)
+        x0 = transcribe_wave(model, wave, sampler="ddpm", steps=3, overlap=overlap, batch_size=batch_size,
+                             progress=False)
+        np.testing.assert_array_equal(x0, ref)
+        assert max(model.batches) <= 2 * batch_size  # bounded: never more than a batch of windows (x2 for w)
+
+
+def test_long_audio_is_processed_a_batch_at_a_time():
+    cfg = smoke()
+    wave = melody(60.0, [(t, t + 0.5, PITCHES[i % 3]) for i, t in enumerate(np.arange(0.2, 59, 1.0))])
+    model = ArgmaxModel(cfg)
+    notes, x0 = transcribe_notes(model, wave, w=0.0, sampler="ddim", steps=1, batch_size=2, progress=False)
+    assert x0.shape == (88, len(wave) // 512)
+    assert max(model.batches) == 2 and len(model.batches) == -(-len(plan_windows(1875, 128, 32).starts) // 2)
+    assert len(notes) == 59
+
+
+# --- odd lengths and file input -----------------------------------------------------------------
+
+@pytest.mark.parametrize("samples", [0, 1, 511, 512, 600, 65_536, 65_536 + 512, 70_001])
+def test_odd_lengths(samples):
+    cfg = smoke()
+    wave = np.zeros(samples, dtype=np.float32)
+    wave[: min(samples, 40_000)] = sine(72, 2.5)[: min(samples, 40_000)]
+    x0 = transcribe_wave(ArgmaxModel(cfg), wave, sampler="ddim", steps=2, progress=False)
+    assert x0.shape == (88, samples // 512)
+    if samples >= 65_536:
+        np.testing.assert_array_equal(x0, one_pass(wave[: samples // 512 * 512], cfg))
+    pm = transcribe(wave, model=ArgmaxModel(cfg), sampler="ddim", steps=2, progress=False)
+    pitches = {n.pitch for n in pm.instruments[0].notes}
+    assert pitches == ({72} if samples >= 4096 else set())
+
+
+def test_stereo_44k_file_gives_the_same_notes_as_16k_mono(tmp_path):
+    cfg = smoke()
+    truth = [(0.5, 2.0, 69), (2.5, 5.5, 72), (6.0, 7.5, 76)]
+    mono16 = melody(8.0, truth)
+    t = np.arange(8 * 44100) / 44100
+    left = np.zeros_like(t)
+    for on, off, p in truth:
+        left += np.where((t >= on) & (t < off), 0.3 * np.sin(2 * np.pi * 440 * 2 ** ((p - 69) / 12) * t), 0)
+    sf.write(tmp_path / "stereo.flac", np.stack([left, 0.5 * left], axis=1), 44100)
+    pm_file = transcribe(tmp_path / "stereo.flac", model=ArgmaxModel(cfg), sampler="ddim", steps=2, progress=False)
+    pm_mono = transcribe(mono16, model=ArgmaxModel(cfg), sampler="ddim", steps=2, progress=False)
+    a = [(n.pitch, n.start, n.end) for n in pm_file.instruments[0].notes]
+    b = [(n.pitch, n.start, n.end) for n in pm_mono.instruments[0].notes]
+    assert [x[0] for x in a] == [x[0] for x in b] == [69, 72, 76]
+    np.testing.assert_allclose([x[1:] for x in a], [x[1:] for x in b], atol=2 / 31.25)
+
+
+def test_read_audio_streams_the_same_samples_as_load_audio(tmp_path, monkeypatch):
+    import diffroll.inference as inference
+
+    rng = np.random.default_rng(0)
+    stereo = rng.uniform(-0.5, 0.5, (44100 * 3 + 17, 2)).astype(np.float32)
+    sf.write(tmp_path / "x.wav", stereo, 44100, subtype="FLOAT")
+    monkeypatch.setattr(inference, "READ_BLOCK", 10_000)  # many blocks
+    streamed = read_audio(tmp_path / "x.wav")
+    np.testing.assert_allclose(streamed, load_audio(tmp_path / "x.wav"), atol=1e-6)
+    x = rng.standard_normal(48000 * 5 + 3)
+    np.testing.assert_allclose(resample_chunked(x, 48000, 16000, chunk_seconds=0.5),
+                               resample_poly(x, 1, 3).astype(np.float32), atol=1e-6)
+
+
+# --- silence, masks, generation -----------------------------------------------------------------
+
+def test_silent_windows_are_not_sampled_but_generation_and_masks_are():
+    cfg = smoke()
+    model = ArgmaxModel(cfg)
+    wave = np.concatenate([np.zeros(SR * 8, np.float32), sine(72, 4.0)])  # 12 s: silent, then a tone
+    plan = plan_windows(len(wave) // 512, 128, 32)
+    assert plan.starts == [0, 82, 165, 247]  # the tone starts at frame 250: windows 2 and 3 hear it
+    transcribe_wave(model, wave, w=0.0, sampler="ddim", steps=1, batch_size=1, progress=False)
+    assert len(model.batches) == 2
+    model.batches.clear()
+    transcribe_wave(model, np.zeros(SR * 12, np.float32), w=-1, sampler="ddim", steps=1, batch_size=1,
+                    progress=False)
+    assert len(model.batches) == 4
+
+
+def test_masked_frames_lose_their_audio():
+    cfg = smoke()
+    wave = melody(6.0, [(0.2, 2.0, 69), (3.0, 5.0, 76)])
+    frames = len(wave) // 512
+    mask = frames_mask([(2.9, 5.2)], frames, cfg.audio.fps)
+    assert mask.sum() == int(np.ceil(5.2 * 31.25)) - int(np.floor(2.9 * 31.25))
+    notes, _ = transcribe_notes(ArgmaxModel(cfg), wave, sampler="ddim", steps=2, mask=mask, progress=False)
+    assert [p for _, _, p in notes] == [69]  # the fake model sees -1 there: no note
+    with pytest.raises(ValueError, match="empty"):
+        frames_mask([(3.0, 3.0)], frames, cfg.audio.fps)
+
+
+# --- determinism --------------------------------------------------------------------------------
+
+def random_model(cfg, seed=0):
+    torch.manual_seed(seed)
+    model = DiffRoll(cfg.model)
+    torch.nn.init.normal_(model.output_proj.weight, std=0.5)  # zero-initialised: make x̂0 depend on x_t
+    model.config = cfg
+    return model.eval()
+
+
+def test_same_seed_same_roll_other_seed_other_roll():
+    cfg = smoke()
+    model = random_model(cfg)
+    wave = melody(6.0, [(0.5, 5.0, 72)])  # two windows
+    run = lambda **kw: transcribe_wave(model, wave, sampler=kw.pop("sampler", "ddpm"), steps=4, progress=False, **kw)
+    np.testing.assert_array_equal(run(seed=3), run(seed=3))
+    assert not np.allclose(run(seed=3), run(seed=4))
+    # deterministic samplers: x_T is drawn window by window, so the batch size does not matter
+    np.testing.assert_allclose(run(seed=5, sampler="ddim", batch_size=1), run(seed=5, sampler="ddim", batch_size=3),
+                               atol=1e-5)
+
+
+# --- samplers against 200-step DDPM on a model whose x̂0 is exact --------------------------------
+
+S = 0.2  # data: x0 ~ N(μ, S²) per element, μ from the mel (0/1 pattern); -1 (no audio): μ = 0.3
+
+
+class GaussianModel(torch.nn.Module):
+    """The exact denoiser of that data: x̂0 = E[x0 | x_t] = μ + S²√ᾱ/(ᾱS² + 1 − ᾱ)·(x_t − √ᾱ·μ)."""
+
+    def __init__(self, diffusion):
+        super().__init__()
+        self.d = diffusion
+
+    def forward(self, x_t, t, mel):
+        ab = self.d.alpha_bar(t).float().view(-1, 1, 1)
+        mu = torch.where(mel[:, :88] < 0, torch.full_like(mel[:, :88], 0.3), mel[:, :88])
+        return mu + S ** 2 * ab.sqrt() / (ab * S ** 2 + 1 - ab) * (x_t - ab.sqrt() * mu)
+
+
+@pytest.mark.parametrize("w", [0.0, 0.5])
+def test_samplers_agree_with_200_step_ddpm(w):
+    d = Diffusion.from_config(get_config("paper").diffusion)  # T = 200, the paper's schedule
+    model = GaussianModel(d)
+    mel = (torch.rand(1, 229, 320, generator=torch.Generator().manual_seed(0)) > 0.7).float()
+    mu = mel[:, :88]
+    x_T = torch.randn(1, 88, 320, generator=torch.Generator().manual_seed(1))
+    ref = d.sample(model, mel, w=w, sampler="ddpm", generator=torch.Generator().manual_seed(2), x_T=x_T)
+    # DDPM with all 200 steps samples the data: mean (1 + w)·μ − w·0.3, and spread S when w = 0
+    resid = ref - ((1 + w) * mu - w * 0.3)
+    assert abs(float(resid.mean())) < 0.01
+    if w == 0:
+        assert float(resid.std()) == pytest.approx(S, rel=0.1)
+    ode = d.sample(model, mel, w=w, sampler="ddim", steps=200, x_T=x_T)
+    for sampler in ("ddpm", "ddim", "dpmpp"):
+        for steps in (200, 50, 20, 10, 5, 2, 1):
+            x = d.sample(model, mel, w=w, sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(3),
+                         x_T=x_T)
+            agree = float(((x > 0.5) == (ref > 0.5)).float().mean())
+            assert agree > 0.95, (sampler, steps, agree)
+            assert abs(float((x - ref).mean())) < 0.03, (sampler, steps)
+            if sampler != "ddpm" and steps >= 50:  # both solve the same probability-flow ODE
+                assert float((x - ode).abs().mean()) < 0.01, (sampler, steps)
