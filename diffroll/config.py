@@ -88,6 +88,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float | None = 0.999
     checkpoint_every: int = 500
+    snapshot_every: int | None = None  # also keep inference-only weights every N steps (for equal-budget comparisons)
     validate_every: int = 500
     log_every: int = 25
     seed: int = 0
@@ -188,7 +189,7 @@ def get_config(scale: str = "cpu", **overrides: Any) -> Config:
             scale="cpu",
             model=ModelConfig(channels=96, layers=12, kernel_size=9),
             train=TrainConfig(batch_size=12, lr=5e-4, max_steps=100_000, crop_frames=256,
-                              checkpoint_every=250, validate_every=2000),
+                              checkpoint_every=250, validate_every=2000, snapshot_every=2000),
             data=DataConfig(n_generated=60, augment_copies=2),
         )
     elif scale == "smoke":

@@ -148,6 +148,13 @@ class Trainer:
             raise ValueError("no run_dir and no path: where should the checkpoint go?")
         return save_checkpoint(path, self.state_dict())
 
+    def save_weights(self, path: str | Path) -> Path:
+        """Inference-only weights (EMA when kept) + config + history: what ``load_model`` needs."""
+        state = self.state_dict()
+        weights = state["ema"] if state["ema"] is not None else state["model"]
+        return save_checkpoint(path, {"config": state["config"], "model": weights, "step": self.step,
+                                      "history": self.history, "wall_seconds": self.wall_seconds})
+
     def load(self, path: str | Path) -> None:
         state = load_checkpoint(path, map_location=self.device)
         saved = config_of(state, path)
@@ -262,6 +269,8 @@ class Trainer:
             if self.run_dir is not None and self.step % t.checkpoint_every == 0:
                 self.save()
                 self.write_logs()
+            if self.run_dir is not None and t.snapshot_every and self.step % t.snapshot_every == 0:
+                self.save_weights(self.run_dir / f"weights-step{self.step}.pt")
         bar.close()
         if self.run_dir is not None:
             self.save()
