@@ -1,0 +1,407 @@
+"""Samplers x steps x guidance: note F1, note-with-offset F1 and real-time factor, and basic-pitch.
+
+    .venv/bin/python benchmarks/bench_samplers.py [--data data/offline-cpu] [--checkpoint PATH]
+        [--max-seconds 30] [--pieces 4] [--quick] [--threads 1] [--no-basic-pitch]
+
+One run, one machine, the same audio for every row: the offline corpus's test split, both
+soundfont groups (the training soundfonts, "seen", and the held-out FluidR3_GM /
+MuseScore_General, "unseen"), each piece cut to its first ``--max-seconds``. Every row
+transcribes every piece with the bundled model (or ``--checkpoint``) through
+:func:`diffroll.inference.transcribe_notes`, the code path of ``diffroll transcribe``; the real-time
+factor is wall time over audio time, mel and note reading included, audio loading excluded.
+basic-pitch (Bittner et al., ICASSP 2022) runs in its own venv (``.cache/bench-basic-pitch``,
+created when missing; ONNX backend, offline) on the same cut audio, and its MIDI is scored with
+the same :func:`diffroll.evaluate.note_scores`.
+
+Writes ``figures/bench.md`` (table, settings, recommendation) and ``figures/bench.png``
+(F1 against real-time factor). Not a test: numbers depend on the machine and its load.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLERS = ("ddpm", "ddim", "dpmpp")
+STEPS = (200, 50, 20, 10, 5, 2, 1)
+WEIGHTS = (0.0, 0.5)
+RTF_TARGET = 0.1
+F1_MARGIN = 0.01  # "within 1 point" of 200-step DDPM
+MIN_DEFAULT_STEPS = 5  # a default keeps a margin: 1-2 steps only work while x̂0 hardly depends on x_t
+BP_VENV = ROOT / ".cache" / "bench-basic-pitch"
+BP_PACKAGES = ["onnxruntime", "librosa", "mir_eval", "pretty_midi", "resampy<0.4.3", "scikit-learn", "scipy",
+               "typing_extensions"]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=ROOT / "data" / "offline-cpu", help="offline corpus root")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="default: the bundled checkpoints/diffroll-cpu.pt, else the newest runs/*/checkpoint.pt")
+    p.add_argument("--max-seconds", type=float, default=30.0, help="cut each test piece to this (default 30)")
+    p.add_argument("--pieces", type=int, default=4, help="pieces per soundfont group (default 4)")
+    p.add_argument("--quick", action="store_true",
+                   help="reduced grid: the 200-step rows only for DDPM, no 50-step DDPM rows")
+    p.add_argument("--slow-seconds", type=float, default=None,
+                   help="cut the pieces further for the 200-step rows (default: --max-seconds)")
+    p.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads (default 1)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--no-basic-pitch", action="store_true")
+    p.add_argument("--out", type=Path, default=ROOT / "figures")
+    p.add_argument("--note", default=None, help="a remark for the header of bench.md (e.g. which model and why)")
+    p.add_argument("--from-json", type=Path, default=None,
+                   help="only re-render bench.md / bench.png from a previous run's runs/bench/results.json")
+    return p.parse_args(argv)
+
+
+# --- what to run --------------------------------------------------------------------------------
+
+def grid(quick: bool) -> list[tuple[str, int, float]]:
+    rows = []
+    for w in WEIGHTS:
+        for sampler in SAMPLERS:
+            for steps in STEPS:
+                if quick and steps == 200 and sampler != "ddpm":
+                    continue
+                if quick and steps == 50 and sampler == "ddpm":
+                    continue
+                rows.append((sampler, steps, w))
+    return rows
+
+
+def pick_checkpoint(path: Path | None) -> tuple[Path, str]:
+    from diffroll.paths import bundled_checkpoint
+
+    if path is not None:
+        return path, "given with --checkpoint"
+    if bundled_checkpoint().is_file():
+        return bundled_checkpoint(), "the bundled model"
+    runs = sorted((ROOT / "runs").glob("*/checkpoint.pt"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        sys.exit(f"no checkpoint: {bundled_checkpoint()} is missing and runs/*/checkpoint.pt has none")
+    return runs[-1], "NOT the bundled model (missing): the newest runs/*/checkpoint.pt"
+
+
+def test_pieces(root: Path, per_group: int, cfg, max_seconds: float):
+    from diffroll import data
+
+    pieces = data.list_pieces(root, dataset="offline", split="test")
+    chosen, groups = [], sorted({p.group for p in pieces})
+    for g in groups:
+        chosen += sorted((p for p in pieces if p.group == g), key=lambda p: p.name)[:per_group]
+    out = []
+    for p in chosen:
+        wave, ref = data.load_piece(p, cfg)
+        out.append((p.name, p.group, *cut(wave, ref, max_seconds, cfg.audio.sample_rate)))
+    return out, groups
+
+
+def cut(wave, ref, seconds: float, sr: int):
+    wave = wave[: int(seconds * sr)]
+    end = len(wave) / sr
+    return wave, [(on, min(off, end), p) for on, off, p in ref if on < end]
+
+
+# --- DiffRoll -----------------------------------------------------------------------------------
+
+def run_diffroll(model, pieces, sampler, steps, w, batch_size) -> list[dict]:
+    from diffroll.evaluate import note_scores
+    from diffroll.inference import transcribe_notes
+
+    sr = model.config.audio.sample_rate
+    rows = []
+    for name, group, wave, ref in pieces:
+        start = time.perf_counter()
+        est, _ = transcribe_notes(model, wave, sampler=sampler, steps=steps, w=w, seed=0,
+                                  batch_size=batch_size, progress=False)
+        wall = time.perf_counter() - start
+        rows.append(dict(name=name, group=group, seconds=len(wave) / sr, wall=wall, **note_scores(ref, est)))
+    return rows
+
+
+# --- basic-pitch --------------------------------------------------------------------------------
+
+BP_DRIVER = r"""
+import json, sys, time
+import onnxruntime as ort
+threads = int(sys.argv[2])
+_Session = ort.InferenceSession
+def session(path, sess_options=None, **kw):
+    opts = sess_options or ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return _Session(path, sess_options=opts, **kw)
+ort.InferenceSession = session
+t0 = time.perf_counter()
+from basic_pitch import ICASSP_2022_MODEL_PATH
+from basic_pitch.inference import Model, predict
+model = Model(ICASSP_2022_MODEL_PATH)
+load = time.perf_counter() - t0
+jobs = json.load(open(sys.argv[1]))
+predict(jobs[0][0], model)  # warm-up: numba compiles resampy's kernels on the first call
+times = []
+for wav, mid in jobs:
+    t = time.perf_counter()
+    _, midi, _ = predict(wav, model)
+    times.append(time.perf_counter() - t)
+    midi.write(mid)
+print(json.dumps({"load_seconds": load, "times": times, "model": str(ICASSP_2022_MODEL_PATH)}))
+"""
+
+
+def basic_pitch_python() -> Path:
+    py = BP_VENV / "bin" / "python"
+    if not py.exists():
+        print(f"creating {BP_VENV} for basic-pitch (ONNX backend)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(BP_VENV)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "basic-pitch"], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", *BP_PACKAGES], check=True)
+    return py
+
+
+def run_basic_pitch(pieces, sr: int, threads: int) -> tuple[list[dict], dict]:
+    from diffroll.evaluate import note_scores
+    from diffroll.roll import midi_notes
+
+    py = basic_pitch_python()
+    with tempfile.TemporaryDirectory(prefix="bench-bp-") as tmp:
+        tmp = Path(tmp)
+        jobs = []
+        for i, (name, group, wave, _) in enumerate(pieces):
+            wav = tmp / f"{i}.wav"
+            sf.write(wav, wave, sr)
+            jobs.append((str(wav), str(tmp / f"{i}.mid")))
+        (tmp / "jobs.json").write_text(json.dumps(jobs))
+        (tmp / "driver.py").write_text(BP_DRIVER)
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), TF_CPP_MIN_LOG_LEVEL="3")
+        proc = subprocess.run([str(py), str(tmp / "driver.py"), str(tmp / "jobs.json"), str(threads)],
+                              capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"basic-pitch failed: {proc.stderr.strip().splitlines()[-1:]}")
+        info = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows = []
+        for (name, group, wave, ref), (_, mid), wall in zip(pieces, jobs, info["times"]):
+            est = midi_notes(mid, sustain=False)
+            rows.append(dict(name=name, group=group, seconds=len(wave) / sr, wall=wall, **note_scores(ref, est)))
+    return rows, info
+
+
+# --- summary, table, plot -----------------------------------------------------------------------
+
+def summarise(rows: list[dict], groups: list[str], seen: set[str]) -> dict:
+    def agg(rs):
+        return dict(f1=float(np.mean([r["f1"] for r in rs])), f1_offset=float(np.mean([r["f1_offset"] for r in rs])),
+                    rtf=sum(r["wall"] for r in rs) / sum(r["seconds"] for r in rs), seconds=sum(r["seconds"] for r in rs))
+    out = {"all": agg(rows)}
+    for label, members in (("seen", seen), ("unseen", set(groups) - seen)):
+        rs = [r for r in rows if r["group"] in members]
+        if rs:
+            out[label] = agg(rs)
+    return out
+
+
+def recommend(results: list[dict], cfg_w: float):
+    """(reference row, recommended row, targets met): the fastest setting with at least
+    MIN_DEFAULT_STEPS steps, RTF <= 0.1 and note F1 within one point of 200-step DDPM at the
+    config's w; failing that, the best F1 at RTF <= 0.1."""
+    ref = next((r for r in results if r["sampler"] == "ddpm" and r["steps"] == 200 and r["w"] == cfg_w), None)
+    fast = [r for r in results if r["sampler"] != "basic-pitch" and r["s"]["all"]["rtf"] <= RTF_TARGET
+            and MIN_DEFAULT_STEPS <= r["steps"] < 200]
+    if ref is None or not fast:
+        return ref, None, False
+    close = [r for r in fast if r["s"]["all"]["f1"] >= ref["s"]["all"]["f1"] - F1_MARGIN]
+    if close:  # the fastest of those within one point
+        return ref, min(close, key=lambda r: r["s"]["all"]["rtf"]), True
+    return ref, max(fast, key=lambda r: r["s"]["all"]["f1"]), False
+
+
+def fmt(x, pct=True):
+    return "–" if x is None else (f"{100 * x:.1f}" if pct else f"{x:.3f}")
+
+
+def write_markdown(path: Path, results, meta, ref, best, met):
+    cols = ["seen", "unseen", "all"]
+    lines = [
+        "# Samplers × steps × guidance — note F1, note-with-offset F1, real-time factor",
+        "",
+        f"Written by `benchmarks/bench_samplers.py` on {meta['date']} ({meta['machine']}; torch threads "
+        f"{meta['threads']}; load average {meta['load_before']} before, {meta['load_after']} after — the machine "
+        "was shared with other jobs, so RTFs are upper bounds).",
+        "",
+        f"- Model: `{meta['checkpoint']}` — {meta['checkpoint_note']}; scale `{meta['scale']}`, "
+        f"T = {meta['T']}, config w = {meta['cfg_w']}, trained {meta['train_step']} steps.",
+        f"- Audio: `{meta['data']}` test split, {meta['n_pieces']} pieces ({meta['groups_text']}), each cut to at most its "
+        f"first {meta['max_seconds']:g} s: {meta['audio_seconds']:.0f} s of audio per row.",
+    ]
+    if meta.get("note"):
+        lines.append(f"- **Note:** {meta['note']}")
+    if meta["slow_seconds"] < meta["max_seconds"]:
+        lines.append(f"- † 200-step rows: pieces cut to {meta['slow_seconds']:g} s (too slow for the full excerpts); "
+                     "their F1 is on shorter audio than the other rows.")
+    lines += [
+        f"- Grid: {'reduced (`--quick`: 200 steps only for DDPM, no 50-step DDPM)' if meta['quick'] else 'full'}; "
+        "seed 0; windows of 640 frames with 160 overlapping; batch size "
+        f"{meta['batch_size']}. Note F1: onset within 50 ms (mir_eval); offset F1: mir_eval defaults.",
+        "- RTF = wall seconds / audio seconds (mel, sampling and note reading; not audio decoding).",
+        "",
+        "| sampler | steps | w | note F1 seen | note F1 unseen | note F1 all | offset F1 all | RTF |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        s = r["s"]
+        mark = " †" if r.get("slow") else ""
+        bold = "**" if best is not None and r is best else ""
+        lines.append(f"| {bold}{r['sampler']}{bold} | {r['steps'] if r['steps'] else '–'}{mark} | "
+                     f"{'–' if r['w'] is None else format(r['w'], 'g')} | "
+                     + " | ".join(fmt(s.get(c, {}).get("f1")) for c in cols)
+                     + f" | {fmt(s['all']['f1_offset'])} | {fmt(s['all']['rtf'], pct=False)} |")
+    lines.append("")
+    if meta.get("bp_note"):
+        lines += [meta["bp_note"], ""]
+    if ref is not None:
+        lines.append(f"Reference: 200-step DDPM at w = {ref['w']:g}: note F1 {fmt(ref['s']['all']['f1'])}, "
+                     f"RTF {fmt(ref['s']['all']['rtf'], pct=False)}.")
+    if best is not None:
+        b = best["s"]["all"]
+        lines.append(f"**Recommended CLI default: `--sampler {best['sampler']} --steps {best['steps']} --w {best['w']:g}`** "
+                     f"— note F1 {fmt(b['f1'])}, RTF {fmt(b['rtf'], pct=False)} "
+                     + ("(meets both targets: RTF ≤ 0.1 and F1 within 1 point of 200-step DDPM)." if met else
+                        "(the best F1 at RTF ≤ 0.1; it does NOT reach F1 within 1 point of 200-step DDPM)."))
+        close = [r for r in results if r["sampler"] != "basic-pitch" and r["steps"] < 200 and ref is not None
+                 and r["s"]["all"]["f1"] >= ref["s"]["all"]["f1"] - F1_MARGIN]
+        if close:
+            f = min(close, key=lambda r: r["s"]["all"]["rtf"])
+            lines.append(f"The rule keeps at least {MIN_DEFAULT_STEPS} steps as a margin; at any step count the fastest "
+                         f"setting within one point is {f['sampler']} {f['steps']} steps w = {f['w']:g} "
+                         f"(F1 {fmt(f['s']['all']['f1'])}, RTF {fmt(f['s']['all']['rtf'], pct=False)}).")
+    else:
+        lines.append("No setting reached RTF ≤ 0.1 on this machine.")
+    lines += ["", "![F1 against real-time factor](bench.png)", ""]
+    path.write_text("\n".join(lines))
+
+
+def plot(path: Path, results, ref, best):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    colors = {"ddpm": "tab:blue", "ddim": "tab:orange", "dpmpp": "tab:green"}
+    for ax, key, title in ((axes[0], "f1", "note F1 (onset)"), (axes[1], "f1_offset", "note-with-offset F1")):
+        for sampler in SAMPLERS:
+            for w, style in ((0.0, "--"), (0.5, "-")):
+                rs = sorted((r for r in results if r["sampler"] == sampler and r["w"] == w), key=lambda r: r["steps"])
+                if not rs:
+                    continue
+                x = [r["s"]["all"]["rtf"] for r in rs]
+                y = [100 * r["s"]["all"][key] for r in rs]
+                ax.plot(x, y, style, marker="o", ms=4, color=colors[sampler], label=f"{sampler} w={w:g}")
+                for r, xi, yi in zip(rs, x, y):
+                    ax.annotate(str(r["steps"]), (xi, yi), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        for r in results:
+            if r["sampler"] == "basic-pitch":
+                ax.plot(r["s"]["all"]["rtf"], 100 * r["s"]["all"][key], "k*", ms=12, label="basic-pitch")
+        if best is not None:
+            ax.plot(best["s"]["all"]["rtf"], 100 * best["s"]["all"][key], "o", ms=12, mfc="none", mec="red",
+                    label="CLI default")
+        ax.axvline(RTF_TARGET, color="grey", lw=0.8, ls=":")
+        if ref is not None and key == "f1":
+            ax.axhline(100 * (ref["s"]["all"]["f1"] - F1_MARGIN), color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_xlabel("real-time factor (log; lower is faster)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("F1 (%) — all test pieces")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+def render(args, results, meta) -> None:
+    ref, best, met = recommend(results, meta["cfg_w"])
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_markdown(args.out / "bench.md", results, meta, ref, best, met)
+    plot(args.out / "bench.png", results, ref, best)
+    print(f"wrote {args.out / 'bench.md'} and {args.out / 'bench.png'}")
+    if best is not None:
+        print(f"recommended default: --sampler {best['sampler']} --steps {best['steps']} --w {best['w']:g}"
+              f" ({'meets' if met else 'misses'} the F1 target)")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.from_json is not None:
+        saved = json.loads(args.from_json.read_text())
+        if args.note:
+            saved["meta"]["note"] = args.note
+        render(args, saved["results"], saved["meta"])
+        return
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from diffroll.checkpoint import load_checkpoint, load_model
+
+    ckpt, note = pick_checkpoint(args.checkpoint)
+    model = load_model(ckpt, device="cpu")
+    cfg = model.config
+    state = load_checkpoint(ckpt)
+    slow_s = args.slow_seconds or args.max_seconds
+    pieces, groups = test_pieces(args.data, args.pieces, cfg, args.max_seconds)
+    slow_pieces = [(n, g, *cut(w, r, slow_s, cfg.audio.sample_rate)) for n, g, w, r in pieces]
+    seen = set(cfg.data.soundfonts)
+    print(f"{len(pieces)} pieces from {groups}, {ckpt} ({note})", flush=True)
+    load_before = os.getloadavg()[0]
+    run_diffroll(model, pieces[:1], "ddim", 2, 0.5, args.batch_size)  # warm-up
+    results = []
+    for sampler, steps, w in grid(args.quick):
+        slow = steps >= 200 and slow_s < args.max_seconds
+        rows = run_diffroll(model, slow_pieces if slow else pieces, sampler, steps, w, args.batch_size)
+        r = dict(sampler=sampler, steps=steps, w=w, slow=slow, s=summarise(rows, groups, seen), rows=rows)
+        results.append(r)
+        print(f"{sampler:6s} {steps:4d} w={w:g}: F1 {100 * r['s']['all']['f1']:.1f} "
+              f"offset {100 * r['s']['all']['f1_offset']:.1f} RTF {r['s']['all']['rtf']:.3f}", flush=True)
+    bp_note = None
+    if not args.no_basic_pitch:
+        try:
+            rows, info = run_basic_pitch(pieces, cfg.audio.sample_rate, args.threads)
+            results.append(dict(sampler="basic-pitch", steps=None, w=None, s=summarise(rows, groups, seen), rows=rows))
+            bp_note = (f"basic-pitch: ICASSP 2022 model, ONNX backend (`{Path(info['model']).name}`), default "
+                       f"thresholds, {args.threads} onnxruntime thread(s), fed the same 16 kHz cuts (it resamples to "
+                       f"22.05 kHz); RTF excludes its one-time model load ({info['load_seconds']:.1f} s).")
+            print(f"basic-pitch: F1 {100 * results[-1]['s']['all']['f1']:.1f} RTF {results[-1]['s']['all']['rtf']:.3f}")
+        except (RuntimeError, subprocess.CalledProcessError, OSError) as err:
+            bp_note = f"basic-pitch: not run ({err})."
+            print(bp_note, file=sys.stderr)
+    meta = dict(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
+                threads=args.threads, load_before=f"{load_before:.1f}", load_after=f"{os.getloadavg()[0]:.1f}",
+                checkpoint=os.path.relpath(ckpt, ROOT), checkpoint_note=note, scale=cfg.scale, T=cfg.diffusion.T,
+                cfg_w=cfg.diffusion.w, train_step=state.get("step", "?"), data=os.path.relpath(args.data, ROOT),
+                n_pieces=len(pieces), groups_text=", ".join(
+                    f"{g} ({'seen' if g in seen else 'unseen'})" for g in groups),
+                max_seconds=args.max_seconds, slow_seconds=slow_s, quick=args.quick, batch_size=args.batch_size,
+                audio_seconds=sum(len(p[2]) for p in pieces) / cfg.audio.sample_rate, bp_note=bp_note,
+                note=args.note)
+    raw = ROOT / "runs" / "bench" / "results.json"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
+    print(f"wrote {raw}")
+    render(args, results, meta)
+
+
+if __name__ == "__main__":
+    main()
