@@ -1,0 +1,276 @@
+"""Training data: (c_mel, x_roll) segments and roll-only segments, cached on disk.
+
+The paper trains on segments of 327,680 samples (§4): c_mel in [0, 1] of shape (229, F) and
+x_roll in {0, 1} of shape (88, F), F = 640 frames. Pretraining (§4.2) uses rolls alone, with
+c_mel = -1 filled in by the trainer. This module cuts pieces into such segments once and keeps
+them in a memory-mapped Hugging Face ``datasets`` Arrow file, keyed by a hash of the audio
+settings and the pieces (their paths, sizes and modification times), so changing e.g. the hop
+or the segment length builds a new cache. It never touches the network.
+
+The pieces come from :func:`list_pieces` (offline corpus, MAESTRO, MAPS; see
+:mod:`diffroll.loaders`) and the offline corpus from :func:`build_offline_corpus`
+(:mod:`diffroll.corpus`).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from . import paths
+from .audio import AudioError, MelFrontend, load_audio
+from .config import LOWEST_MIDI, N_KEYS, AudioConfig, Config
+from .corpus import build_offline_corpus
+from .loaders import DataError, Piece, list_pieces, split_of
+from .roll import MidiError, Note, midi_notes, notes_to_roll
+
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HOME", str(paths.cache_dir() / "huggingface"))
+
+import datasets  # noqa: E402  (after the environment above)
+import torch  # noqa: E402
+from datasets.arrow_writer import ArrowWriter  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+__all__ = ["DataError", "Piece", "build_offline_corpus", "list_pieces", "load_piece", "roll_dataset",
+           "segment_dataset", "split_of", "summarize", "pitch_counts", "MAX_LENGTH_MISMATCH_S"]
+
+log = logging.getLogger("diffroll.data")
+
+CACHE_VERSION = 1
+MAX_LENGTH_MISMATCH_S = 5.0  # audio and MIDI lengths may differ by this much (silence, releases)
+MEL_BATCH = 16  # segments per mel computation
+
+
+def default_cache_dir() -> Path:
+    return paths.cache_dir() / "segments"
+
+
+# --- one piece ----------------------------------------------------------------------------------
+
+def _checked_notes(piece: Piece, audio_seconds: float, max_mismatch: float) -> list[Note]:
+    notes = midi_notes(piece.midi)
+    if not notes:
+        raise MidiError(f"{piece.midi}: MIDI has no notes between A0 and C8")
+    midi_end = max(off for _, off, _ in notes)
+    if abs(audio_seconds - midi_end) > max_mismatch:
+        raise DataError(f"{piece.name}: audio {piece.audio} lasts {audio_seconds:.1f} s but its MIDI "
+                        f"{piece.midi} ends at {midi_end:.1f} s (more than {max_mismatch:g} s apart: "
+                        "wrong pairing or truncated file?)")
+    return notes
+
+
+def load_piece(piece: Piece, cfg: Config, max_length_mismatch_s: float = MAX_LENGTH_MISMATCH_S
+               ) -> tuple[np.ndarray, list[Note]]:
+    """Whole-piece evaluation input: (audio float32 at cfg's rate, reference notes (on, off, pitch)
+    with the sustain pedal applied). Raises AudioError / MidiError / DataError for bad input."""
+    audio = load_audio(piece.audio, cfg.audio.sample_rate)
+    return audio, _checked_notes(piece, len(audio) / cfg.audio.sample_rate, max_length_mismatch_s)
+
+
+def _n_segments(length: int, size: int) -> int:
+    """Whole segments, plus the tail padded with zeros if it is at least half a segment."""
+    full, rest = divmod(length, size)
+    return full + (1 if rest >= size / 2 else 0)
+
+
+def _check_audio_cfg(audio_cfg: AudioConfig) -> None:
+    if audio_cfg.segment_samples % audio_cfg.hop_length:
+        raise ValueError(f"segment_samples ({audio_cfg.segment_samples}) must be a multiple of hop_length "
+                         f"({audio_cfg.hop_length}) so that segment frames line up with roll frames")
+
+
+def piece_segments(piece: Piece, cfg: Config, frontend: MelFrontend,
+                   max_length_mismatch_s: float = MAX_LENGTH_MISMATCH_S, device: str = "cpu"
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """A piece cut into (n, 229, F) float16 mels and (n, 88, F) float32 rolls.
+
+    Segment i holds samples [i·S, (i+1)·S) and roll frames [i·F, (i+1)·F); frame j of a mel is
+    centred on sample j·hop, the time at which roll frame j starts (:mod:`diffroll.roll`).
+    """
+    a = cfg.audio
+    audio, notes = load_piece(piece, cfg, max_length_mismatch_s)
+    n = _n_segments(len(audio), a.segment_samples)
+    if n == 0:
+        raise DataError(f"{piece.name}: {len(audio) / a.sample_rate:.1f} s of audio is shorter than half "
+                        f"a segment ({a.segment_samples / a.sample_rate / 2:.1f} s)")
+    frames = a.segment_frames
+    audio = np.pad(audio, (0, max(0, n * a.segment_samples - len(audio))))[: n * a.segment_samples]
+    roll = notes_to_roll(notes, fps=a.fps, n_frames=n * frames)
+    rolls = roll.reshape(N_KEYS, n, frames).transpose(1, 0, 2)
+    waves = torch.from_numpy(audio.reshape(n, a.segment_samples))
+    with torch.no_grad():
+        mels = torch.cat([frontend(waves[i:i + MEL_BATCH].to(device)).cpu() for i in range(0, n, MEL_BATCH)])
+    return mels.numpy().astype(np.float16), np.ascontiguousarray(rolls, dtype=np.float32)
+
+
+def roll_segments(midi, cfg: Config) -> np.ndarray:
+    """A MIDI file cut into (n, 88, F) float32 roll segments (the same tail rule as audio)."""
+    notes = midi_notes(midi)
+    if not notes:
+        raise MidiError(f"{midi}: MIDI has no notes between A0 and C8")
+    frames = cfg.audio.segment_frames
+    total = int(np.ceil(max(off for _, off, _ in notes) * cfg.audio.fps))
+    n = _n_segments(total, frames)
+    if n == 0:
+        raise DataError(f"{midi}: {total} frames of notes is shorter than half a segment ({frames} frames)")
+    roll = notes_to_roll(notes, fps=cfg.audio.fps, n_frames=n * frames)
+    return np.ascontiguousarray(roll.reshape(N_KEYS, n, frames).transpose(1, 0, 2))
+
+
+# --- the cache ----------------------------------------------------------------------------------
+
+def _stamp(path: Path) -> list:
+    st = Path(path).stat()
+    return [str(path), st.st_size, st.st_mtime_ns]
+
+
+def cache_key(kind: str, settings: dict, items: list) -> str:
+    """Hash of the cache format, the settings that shape a segment and the inputs (paths, sizes,
+    modification times)."""
+    blob = json.dumps([CACHE_VERSION, kind, settings, items], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _open(directory: Path) -> datasets.Dataset:
+    return datasets.Dataset.from_file(str(directory / "data.arrow")).with_format("torch")
+
+
+def _cached(kind: str, key: str, cache_dir, build) -> datasets.Dataset:
+    """Open ``<cache_dir>/<kind>-<key>`` or build it with ``build(writer) -> (n, skipped)``."""
+    directory = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"{kind}-{key}"
+    if (directory / "info.json").is_file():
+        log.info("reusing cached %s at %s", kind, directory)
+        return _open(directory)
+    log.info("building %s cache at %s", kind, directory)
+    tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        n, skipped, features = build(tmp / "data.arrow")
+        if n == 0:
+            reasons = "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:5])
+            raise DataError(f"no {kind} could be made from {len(skipped)} inputs: {reasons}")
+        (tmp / "info.json").write_text(json.dumps({"kind": kind, "key": key, "segments": n,
+                                                   "skipped": skipped, "features": str(features)}, indent=1))
+        try:
+            tmp.rename(directory)
+        except OSError:  # another process (a second trainer) finished the same cache first
+            if not (directory / "info.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _open(directory)
+
+
+def _report_skips(kind: str, skipped: dict, total: int) -> None:
+    if skipped:
+        log.warning("%s: skipped %d of %d inputs (reasons in the cache's info.json)", kind, len(skipped), total)
+
+
+def segment_dataset(pieces: list[Piece], cfg: Config, cache_dir=None,
+                    max_length_mismatch_s: float = MAX_LENGTH_MISMATCH_S, device: str = "cpu") -> datasets.Dataset:
+    """Paired segments: columns ``mel`` (229, F), ``roll`` (88, F) float32, ``piece`` (the
+    :attr:`Piece.key` ``name@group``), as torch tensors from a memory-mapped Arrow file (mel is
+    stored as float16 and read back as float32).
+
+    Pieces that cannot be used (unreadable audio or MIDI, MIDI without notes, lengths more than
+    ``max_length_mismatch_s`` apart) are skipped with a warning; if none is left, DataError.
+    ``device`` only says where mels are computed when the cache is built. ``cache_dir``
+    defaults to ``<repo>/.cache/segments``.
+    """
+    if not pieces:
+        raise DataError("segment_dataset got no pieces")
+    _check_audio_cfg(cfg.audio)
+    a = cfg.audio
+    features = datasets.Features({
+        "mel": datasets.Array2D((a.n_mels, a.segment_frames), "float16"),
+        "roll": datasets.Array2D((N_KEYS, a.segment_frames), "float32"),
+        "piece": datasets.Value("string"),
+    })
+    items = [[p.name, p.group, p.split] + _stamp(p.audio) + _stamp(p.midi) if p.audio.exists() and p.midi.exists()
+             else [p.name, p.group, str(p.audio), str(p.midi)] for p in pieces]
+
+    def build(path: Path):
+        frontend = MelFrontend(a).to(device)
+        skipped, n = {}, 0
+        with ArrowWriter(features=features, path=str(path)) as writer:
+            for p in tqdm(pieces, desc="segments"):
+                try:
+                    mels, rolls = piece_segments(p, cfg, frontend, max_length_mismatch_s, device)
+                except (AudioError, MidiError, DataError) as err:
+                    skipped[p.key] = str(err)
+                    log.warning("skipping %s: %s", p.name, err)
+                    continue
+                writer.write_batch({"mel": list(mels), "roll": list(rolls), "piece": [p.key] * len(mels)})
+                n += len(mels)
+            writer.finalize()
+        _report_skips("segments", skipped, len(pieces))
+        return n, skipped, features
+
+    return _cached("segments", cache_key("segments", vars(a), items), cache_dir, build)
+
+
+def roll_dataset(midi_paths, cfg: Config, cache_dir=None) -> datasets.Dataset:
+    """Unpaired rolls for pretraining (§4.2): column ``roll`` (88, F) float32 only."""
+    midi_paths = [Path(m) for m in midi_paths]
+    if not midi_paths:
+        raise DataError("roll_dataset got no MIDI files")
+    _check_audio_cfg(cfg.audio)
+    frames = cfg.audio.segment_frames
+    features = datasets.Features({"roll": datasets.Array2D((N_KEYS, frames), "float32")})
+    items = [_stamp(m) if m.exists() else [str(m)] for m in midi_paths]
+
+    def build(path: Path):
+        skipped, n = {}, 0
+        with ArrowWriter(features=features, path=str(path)) as writer:
+            for m in tqdm(midi_paths, desc="rolls"):
+                try:
+                    rolls = roll_segments(m, cfg)
+                except (MidiError, DataError) as err:
+                    skipped[str(m)] = str(err)
+                    log.warning("skipping %s: %s", m, err)
+                    continue
+                writer.write_batch({"roll": list(rolls)})
+                n += len(rolls)
+            writer.finalize()
+        _report_skips("rolls", skipped, len(midi_paths))
+        return n, skipped, features
+
+    settings = {"fps": cfg.audio.fps, "segment_frames": frames}
+    return _cached("rolls", cache_key("rolls", settings, items), cache_dir, build)
+
+
+# --- statistics (for the data notebook) ---------------------------------------------------------
+
+def summarize(pieces: list[Piece]) -> list[dict]:
+    """One row per (split, group): pieces, hours of audio, notes (each MIDI counted per render)."""
+    rows: dict[tuple, dict] = {}
+    for p in pieces:
+        row = rows.setdefault((p.split, p.group), {"split": p.split, "group": p.group, "pieces": 0,
+                                                   "hours": 0.0, "notes": 0})
+        row["pieces"] += 1
+        row["hours"] += sf.info(str(p.audio)).duration / 3600
+        row["notes"] += len(_notes_of(p.midi))
+    return [rows[k] for k in sorted(rows)]
+
+
+def pitch_counts(pieces: list[Piece]) -> np.ndarray:
+    """Notes per key (88,), each distinct MIDI file counted once."""
+    counts = np.zeros(N_KEYS, dtype=np.int64)
+    for midi in sorted({p.midi for p in pieces}):
+        for _, _, pitch in _notes_of(midi):
+            counts[pitch - LOWEST_MIDI] += 1
+    return counts
+
+
+@functools.lru_cache(maxsize=4096)
+def _notes_of(midi: Path) -> list[Note]:
+    return midi_notes(midi)

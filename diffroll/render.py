@@ -1,0 +1,203 @@
+"""MIDI -> piano audio with FluidSynth, and the audio augmentation of the offline corpus.
+
+The paper trains on MAESTRO recordings (§4), which this machine cannot download; the offline
+corpus (:mod:`diffroll.corpus`) renders scores instead. Timbre diversity is what lets a model
+trained on synthesised audio generalise, so the training renders vary the soundfont, the GM piano
+program (0 acoustic, 1 bright, 2 electric grand) and pass the audio through a random EQ, a light
+reverb, noise at a random SNR and a random gain (:func:`augment_audio`).
+
+Soundfonts are looked up by name in :data:`SOUNDFONTS`; a missing one, or a missing FluidSynth
+library, raises :class:`RenderError` naming the Debian package that provides it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+from scipy import signal
+
+SUSTAIN_CC = 64
+TAIL_SECONDS = 1.0  # rendered after the last note-off, so releases are not cut
+
+
+class RenderError(RuntimeError):
+    """FluidSynth or a soundfont is missing or unusable."""
+
+
+@dataclass(frozen=True)
+class Soundfont:
+    name: str
+    candidates: tuple[str, ...]  # absolute paths, tried in order
+    install: str  # how to get it
+
+
+def _pretty_midi_sf2() -> str:
+    return str(Path(pretty_midi.__file__).parent / "TimGM6mb.sf2")
+
+
+SOUNDFONTS: dict[str, Soundfont] = {
+    "TimGM6mb": Soundfont("TimGM6mb", (_pretty_midi_sf2(),), "pip install pretty_midi (ships TimGM6mb.sf2)"),
+    "csound": Soundfont("csound", ("/usr/share/sounds/sf2/sf_GMbank.sf2",),
+                        "sudo apt-get install csound-soundfont"),
+    "FluidR3_GM": Soundfont("FluidR3_GM", ("/usr/share/sounds/sf2/FluidR3_GM.sf2",),
+                            "sudo apt-get install fluid-soundfont-gm"),
+    "MuseScore_General": Soundfont("MuseScore_General", ("/usr/share/sounds/sf3/MuseScore_General.sf3",
+                                                         "/usr/share/sounds/sf3/MuseScore_General_Full.sf3",
+                                                         "/usr/share/sounds/sf2/MuseScore_General.sf2"),
+                                   "sudo apt-get install musescore-general-soundfont"),
+}
+DEBIAN_PACKAGES = ("libfluidsynth3", "fluid-soundfont-gm", "musescore-general-soundfont", "csound-soundfont")
+
+
+def soundfont_path(name: str) -> Path:
+    """The file of a named soundfont (or ``name`` itself when it is a path to a .sf2/.sf3 file).
+
+    ``$DIFFROLL_SOUNDFONT_DIR`` is searched first, for soundfonts kept outside /usr/share.
+    """
+    if Path(name).suffix.lower() in (".sf2", ".sf3"):
+        if Path(name).is_file():
+            return Path(name)
+        raise RenderError(f"soundfont file {name} does not exist")
+    if name not in SOUNDFONTS:
+        raise RenderError(f"unknown soundfont {name!r}; known: {sorted(SOUNDFONTS)} (or give a .sf2 path)")
+    sf = SOUNDFONTS[name]
+    extra = os.environ.get("DIFFROLL_SOUNDFONT_DIR")
+    candidates = [str(Path(extra) / Path(c).name) for c in sf.candidates] if extra else []
+    for candidate in candidates + list(sf.candidates):
+        if Path(candidate).is_file():
+            return Path(candidate)
+    raise RenderError(f"soundfont {name!r} not found (looked for {', '.join(candidates + list(sf.candidates))}); "
+                      f"install it with: {sf.install}")
+
+
+def _fluidsynth():
+    """The pyfluidsynth module, or a RenderError that says what to install (never a ctypes crash)."""
+    try:
+        import fluidsynth
+    except ImportError as err:
+        if "fluidsynth" in str(err).lower() and "no module named" not in str(err).lower():
+            raise RenderError("the FluidSynth library (libfluidsynth) was not found: install it with "
+                              "`sudo apt-get install libfluidsynth3` (Debian/Ubuntu) or "
+                              "`brew install fluid-synth` (macOS)") from err
+        raise RenderError("the Python package pyfluidsynth is missing: `pip install pyfluidsynth`, "
+                          "and the library with `sudo apt-get install libfluidsynth3`") from err
+    except OSError as err:  # a broken libfluidsynth found by ctypes
+        raise RenderError(f"the FluidSynth library could not be loaded ({err}); reinstall it with "
+                          "`sudo apt-get install --reinstall libfluidsynth3`") from err
+    return fluidsynth
+
+
+class PianoSynth:
+    """One FluidSynth instance with one soundfont loaded, reused for many pieces."""
+
+    def __init__(self, soundfont: str, sample_rate: int = 16000):
+        fluidsynth = _fluidsynth()
+        self.path = soundfont_path(soundfont)
+        self.sample_rate = sample_rate
+        self.synth = fluidsynth.Synth(samplerate=float(sample_rate))
+        self.sfid = self.synth.sfload(str(self.path))
+        if self.sfid < 0:
+            raise RenderError(f"FluidSynth could not load the soundfont {self.path} (corrupt file?)")
+
+    def render(self, midi: pretty_midi.PrettyMIDI, program: int = 0, tail: float = TAIL_SECONDS) -> np.ndarray:
+        """All non-drum notes (and sustain pedal) of ``midi`` on one piano -> float32 mono audio.
+
+        The audio lasts until the last note-off plus ``tail`` seconds. At equal times note-offs
+        are sent before note-ons, so a re-struck key sounds again.
+        """
+        events = []  # (sample, order, kind, a, b): order 0 = off/cc, 1 = on
+        for inst in midi.instruments:
+            if inst.is_drum:
+                continue
+            for n in inst.notes:
+                events.append((round(n.start * self.sample_rate), 1, "on", n.pitch, n.velocity))
+                events.append((round(n.end * self.sample_rate), 0, "off", n.pitch, 0))
+            for c in inst.control_changes:
+                if c.number == SUSTAIN_CC:
+                    events.append((round(c.time * self.sample_rate), 0, "cc", c.number, c.value))
+        if not any(kind == "on" for _, _, kind, _, _ in events):
+            raise RenderError("nothing to render: the MIDI has no notes")
+        events.sort()
+        s = self.synth
+        s.system_reset()
+        if s.program_select(0, self.sfid, 0, program) != 0 and s.program_select(0, self.sfid, 0, 0) != 0:
+            raise RenderError(f"{self.path} has no piano preset (bank 0, program {program} or 0)")
+        chunks, now = [], 0
+        for sample, _, kind, a, b in events:
+            if sample > now:
+                chunks.append(s.get_samples(sample - now))
+                now = sample
+            if kind == "on":
+                s.noteon(0, int(a), int(max(1, min(127, b))))
+            elif kind == "off":
+                s.noteoff(0, int(a))
+            else:
+                s.cc(0, int(a), int(b))
+        for a in range(128):  # a pedal left down must not hold the tail forever
+            s.noteoff(0, a)
+        s.cc(0, SUSTAIN_CC, 0)
+        chunks.append(s.get_samples(int(tail * self.sample_rate)))
+        stereo = np.concatenate(chunks).astype(np.float32).reshape(-1, 2) / 32768.0
+        return stereo.mean(axis=1)
+
+    def close(self) -> None:
+        self.synth.delete()
+
+
+def render_midi(midi, soundfont: str = "TimGM6mb", sample_rate: int = 16000, program: int = 0) -> np.ndarray:
+    """One-off convenience: MIDI (path or PrettyMIDI) -> float32 mono audio at ``sample_rate``."""
+    pm = midi if isinstance(midi, pretty_midi.PrettyMIDI) else pretty_midi.PrettyMIDI(str(midi))
+    synth = PianoSynth(soundfont, sample_rate)
+    try:
+        return synth.render(pm, program=program)
+    finally:
+        synth.close()
+
+
+def normalize_peak(audio: np.ndarray, peak: float = 0.9) -> np.ndarray:
+    top = float(np.max(np.abs(audio))) if audio.size else 0.0
+    return (audio * (peak / top)).astype(np.float32) if top > 0 else audio.astype(np.float32)
+
+
+def augment_audio(audio: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Random EQ, light reverb, noise at a random SNR and a random gain (training renders only).
+
+    - EQ: 1–3 bands, each ``x + (g - 1) · bandpass(x)`` (a parallel peaking filter of ±9 dB,
+      scipy Butterworth biquads), plus with probability 0.5 a low- or high-frequency tilt.
+    - Reverb (p = 0.5): convolution with exponentially decaying noise, RT60 0.2–1.0 s, 5–30 % wet.
+    - Noise (p = 0.7): white or low-passed noise at an SNR of 15–45 dB.
+    - Gain: peak level between -12 and -1 dBFS.
+    """
+    x = audio.astype(np.float64)
+    nyquist = sample_rate / 2
+    for _ in range(int(rng.integers(1, 4))):
+        centre = float(np.exp(rng.uniform(np.log(80.0), np.log(0.7 * nyquist))))
+        octaves = rng.uniform(0.5, 2.0)
+        lo, hi = centre * 2 ** (-octaves / 2), min(centre * 2 ** (octaves / 2), 0.95 * nyquist)
+        band = signal.butter(1, [lo, hi], btype="bandpass", fs=sample_rate, output="sos")
+        x = x + (10 ** (rng.uniform(-9, 9) / 20) - 1) * signal.sosfilt(band, x)
+    if rng.random() < 0.5:
+        kind, corner = ("lowpass", rng.uniform(150, 600)) if rng.random() < 0.5 else ("highpass", rng.uniform(2000, 5000))
+        shelf = signal.butter(2, corner, btype=kind, fs=sample_rate, output="sos")
+        x = x + (10 ** (rng.uniform(-8, 8) / 20) - 1) * signal.sosfilt(shelf, x)
+    if rng.random() < 0.5:
+        rt60 = rng.uniform(0.2, 1.0)
+        t = np.arange(int(rt60 * sample_rate)) / sample_rate
+        ir = rng.standard_normal(t.size) * np.exp(-6.9 * t / rt60)
+        ir[: int(0.005 * sample_rate)] = 0.0  # pre-delay: the direct sound stays dry
+        wet = signal.fftconvolve(x, ir)[: x.size]
+        x = x + rng.uniform(0.05, 0.3) * wet * (_rms(x) / max(_rms(wet), 1e-12))
+    if rng.random() < 0.7:
+        noise = rng.standard_normal(x.size)
+        if rng.random() < 0.5:
+            noise = signal.sosfilt(signal.butter(1, rng.uniform(300, 3000), fs=sample_rate, output="sos"), noise)
+        snr_db = rng.uniform(15, 45)
+        x = x + noise * (_rms(x) / max(_rms(noise), 1e-12)) * 10 ** (-snr_db / 20)
+    return normalize_peak(x, peak=10 ** (rng.uniform(-12, -1) / 20))
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x)))) if x.size else 0.0
