@@ -188,7 +188,7 @@ def get_config(scale: str = "cpu", **overrides: Any) -> Config:
         cfg = Config(
             scale="cpu",
             model=ModelConfig(channels=96, layers=12, kernel_size=9),
-            train=TrainConfig(batch_size=12, lr=5e-4, max_steps=100_000, crop_frames=256,
+            train=TrainConfig(batch_size=12, lr=5e-4, max_steps=100_000, max_minutes=30, crop_frames=256,
                               checkpoint_every=250, validate_every=2000, snapshot_every=2000),
             data=DataConfig(n_generated=60, augment_copies=2),
         )
