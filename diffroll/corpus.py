@@ -44,7 +44,7 @@ from .render import PianoSynth, augment_audio, normalize_peak, soundfont_path
 
 log = logging.getLogger("diffroll.data")
 
-CORPUS_VERSION = 2  # bump when the same settings would build different files
+CORPUS_VERSION = 3  # bump when the same settings would build different files
 # music21 corpus folders left out: collections of monophonic folk tunes in one file, test files,
 # and roman-numeral analyses (block-chord duplicates of pieces already present).
 EXCLUDED_COLLECTIONS = {"airdsAirs", "essenFolksong", "oneills1850", "ryansMammoth", "nottingham-dataset",

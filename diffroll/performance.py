@@ -16,14 +16,16 @@ from .config import LOWEST_MIDI, N_KEYS
 
 HIGHEST_MIDI = LOWEST_MIDI + N_KEYS - 1  # C8
 MIN_NOTE_SECONDS = 0.03
+MAX_NOTE_SECONDS = 6.0  # a rendered piano note has decayed by then; a longer roll entry would be silent
 
 
 def piano_notes(midi: pretty_midi.PrettyMIDI) -> list[pretty_midi.Note]:
     """All non-drum notes merged onto one piano, cleaned so that audio and roll agree.
 
     Pitches outside A0–C8 are moved by octaves into range, doubled notes (same pitch and
-    onset, e.g. two voices in unison) are kept once, and a note still sounding when its key is
-    struck again ends at that onset.
+    onset, e.g. two voices in unison) are kept once, a note still sounding when its key is
+    struck again ends at that onset, and no note lasts longer than :data:`MAX_NOTE_SECONDS`
+    (music21 ties and chord symbols produce notes of 30 s and more).
     """
     notes = []
     for inst in midi.instruments:
@@ -36,7 +38,7 @@ def piano_notes(midi: pretty_midi.PrettyMIDI) -> list[pretty_midi.Note]:
             while pitch > HIGHEST_MIDI:
                 pitch -= 12
             if n.end - n.start >= MIN_NOTE_SECONDS:
-                notes.append(pretty_midi.Note(n.velocity, pitch, n.start, n.end))
+                notes.append(pretty_midi.Note(n.velocity, pitch, n.start, min(n.end, n.start + MAX_NOTE_SECONDS)))
     notes.sort(key=lambda n: (n.pitch, n.start, -n.end))
     kept: list[pretty_midi.Note] = []
     for n in notes:

@@ -311,3 +311,16 @@ def test_a_score_that_fails_or_times_out_is_a_skip_with_its_reason(tmp_path):
     broken.write_text("<score-partwise><part id='P1'><measure number='1'>")
     _, reason = convert_score(("broken", str(broken), str(tmp_path / "broken.mid"), 30))
     assert reason and not (tmp_path / "broken.mid").exists()
+
+
+def test_performances_merge_parts_and_keep_notes_audible():
+    from diffroll.performance import MAX_NOTE_SECONDS, piano_notes
+
+    pm = make_midi([(0.0, 30.0, 60), (1.0, 2.0, 64), (1.5, 2.5, 64), (3.0, 4.0, 12)])
+    second = pretty_midi.Instrument(program=52)  # a choir part: merged onto the piano
+    second.notes = [pretty_midi.Note(80, 64, 1.0, 1.8), pretty_midi.Note(80, 110, 5.0, 6.0)]
+    pm.instruments.append(second)
+    notes = [(n.start, n.end, n.pitch) for n in piano_notes(pm)]
+    assert notes == [(0.0, MAX_NOTE_SECONDS, 60),  # a tie of 30 s ends when the piano has decayed
+                     (1.0, 1.5, 64), (1.5, 2.5, 64),  # unison doubled once; re-struck key ends the note
+                     (3.0, 4.0, 24), (5.0, 6.0, 98)]  # octave-folded into A0..C8
