@@ -93,10 +93,11 @@ def test_load_model_and_export(tmp_path):
 
 
 def test_discriminative_and_mixed_modes_train(tmp_path):
-    cfg = smoke_cfg(max_steps=160, mode="discriminative")
-    hist = Trainer(cfg, paired=toy_segments(), progress=False).fit()
+    # the baseline of §4.1 fits a fixed batch (x_t = 0, t = 1: only c_mel carries information)
+    cfg = smoke_cfg(max_steps=300, mode="discriminative", batch_size=4, crop_frames=None, channels=32, lr=2e-3)
+    hist = Trainer(cfg, paired=toy_segments(n=4), progress=False).fit()
     losses = [r["loss"] for r in hist]
-    assert np.mean(losses[-10:]) < 0.85 * np.mean(losses[:10])
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
     mixed = Trainer(smoke_cfg(max_steps=4), paired=toy_segments(), unpaired=toy_roll_only(), progress=False)
     sources = []
     for _ in range(4):
