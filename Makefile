@@ -16,7 +16,7 @@ export HF_DATASETS_OFFLINE := 1
 export HF_HUB_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install system-deps test test-fast reproduce bench lab check-widget strip-notebooks clean help
+.PHONY: install system-deps data test test-fast reproduce bench model-card lab check-widget strip-notebooks clean help
 
 help:
 	@echo "make reproduce [SCALE=cpu|smoke|paper] [DATA=/path/to/maestro]  install, then run every notebook"
@@ -64,6 +64,14 @@ reproduce: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_samplers.py
+
+# The bundled model's scores on the whole offline test split (README model card).
+model-card: install
+	$(BIN)/python benchmarks/model_card.py
+
+# The offline corpus of $(SCALE) and its segment cache (notebook 01 does the same).
+data: install
+	$(BIN)/python data_scripts/build_offline_corpus.py --scale $(SCALE) --cache
 
 lab: install
 	$(BIN)/jupyter lab --notebook-dir=notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )

@@ -20,12 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .diffusion import SAMPLERS
-
-# Chosen by benchmarks/bench_samplers.py (figures/bench.md): the fastest setting of at least 5 steps
-# whose note F1 is within one point of 200-step DDPM, at a real-time factor <= 0.1 on 2 CPU cores
-# (measured: F1 48.0 vs 48.3, RTF 0.029 vs 0.78 on one thread). Re-run `make bench` after retraining.
-DEFAULT_SAMPLER = "ddim"
-DEFAULT_STEPS = 5
+from .inference import DEFAULT_SAMPLER, DEFAULT_STEPS
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 

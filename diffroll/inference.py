@@ -223,6 +223,13 @@ def resample_chunked(wave: np.ndarray, from_sr: int, to_sr: int, chunk_seconds: 
     return out
 
 
+# Chosen by benchmarks/bench_samplers.py (figures/bench.md): the fastest setting of at least 5 steps
+# whose note F1 is within one point of 200-step DDPM, at a real-time factor <= 0.1 on 2 CPU cores.
+# Used by `diffroll transcribe` and :func:`transcribe`; re-run `make bench` after retraining.
+DEFAULT_SAMPLER = "ddim"
+DEFAULT_STEPS = 5
+
+
 def transcribe(audio: str | Path | np.ndarray, checkpoint: str | Path | None = None, model=None,
                device: str | None = None, **kwargs) -> pretty_midi.PrettyMIDI:
     """Audio file (any rate, mono/stereo) or a 16 kHz mono array -> PrettyMIDI.
@@ -230,8 +237,12 @@ def transcribe(audio: str | Path | np.ndarray, checkpoint: str | Path | None = N
     ``model`` (from :func:`diffroll.load_model`) wins over ``checkpoint``; neither: the bundled
     model. Other keyword arguments go to :func:`transcribe_notes` (threshold) and
     :func:`transcribe_wave` (w, sampler, steps, seed, batch_size, overlap, mask, progress).
-    Times in the MIDI are seconds of the audio (frame index × hop / sample rate).
+    Times in the MIDI are seconds of the audio (frame index × hop / sample rate). The sampler
+    defaults to the CLI's (:data:`DEFAULT_SAMPLER`, :data:`DEFAULT_STEPS`); pass
+    ``sampler="ddpm", steps=None`` for the paper's 200-step Algorithm 1.
     """
+    kwargs.setdefault("sampler", DEFAULT_SAMPLER)
+    kwargs.setdefault("steps", DEFAULT_STEPS)
     if model is None:
         from .checkpoint import load_model
         model = load_model(checkpoint, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -246,5 +257,5 @@ def transcribe(audio: str | Path | np.ndarray, checkpoint: str | Path | None = N
     return notes_to_midi(notes)
 
 
-__all__ = ["SILENCE_PEAK", "Windows", "frames_mask", "load_audio", "plan_windows", "read_audio",
+__all__ = ["DEFAULT_SAMPLER", "DEFAULT_STEPS", "SILENCE_PEAK", "Windows", "frames_mask", "load_audio", "plan_windows", "read_audio",
            "resample_chunked", "transcribe", "transcribe_notes", "transcribe_wave", "window_mels"]
