@@ -12,6 +12,7 @@ the data position is part of the checkpoint, so a resumed run continues the same
 """
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -21,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, config_of, load_checkpoint, save_checkpoint
@@ -101,8 +101,7 @@ class Trainer:
         self.model.config = cfg
         if init_from is not None:
             self._init_weights(init_from)
-        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay))
-                    if cfg.train.ema_decay else None)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False) if cfg.train.ema_decay else None
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
         self.diffusion = Diffusion.from_config(cfg.diffusion)
         self.streams = {}
@@ -133,8 +132,7 @@ class Trainer:
         return {
             "config": self.cfg.to_dict(),
             "model": self.model.state_dict(),
-            "ema": self.ema.module.state_dict() if self.ema is not None else None,
-            "ema_n_averaged": self.ema.n_averaged if self.ema is not None else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "streams": {k: s.state() for k, s in self.streams.items()},
@@ -163,8 +161,7 @@ class Trainer:
                                   f"use another run_dir or init_from= to fine-tune")
         self.model.load_state_dict(state["model"])
         if self.ema is not None and state.get("ema") is not None:
-            self.ema.module.load_state_dict(state["ema"])
-            self.ema.n_averaged.fill_(int(state["ema_n_averaged"]))
+            self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         self.wall_seconds = float(state.get("wall_seconds", 0.0))
@@ -175,7 +172,7 @@ class Trainer:
 
     @property
     def eval_model(self) -> DiffRoll:
-        model = self.ema.module if self.ema is not None else self.model
+        model = self.ema if self.ema is not None else self.model
         model.config = self.cfg
         return model
 
@@ -212,9 +209,19 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
         self.optimizer.step()
         if self.ema is not None:
-            self.ema.update_parameters(self.model)
+            self._update_ema()
         self.step += 1
         return float(loss.detach())
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """EMA of the weights with the usual warm-up, decay = min(d, (1 + n) / (10 + n)), so that
+        a short run's EMA is not dominated by the initial (zero-output) weights."""
+        decay = min(self.cfg.train.ema_decay, (1 + self.step) / (10 + self.step))
+        for ema_p, p in zip(self.ema.parameters(), self.model.parameters()):
+            ema_p.lerp_(p, 1 - decay)
+        for ema_b, b in zip(self.ema.buffers(), self.model.buffers()):
+            ema_b.copy_(b)
 
     # -- validation ----------------------------------------------------------------------------
     @torch.no_grad()

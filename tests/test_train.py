@@ -88,7 +88,7 @@ def test_load_model_and_export(tmp_path):
     assert "optimizer" not in load_checkpoint(small)
     model = load_model(small)
     assert not model.training and model.config.scale == "smoke"
-    for a, b in zip(model.state_dict().values(), trainer.ema.module.state_dict().values()):
+    for a, b in zip(model.state_dict().values(), trainer.ema.state_dict().values()):
         assert torch.equal(a, b)
 
 
@@ -124,3 +124,10 @@ def test_random_crop_is_aligned():
     roll = mel[:, :2].clone()
     m, r = random_crop([mel, roll], 4, torch.Generator().manual_seed(0))
     assert m.shape == (2, 3, 4) and torch.equal(m[:, :2], r)
+
+
+def test_ema_warms_up_so_short_runs_are_not_the_initial_weights():
+    trainer = Trainer(smoke_cfg(max_steps=20, ema_decay=0.999), paired=toy_segments(), progress=False)
+    trainer.fit()
+    ema, live = trainer.ema.output_proj.weight, trainer.model.output_proj.weight  # both start at zero
+    assert ema.norm() > 0.5 * live.norm() > 0
