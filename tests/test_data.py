@@ -163,7 +163,10 @@ def test_offline_corpus_rebuild_is_idempotent_and_deterministic(tiny_corpus, tmp
         assert (other / "midi" / p.name).read_bytes() == p.read_bytes()
     aug = next(r for r in read_manifest(root) if r["split"] == "train" and r["copy"] == "1")
     a, b = sf.read(str(root / aug["audio"]))[0], sf.read(str(other / aug["audio"]))[0]
-    assert a.shape == b.shape and np.abs(a - b).max() < 1e-3
+    # FluidSynth is not bit-exact between two synth instances under load, so compare energies: a
+    # different augmentation draw (noise at 15-45 dB SNR, EQ, gain) differs by >= -43 dB, far above this
+    assert a.shape == b.shape
+    assert np.sqrt(np.mean((a - b) ** 2)) < 1e-3 * np.sqrt(np.mean(a ** 2))
 
     with pytest.raises(DataError, match="another root"):
         build_offline_corpus(root, cfg, seed=1, workers=1, plan=TINY)
