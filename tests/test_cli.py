@@ -18,14 +18,6 @@ from diffroll.model import DiffRoll
 SR = 16000
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     """A smoke-sized model whose x̂0 depends on its input (random output layer), saved as a checkpoint."""

@@ -22,15 +22,6 @@ SR = 16000
 PITCHES = (69, 72, 76)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread only adds contention on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def smoke(**kw):
     return get_config("smoke", **kw)  # 128-frame windows (4.1 s), T = 20
 
