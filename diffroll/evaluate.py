@@ -11,7 +11,7 @@ import mir_eval
 import numpy as np
 
 from .config import LOWEST_MIDI
-from .roll import Note
+from .roll import Note, notes_to_roll
 
 ONSET_TOLERANCE = 0.05
 
@@ -80,7 +80,7 @@ def evaluate_pieces(model, pieces, max_seconds: float | None = None, progress: b
                     **transcribe_kwargs) -> list[dict]:
     """Transcribe whole pieces and score each: ``pieces`` yields (name, group, wave, ref_notes).
 
-    Returns one row per piece (name, group, seconds, wall_seconds, rtf and every score);
+    Returns one row per piece (name, group, seconds, wall_seconds, rtf, note and frame scores);
     ``max_seconds`` cuts each piece (and its reference) to its beginning.
     """
     import time
@@ -89,18 +89,20 @@ def evaluate_pieces(model, pieces, max_seconds: float | None = None, progress: b
 
     from .inference import transcribe_notes
 
-    sr = model.config.audio.sample_rate
+    sr, fps = model.config.audio.sample_rate, model.config.audio.fps
     rows = []
     for name, group, wave, ref in tqdm(list(pieces), desc="evaluate", unit="piece", disable=not progress):
         if max_seconds is not None:
             wave = wave[: int(max_seconds * sr)]
             ref = [(on, min(off, max_seconds), p) for on, off, p in ref if on < max_seconds]
         start = time.perf_counter()
-        est, _ = transcribe_notes(model, wave, progress=False, **transcribe_kwargs)
+        est, x0 = transcribe_notes(model, wave, progress=False, **transcribe_kwargs)
         wall = time.perf_counter() - start
         seconds = len(wave) / sr
+        ref_roll = notes_to_roll(ref, fps, n_frames=x0.shape[1])
         rows.append(dict(name=name, group=group, seconds=seconds, wall_seconds=wall,
-                         rtf=wall / max(seconds, 1e-9), n_ref=len(ref), n_est=len(est), **note_scores(ref, est)))
+                         rtf=wall / max(seconds, 1e-9), n_ref=len(ref), n_est=len(est), **note_scores(ref, est),
+                         **frame_scores(ref_roll, x0, fps=fps, threshold=model.config.diffusion.threshold)))
     return rows
 
 

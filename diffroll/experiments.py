@@ -275,23 +275,13 @@ def timbre_of(group: str, cfg: Config) -> str:
 
 
 def score_pieces(model, pieces: Sequence[Piece], label: str = "", **transcribe_kwargs) -> list[dict]:
-    """Transcribe each piece and score it: note F1, note-with-offset F1 and frame F1 (mir_eval)."""
-    import time
+    """:func:`diffroll.evaluate.evaluate_pieces` rows (note, note-with-offset and frame F1), tagged
+    with the model's ``label``, the piece name as ``piece`` and its ``timbre`` (seen/unseen)."""
+    from .evaluate import evaluate_pieces
 
-    from .evaluate import frame_scores, note_scores
-    from .inference import transcribe_notes
-
-    cfg = model.config
-    rows = []
-    for name, group, wave, ref in pieces:
-        start = time.perf_counter()
-        est, x0 = transcribe_notes(model, wave, progress=False, **transcribe_kwargs)
-        wall = time.perf_counter() - start
-        ref_roll = notes_to_roll(ref, cfg.audio.fps, n_frames=x0.shape[1])
-        rows.append({"model": label, "piece": name, "group": group, "timbre": timbre_of(group, cfg),
-                     **note_scores(ref, est), **frame_scores(ref_roll, x0, fps=cfg.audio.fps),
-                     "seconds": len(wave) / cfg.audio.sample_rate, "wall_seconds": wall})
-    return rows
+    rows = evaluate_pieces(model, pieces, progress=False, **transcribe_kwargs)
+    return [{"model": label, "piece": r.pop("name"), "timbre": timbre_of(r["group"], model.config), **r}
+            for r in rows]
 
 
 def mean_scores(rows: list[dict], by: Sequence[str], keys=("f1", "f1_offset", "frame_f1")) -> list[dict]:
