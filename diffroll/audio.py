@@ -1,8 +1,15 @@
 """Audio in, log-mel out: the conditioning c_mel of §3–4.
 
-16 kHz mono audio -> nnAudio mel spectrogram (229 bins, 0–8 kHz, window 2048, hop 512) ->
-natural log -> min–max scaled to [0, 1] per example. -1 is reserved for "no audio" (the
-classifier-free dropout value), which is why c_mel never goes below 0.
+16 kHz mono audio -> nnAudio mel spectrogram (229 bins, 0–8 kHz, window 2048, hop 512) -> log ->
+[0, 1], by one of two scalings (:attr:`AudioConfig.mel_scaling`):
+
+- ``minmax`` (the paper's): ln(mel) min–max scaled per example. Quiet noise alone in a window is
+  stretched to full scale (a −60 dBFS room tail looks like music).
+- ``fixed``: the level in dB between a fixed floor and ceiling, clipped to [0, 1]: a given level
+  maps to the same value in every window.
+
+-1 is reserved for "no audio" (the classifier-free dropout value), which is why c_mel never goes
+below 0.
 """
 from __future__ import annotations
 
@@ -56,12 +63,25 @@ def scale_log_mel(mel: torch.Tensor) -> torch.Tensor:
     return torch.where(span > 1e-6, (logmel - lo) / span.clamp_min(1e-6), torch.zeros_like(logmel))
 
 
+def scale_fixed_db(mel: torch.Tensor, db_floor: float, db_ceiling: float) -> torch.Tensor:
+    """10·log10(mel power) mapped linearly from [db_floor, db_ceiling] to [0, 1], clipped."""
+    db = 10.0 * torch.log10(mel.clamp_min(1e-20))
+    return ((db - db_floor) / (db_ceiling - db_floor)).clamp_(0.0, 1.0)
+
+
+MEL_SCALINGS = ("minmax", "fixed")
+
+
 class MelFrontend(torch.nn.Module):
     """Waveform (B, samples) -> c_mel (B, n_mels, samples // hop) in [0, 1] (§4)."""
 
     def __init__(self, cfg: AudioConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or AudioConfig()
+        if cfg.mel_scaling not in MEL_SCALINGS:
+            raise ValueError(f"unknown mel_scaling {cfg.mel_scaling!r}; choose one of {MEL_SCALINGS}")
+        if cfg.mel_scaling == "fixed" and not cfg.db_ceiling > cfg.db_floor:
+            raise ValueError(f"db_ceiling ({cfg.db_ceiling}) must be above db_floor ({cfg.db_floor})")
         self.mel = MelSpectrogram(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels,
                                   hop_length=cfg.hop_length, fmin=cfg.f_min, fmax=cfg.f_max,
                                   trainable_mel=False, trainable_STFT=False, verbose=False)
@@ -74,6 +94,8 @@ class MelFrontend(torch.nn.Module):
             raise AudioError(f"audio of {wave.shape[-1]} samples is shorter than one hop "
                              f"({self.cfg.hop_length} samples)")
         mel = self.mel(wave.float())[..., :frames]  # centred STFT gives frames + 1; drop the last
+        if self.cfg.mel_scaling == "fixed":
+            return scale_fixed_db(mel, self.cfg.db_floor, self.cfg.db_ceiling)
         return scale_log_mel(mel)
 
 

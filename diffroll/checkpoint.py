@@ -69,7 +69,7 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
                               "or pass a checkpoint path")
     state = load_checkpoint(path)
     cfg = config_of(state, path)
-    model = DiffRoll(cfg.model)
+    model = DiffRoll(cfg.model, len(cfg.roll.roll_channels))
     weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
     try:
         model.load_state_dict({k: v.float() for k, v in weights.items()})

@@ -18,6 +18,7 @@ N_KEYS = 88
 LOWEST_MIDI = 21  # A0; the highest key, C8, is MIDI 108
 
 SCALES = ("smoke", "cpu", "paper")
+NOTE_STATE = ("frame", "onset", "velocity")  # the roll channels of the smoke and cpu presets
 
 
 @dataclass
@@ -31,6 +32,9 @@ class AudioConfig:
     f_min: float = 0.0
     f_max: float = 8000.0
     segment_samples: int = 327_680
+    mel_scaling: str = "minmax"  # "minmax": the paper's per-window min-max of ln(mel); "fixed": dB range
+    db_floor: float = -50.0  # "fixed": this level (10·log10 of nnAudio's mel power) maps to 0 ...
+    db_ceiling: float = 40.0  # ... and this to 1 (a full-scale sine peaks near +41 dB); clipped to [0, 1]
 
     @property
     def fps(self) -> float:
@@ -64,6 +68,22 @@ class ModelConfig:
 
 
 @dataclass
+class RollConfig:
+    """What x_roll holds (see :mod:`diffroll.roll`) and how notes are read back from x̂0.
+
+    ``roll_channels``: ``["frame"]`` is the paper's roll; ``["frame", "onset", "velocity"]`` the
+    note-state roll. ``sustain``: notes last while the sustain pedal holds them (MAESTRO's
+    convention). The frame threshold is :attr:`DiffusionConfig.threshold` (§4).
+    """
+
+    roll_channels: list[str] = field(default_factory=lambda: ["frame"])
+    sustain: bool = True
+    onset_frames: int = 1  # onset marks 1 frame (> 1: a linear ramp down over that many frames)
+    onset_threshold: float = 0.5
+    min_frames_without_onset: int | None = None  # a frame run with no onset is a note from this length (None: never)
+
+
+@dataclass
 class DiffusionConfig:
     """Eq. 1's schedule and Algorithm 1's sampling settings."""
 
@@ -92,6 +112,7 @@ class TrainConfig:
     validate_every: int = 500
     log_every: int = 25
     seed: int = 0
+    precision: str = "auto"  # fp32 | bf16 (autocast) | auto: bf16 on CUDA, fp32 on CPU
 
 
 @dataclass
@@ -112,6 +133,7 @@ class Config:
     scale: str = "paper"
     audio: AudioConfig = field(default_factory=AudioConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    roll: RollConfig = field(default_factory=RollConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -168,6 +190,7 @@ class Config:
 _SECTIONS = {
     "audio": AudioConfig,
     "model": ModelConfig,
+    "roll": RollConfig,
     "diffusion": DiffusionConfig,
     "train": TrainConfig,
     "data": DataConfig,
@@ -179,7 +202,9 @@ def get_config(scale: str = "cpu", **overrides: Any) -> Config:
 
     - ``smoke``: seconds; a tiny network and a few pieces, for tests and CI.
     - ``cpu``: minutes to hours on 2 CPU cores; a 3.7 M-parameter network (96 channels, 12 layers,
-      k = 9) trained on random 256-frame crops of the offline corpus.
+      k = 9) trained on random 256-frame crops of the offline corpus, with bf16 autocast.
+      Beyond the paper (both presets but ``paper``): the note-state roll (frame, onset, velocity)
+      and the fixed-range log-mel scaling.
     - ``paper``: the paper's sizes (needs a GPU and MAESTRO for the paper's numbers).
     """
     if scale == "paper":
@@ -187,18 +212,21 @@ def get_config(scale: str = "cpu", **overrides: Any) -> Config:
     elif scale == "cpu":
         cfg = Config(
             scale="cpu",
+            audio=AudioConfig(mel_scaling="fixed"),
             model=ModelConfig(channels=96, layers=12, kernel_size=9),
+            roll=RollConfig(roll_channels=list(NOTE_STATE)),
             train=TrainConfig(batch_size=12, lr=5e-4, max_steps=100_000, max_minutes=30, crop_frames=256,
-                              checkpoint_every=250, validate_every=2000, snapshot_every=2000),
+                              checkpoint_every=250, validate_every=2000, snapshot_every=2000, precision="bf16"),
             data=DataConfig(n_generated=60, augment_copies=2),
         )
     elif scale == "smoke":
         cfg = Config(
             scale="smoke",
-            audio=AudioConfig(segment_samples=65_536),  # 128 frames
+            audio=AudioConfig(segment_samples=65_536, mel_scaling="fixed"),  # 128 frames
             model=ModelConfig(channels=16, layers=2, kernel_size=3),
+            roll=RollConfig(roll_channels=list(NOTE_STATE)),
             diffusion=DiffusionConfig(T=20, beta_start=1e-3, beta_end=0.2),
-            train=TrainConfig(batch_size=4, lr=5e-3, max_steps=100, crop_frames=64,
+            train=TrainConfig(batch_size=4, lr=2e-3, max_steps=100, crop_frames=64,
                               checkpoint_every=20, validate_every=30, log_every=5, ema_decay=None),
             data=DataConfig(n_pieces=4, n_generated=2, augment_copies=1, soundfonts=["TimGM6mb"],
                             test_soundfonts=["FluidR3_GM"]),

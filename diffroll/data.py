@@ -1,7 +1,8 @@
 """Training data: (c_mel, x_roll) segments and roll-only segments, cached on disk.
 
 The paper trains on segments of 327,680 samples (§4): c_mel in [0, 1] of shape (229, F) and
-x_roll in {0, 1} of shape (88, F), F = 640 frames. Pretraining (§4.2) uses rolls alone, with
+x_roll in {0, 1} of shape (88, F), F = 640 frames (R × F for a roll of several channels,
+R = 88 per channel: :attr:`RollConfig.roll_channels`). Pretraining (§4.2) uses rolls alone, with
 c_mel = -1 filled in by the trainer. This module cuts pieces into such segments once and keeps
 them in a memory-mapped Hugging Face ``datasets`` Arrow file, keyed by a hash of the audio
 settings and the pieces (their paths, sizes and modification times), so changing e.g. the hop
@@ -26,7 +27,7 @@ import soundfile as sf
 
 from . import paths
 from .audio import AudioError, MelFrontend, load_audio
-from .config import LOWEST_MIDI, N_KEYS, AudioConfig, Config
+from .config import LOWEST_MIDI, N_KEYS, AudioConfig, Config, RollConfig
 from .corpus import build_offline_corpus
 from .loaders import DataError, Piece, list_pieces, split_of
 from .roll import MidiError, Note, midi_notes, notes_to_roll
@@ -44,7 +45,7 @@ __all__ = ["DataError", "Piece", "build_offline_corpus", "list_pieces", "load_pi
 
 log = logging.getLogger("diffroll.data")
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: rolls of several channels, stored as float16
 MAX_LENGTH_MISMATCH_S = 5.0  # audio and MIDI lengths may differ by this much (silence, releases)
 MEL_BATCH = 16  # segments per mel computation
 
@@ -55,11 +56,11 @@ def default_cache_dir() -> Path:
 
 # --- one piece ----------------------------------------------------------------------------------
 
-def _checked_notes(piece: Piece, audio_seconds: float, max_mismatch: float) -> list[Note]:
-    notes = midi_notes(piece.midi)
+def _checked_notes(piece: Piece, audio_seconds: float, max_mismatch: float, sustain: bool = True) -> list[Note]:
+    notes = midi_notes(piece.midi, sustain=sustain)
     if not notes:
         raise MidiError(f"{piece.midi}: MIDI has no notes between A0 and C8")
-    midi_end = max(off for _, off, _ in notes)
+    midi_end = max(n.offset for n in notes)
     if abs(audio_seconds - midi_end) > max_mismatch:
         raise DataError(f"{piece.name}: audio {piece.audio} lasts {audio_seconds:.1f} s but its MIDI "
                         f"{piece.midi} ends at {midi_end:.1f} s (more than {max_mismatch:g} s apart: "
@@ -70,9 +71,11 @@ def _checked_notes(piece: Piece, audio_seconds: float, max_mismatch: float) -> l
 def load_piece(piece: Piece, cfg: Config, max_length_mismatch_s: float = MAX_LENGTH_MISMATCH_S
                ) -> tuple[np.ndarray, list[Note]]:
     """Whole-piece evaluation input: (audio float32 at cfg's rate, reference notes (on, off, pitch)
-    with the sustain pedal applied). Raises AudioError / MidiError / DataError for bad input."""
+    with the sustain pedal applied when :attr:`RollConfig.sustain`). Raises AudioError / MidiError /
+    DataError for bad input."""
     audio = load_audio(piece.audio, cfg.audio.sample_rate)
-    return audio, _checked_notes(piece, len(audio) / cfg.audio.sample_rate, max_length_mismatch_s)
+    return audio, _checked_notes(piece, len(audio) / cfg.audio.sample_rate, max_length_mismatch_s,
+                                 cfg.roll.sustain)
 
 
 def _n_segments(length: int, size: int) -> int:
@@ -90,7 +93,7 @@ def _check_audio_cfg(audio_cfg: AudioConfig) -> None:
 def piece_segments(piece: Piece, cfg: Config, frontend: MelFrontend,
                    max_length_mismatch_s: float = MAX_LENGTH_MISMATCH_S, device: str = "cpu"
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """A piece cut into (n, 229, F) float16 mels and (n, 88, F) float32 rolls.
+    """A piece cut into (n, 229, F) float16 mels and (n, R, F) float16 rolls.
 
     Segment i holds samples [i·S, (i+1)·S) and roll frames [i·F, (i+1)·F); frame j of a mel is
     centred on sample j·hop, the time at which roll frame j starts (:mod:`diffroll.roll`).
@@ -103,26 +106,37 @@ def piece_segments(piece: Piece, cfg: Config, frontend: MelFrontend,
                         f"a segment ({a.segment_samples / a.sample_rate / 2:.1f} s)")
     frames = a.segment_frames
     audio = np.pad(audio, (0, max(0, n * a.segment_samples - len(audio))))[: n * a.segment_samples]
-    roll = notes_to_roll(notes, fps=a.fps, n_frames=n * frames)
-    rolls = roll.reshape(N_KEYS, n, frames).transpose(1, 0, 2)
+    roll = piece_roll(notes, cfg.roll, a.fps, n * frames)
+    rolls = roll.reshape(len(roll), n, frames).transpose(1, 0, 2)
     waves = torch.from_numpy(audio.reshape(n, a.segment_samples))
     with torch.no_grad():
         mels = torch.cat([frontend(waves[i:i + MEL_BATCH].to(device)).cpu() for i in range(0, n, MEL_BATCH)])
-    return mels.numpy().astype(np.float16), np.ascontiguousarray(rolls, dtype=np.float32)
+    return mels.numpy().astype(np.float16), np.ascontiguousarray(rolls, dtype=np.float16)
+
+
+def piece_roll(notes: list[Note], roll_cfg: RollConfig, fps: float, n_frames: int) -> np.ndarray:
+    """The training target x_roll of a piece: (R, n_frames) with the config's channels."""
+    return notes_to_roll(notes, fps=fps, n_frames=n_frames, channels=roll_cfg.roll_channels,
+                         onset_frames=roll_cfg.onset_frames)
+
+
+def roll_rows(cfg: Config) -> int:
+    """R: rows of x_roll (88 per roll channel)."""
+    return N_KEYS * len(cfg.roll.roll_channels)
 
 
 def roll_segments(midi, cfg: Config) -> np.ndarray:
-    """A MIDI file cut into (n, 88, F) float32 roll segments (the same tail rule as audio)."""
-    notes = midi_notes(midi)
+    """A MIDI file cut into (n, R, F) float16 roll segments (the same tail rule as audio)."""
+    notes = midi_notes(midi, sustain=cfg.roll.sustain)
     if not notes:
         raise MidiError(f"{midi}: MIDI has no notes between A0 and C8")
     frames = cfg.audio.segment_frames
-    total = int(np.ceil(max(off for _, off, _ in notes) * cfg.audio.fps))
+    total = int(np.ceil(max(n.offset for n in notes) * cfg.audio.fps))
     n = _n_segments(total, frames)
     if n == 0:
         raise DataError(f"{midi}: {total} frames of notes is shorter than half a segment ({frames} frames)")
-    roll = notes_to_roll(notes, fps=cfg.audio.fps, n_frames=n * frames)
-    return np.ascontiguousarray(roll.reshape(N_KEYS, n, frames).transpose(1, 0, 2))
+    roll = piece_roll(notes, cfg.roll, cfg.audio.fps, n * frames)
+    return np.ascontiguousarray(roll.reshape(len(roll), n, frames).transpose(1, 0, 2), dtype=np.float16)
 
 
 # --- the cache ----------------------------------------------------------------------------------
@@ -177,9 +191,9 @@ def _report_skips(kind: str, skipped: dict, total: int) -> None:
 
 def segment_dataset(pieces: list[Piece], cfg: Config, cache_dir=None,
                     max_length_mismatch_s: float = MAX_LENGTH_MISMATCH_S, device: str = "cpu") -> datasets.Dataset:
-    """Paired segments: columns ``mel`` (229, F), ``roll`` (88, F) float32, ``piece`` (the
-    :attr:`Piece.key` ``name@group``), as torch tensors from a memory-mapped Arrow file (mel is
-    stored as float16 and read back as float32).
+    """Paired segments: columns ``mel`` (229, F), ``roll`` (R, F), ``piece`` (the
+    :attr:`Piece.key` ``name@group``), as torch tensors from a memory-mapped Arrow file (both
+    stored as float16; the trainer reads them as float32).
 
     Pieces that cannot be used (unreadable audio or MIDI, MIDI without notes, lengths more than
     ``max_length_mismatch_s`` apart) are skipped with a warning; if none is left, DataError.
@@ -192,7 +206,7 @@ def segment_dataset(pieces: list[Piece], cfg: Config, cache_dir=None,
     a = cfg.audio
     features = datasets.Features({
         "mel": datasets.Array2D((a.n_mels, a.segment_frames), "float16"),
-        "roll": datasets.Array2D((N_KEYS, a.segment_frames), "float32"),
+        "roll": datasets.Array2D((roll_rows(cfg), a.segment_frames), "float16"),
         "piece": datasets.Value("string"),
     })
     items = [[p.name, p.group, p.split] + _stamp(p.audio) + _stamp(p.midi) if p.audio.exists() and p.midi.exists()
@@ -215,17 +229,18 @@ def segment_dataset(pieces: list[Piece], cfg: Config, cache_dir=None,
         _report_skips("segments", skipped, len(pieces))
         return n, skipped, features
 
-    return _cached("segments", cache_key("segments", vars(a), items), cache_dir, build)
+    settings = {**vars(a), **vars(cfg.roll)}
+    return _cached("segments", cache_key("segments", settings, items), cache_dir, build)
 
 
 def roll_dataset(midi_paths, cfg: Config, cache_dir=None) -> datasets.Dataset:
-    """Unpaired rolls for pretraining (§4.2): column ``roll`` (88, F) float32 only."""
+    """Unpaired rolls for pretraining (§4.2): column ``roll`` (R, F) float16 only."""
     midi_paths = [Path(m) for m in midi_paths]
     if not midi_paths:
         raise DataError("roll_dataset got no MIDI files")
     _check_audio_cfg(cfg.audio)
     frames = cfg.audio.segment_frames
-    features = datasets.Features({"roll": datasets.Array2D((N_KEYS, frames), "float32")})
+    features = datasets.Features({"roll": datasets.Array2D((roll_rows(cfg), frames), "float16")})
     items = [_stamp(m) if m.exists() else [str(m)] for m in midi_paths]
 
     def build(path: Path):
@@ -244,7 +259,7 @@ def roll_dataset(midi_paths, cfg: Config, cache_dir=None) -> datasets.Dataset:
         _report_skips("rolls", skipped, len(midi_paths))
         return n, skipped, features
 
-    settings = {"fps": cfg.audio.fps, "segment_frames": frames}
+    settings = {"fps": cfg.audio.fps, "segment_frames": frames, **vars(cfg.roll)}
     return _cached("rolls", cache_key("rolls", settings, items), cache_dir, build)
 
 
@@ -266,8 +281,8 @@ def pitch_counts(pieces: list[Piece]) -> np.ndarray:
     """Notes per key (88,), each distinct MIDI file counted once."""
     counts = np.zeros(N_KEYS, dtype=np.int64)
     for midi in sorted({p.midi for p in pieces}):
-        for _, _, pitch in _notes_of(midi):
-            counts[pitch - LOWEST_MIDI] += 1
+        for note in _notes_of(midi):
+            counts[note.pitch - LOWEST_MIDI] += 1
     return counts
 
 

@@ -118,7 +118,7 @@ class Diffusion:
                steps: int | None = None, generator: torch.Generator | None = None,
                callback: Callable[[dict], None] | None = None,
                x_T: torch.Tensor | None = None) -> torch.Tensor:
-        """Algorithm 1: x_T ~ N(0, I), then reverse steps to x_0, the posteriorgram (B, 88, τ).
+        """Algorithm 1: x_T ~ N(0, I), then reverse steps to x_0, the posteriorgram (B, R, τ).
 
         ``sampler``: ``ddpm`` (the paper's σ_t, default), ``ddim`` (σ = 0) or ``dpmpp``
         (DPM-Solver++(2M), beyond the paper); ``steps`` strides the T steps (None: all).
@@ -127,7 +127,7 @@ class Diffusion:
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
         B, _, frames = mel.shape
-        x = x_T if x_T is not None else _randn((B, model_keys(model), frames), generator, mel)
+        x = x_T if x_T is not None else _randn((B, model_rows(model), frames), generator, mel)
         denoise = guided_denoiser(model, mel, w)
         timesteps = sampling_timesteps(self.T, steps)
         if sampler == "dpmpp":
@@ -136,9 +136,9 @@ class Diffusion:
         return sample_ddpm(denoise, x, self, timesteps, generator, callback, eta=eta)
 
 
-def model_keys(model) -> int:
-    cfg = getattr(model, "cfg", None)
-    return getattr(cfg, "n_keys", 88)
+def model_rows(model) -> int:
+    """Rows R of the rolls a model denoises (88 per roll channel); 88 for a plain callable."""
+    return getattr(model, "rows", 88)
 
 
 def _rand(n: int, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Metrics of §4 via mir_eval: note F1 (onset within 50 ms), note-with-offset F1 and frame F1.
+"""Metrics of §4 via mir_eval: note F1 (onset within 50 ms), note-with-offset F1, frame F1, and
+note-with-offset-and-velocity F1 (mir_eval.transcription_velocity, Hawthorne et al. 2018).
 
 Pitches are handed to mir_eval in Hz: its pitch tolerance is 50 cents, so MIDI numbers passed as
 if they were Hz would let neighbouring keys match. Score whole pieces, not random crops.
@@ -11,38 +12,48 @@ import mir_eval
 import numpy as np
 
 from .config import LOWEST_MIDI
-from .roll import Note, notes_to_roll
+from .roll import N_KEYS, Note, clip_notes, notes_to_roll
 
 ONSET_TOLERANCE = 0.05
 
 
-def _arrays(notes: list[Note]) -> tuple[np.ndarray, np.ndarray]:
+def _arrays(notes: list[Note]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Intervals (n, 2) in seconds, pitches in Hz, velocities (MIDI; 80 where a note has none)."""
     if not notes:
-        return np.zeros((0, 2)), np.zeros(0)
-    arr = np.asarray(notes, dtype=float)
-    return arr[:, :2], mir_eval.util.midi_to_hz(arr[:, 2])
+        return np.zeros((0, 2)), np.zeros(0), np.zeros(0)
+    arr = np.asarray([tuple(Note(*n)) for n in notes], dtype=float)
+    return arr[:, :2], mir_eval.util.midi_to_hz(arr[:, 2]), arr[:, 3]
 
 
 def _f1(p: float, r: float) -> float:
     return 0.0 if p + r == 0 else 2 * p * r / (p + r)
 
 
+NOTE_KEYS = ("precision", "recall", "f1", "precision_offset", "recall_offset", "f1_offset",
+             "precision_velocity", "recall_velocity", "f1_velocity")
+
+
 def note_scores(ref: list[Note], est: list[Note], onset_tolerance: float = ONSET_TOLERANCE) -> dict[str, float]:
-    """Note precision/recall/F1 (onset only) and F1 with offsets (mir_eval defaults: 20 % or 50 ms).
+    """Note precision/recall/F1 (onset only), with offsets (mir_eval defaults: 20 % or 50 ms), and
+    with offsets and velocities (``*_velocity``: mir_eval.transcription_velocity, velocities
+    rescaled globally, tolerance 0.1). Notes without a velocity count as 80.
 
     Both lists empty counts as perfect; exactly one empty as zero.
     """
     if not ref and not est:
-        return dict(precision=1.0, recall=1.0, f1=1.0, precision_offset=1.0, recall_offset=1.0, f1_offset=1.0)
+        return dict.fromkeys(NOTE_KEYS, 1.0)
     if not ref or not est:
-        return dict(precision=0.0, recall=0.0, f1=0.0, precision_offset=0.0, recall_offset=0.0, f1_offset=0.0)
-    ref_iv, ref_hz = _arrays(ref)
-    est_iv, est_hz = _arrays(est)
+        return dict.fromkeys(NOTE_KEYS, 0.0)
+    ref_iv, ref_hz, ref_vel = _arrays(ref)
+    est_iv, est_hz, est_vel = _arrays(est)
     p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
         ref_iv, ref_hz, est_iv, est_hz, onset_tolerance=onset_tolerance, offset_ratio=None)
     po, ro, fo, _ = mir_eval.transcription.precision_recall_f1_overlap(
         ref_iv, ref_hz, est_iv, est_hz, onset_tolerance=onset_tolerance)
-    return dict(precision=p, recall=r, f1=f, precision_offset=po, recall_offset=ro, f1_offset=fo)
+    pv, rv, fv, _ = mir_eval.transcription_velocity.precision_recall_f1_overlap(
+        ref_iv, ref_hz, ref_vel, est_iv, est_hz, est_vel, onset_tolerance=onset_tolerance)
+    return dict(precision=p, recall=r, f1=f, precision_offset=po, recall_offset=ro, f1_offset=fo,
+                precision_velocity=pv, recall_velocity=rv, f1_velocity=fv)
 
 
 def _roll_to_freqs(roll: np.ndarray) -> list[np.ndarray]:
@@ -51,9 +62,10 @@ def _roll_to_freqs(roll: np.ndarray) -> list[np.ndarray]:
 
 def frame_scores(ref_roll: np.ndarray, est_roll: np.ndarray, fps: float = 31.25,
                  threshold: float = 0.5) -> dict[str, float]:
-    """Frame precision/recall/F1 with mir_eval.multipitch on binarised rolls of equal length."""
-    ref = np.asarray(ref_roll) > threshold
-    est = np.asarray(est_roll) > threshold
+    """Frame precision/recall/F1 with mir_eval.multipitch on binarised rolls (the frame channel:
+    the first 88 rows of a multi-channel roll)."""
+    ref = np.asarray(ref_roll)[:N_KEYS] > threshold
+    est = np.asarray(est_roll)[:N_KEYS] > threshold
     n = max(ref.shape[1], est.shape[1])
     ref = np.pad(ref, ((0, 0), (0, n - ref.shape[1])))
     est = np.pad(est, ((0, 0), (0, n - est.shape[1])))
@@ -94,7 +106,7 @@ def evaluate_pieces(model, pieces, max_seconds: float | None = None, progress: b
     for name, group, wave, ref in tqdm(list(pieces), desc="evaluate", unit="piece", disable=not progress):
         if max_seconds is not None:
             wave = wave[: int(max_seconds * sr)]
-            ref = [(on, min(off, max_seconds), p) for on, off, p in ref if on < max_seconds]
+            ref = clip_notes(ref, max_seconds)
         start = time.perf_counter()
         est, x0 = transcribe_notes(model, wave, progress=False, **transcribe_kwargs)
         wall = time.perf_counter() - start
@@ -114,7 +126,8 @@ def summarise(rows: list[dict], by: str = "group") -> dict[str, dict[str, float]
         groups.setdefault("all", []).append(r)
     out = {}
     for g, rs in groups.items():
-        out[g] = {k: float(np.mean([r[k] for r in rs])) for k in ("precision", "recall", "f1", "f1_offset")}
+        out[g] = {k: float(np.mean([r[k] for r in rs])) for k in ("precision", "recall", "f1", "f1_offset",
+                                                                 "f1_velocity")}
         out[g]["rtf"] = sum(r["wall_seconds"] for r in rs) / max(sum(r["seconds"] for r in rs), 1e-9)
         out[g]["pieces"] = len(rs)
     return out

@@ -212,8 +212,8 @@ def roll_statistics(rolls: Sequence[np.ndarray], fps: float = 31.25, threshold: 
         on = np.asarray(roll) > threshold
         poly.append(on.sum(axis=0))
         notes = roll_to_notes(np.asarray(roll, dtype=np.float32), fps, threshold)
-        pitches += [p for _, _, p in notes]
-        lengths += [off - on_ for on_, off, _ in notes]
+        pitches += [n.pitch for n in notes]
+        lengths += [n.offset - n.onset for n in notes]
         seconds += on.shape[1] / fps
     poly = np.concatenate(poly) if poly else np.zeros(0)
     return {"polyphony": poly, "pitches": np.asarray(pitches), "lengths": np.asarray(lengths),

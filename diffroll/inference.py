@@ -31,8 +31,8 @@ from tqdm.auto import tqdm
 
 from .audio import AudioError, MelFrontend, load_audio
 from .config import Config
-from .diffusion import Diffusion, mask_mel
-from .roll import Note, notes_to_midi, roll_to_notes
+from .diffusion import Diffusion, mask_mel, model_rows
+from .roll import Note, decode, notes_to_midi
 
 SILENCE_PEAK = 1e-4  # a window whose peak is below this is silence: c_mel = 0, not amplified noise
 READ_BLOCK = 1 << 20  # frames per block when streaming a file from disk
@@ -104,7 +104,8 @@ def transcribe_wave(model, wave: np.ndarray, *, w: float | None = None, sampler:
                     steps: int | None = None, seed: int = 0, batch_size: int = 4,
                     overlap: int | None = None, mask: np.ndarray | None = None,
                     progress: bool = True, callback=None, desc: str = "windows") -> np.ndarray:
-    """16 kHz mono audio -> posteriorgram x0 (88, frames) with frames = len(wave) // hop.
+    """16 kHz mono audio -> posteriorgram x0 (R, frames) with frames = len(wave) // hop and R the
+    model's rows (88 per roll channel).
 
     ``w``: guidance weight of Algorithm 1 (None: the config's; -1: generation, §4.3, which
     ignores the audio). ``sampler``/``steps``: see :meth:`diffroll.diffusion.Diffusion.sample`.
@@ -115,7 +116,7 @@ def transcribe_wave(model, wave: np.ndarray, *, w: float | None = None, sampler:
     cfg: Config = model.config
     device = next(model.parameters()).device
     w = cfg.diffusion.w if w is None else w
-    keys, size = cfg.model.n_keys, cfg.audio.segment_frames
+    keys, size = model_rows(model), cfg.audio.segment_frames
     total = len(wave) // cfg.audio.hop_length
     if total == 0:
         return np.zeros((keys, 0), dtype=np.float32)
@@ -165,7 +166,7 @@ def transcribe_notes(model, wave: np.ndarray, threshold: float | None = None, **
     x0 = transcribe_wave(model, wave, **kwargs)
     cfg: Config = model.config
     th = cfg.diffusion.threshold if threshold is None else threshold
-    return roll_to_notes(x0, fps=cfg.audio.fps, threshold=th), x0
+    return decode(x0, cfg.audio.fps, cfg.roll, th), x0
 
 
 def read_audio(path: str | Path, sr: int = 16000) -> np.ndarray:

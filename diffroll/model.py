@@ -1,7 +1,8 @@
 """The DiffRoll network (§3, Fig. 1): a DiffWave-style 1-D conv net f_θ(x_t, t, c_mel) -> x̂0.
 
-x_t (B, 88, τ) -> 1×1 conv to C channels -> N residual layers -> skip sum -> 1×1, ReLU, 1×1 ->
-x̂0 (B, 88, τ). Each residual layer (as in DiffWave) adds the step embedding, applies a k-wide
+x_t (B, R, τ) -> 1×1 conv to C channels -> N residual layers -> skip sum -> 1×1, ReLU, 1×1 ->
+x̂0 (B, R, τ), with R = 88 rows per roll channel (88 for the paper's frame roll, 264 for the
+note-state roll of frame, onset and velocity; see :mod:`diffroll.roll`). Each residual layer (as in DiffWave) adds the step embedding, applies a k-wide
 dilated conv to 2C channels, adds a per-layer 1×1 projection of c_mel (229 -> 2C), gates with
 tanh·σ and splits a 1×1 conv into residual and skip. The same class is the discriminative
 baseline of §4.1 when it is always fed x_t = 0 and t = 1.
@@ -65,17 +66,18 @@ class PreparedMel(tuple):
 class DiffRoll(nn.Module):
     """f_θ(x_t, t, c_mel) -> x̂0 of Eq. 2; c_mel = -1 everywhere is the unconditional model."""
 
-    def __init__(self, cfg: ModelConfig | None = None):
+    def __init__(self, cfg: ModelConfig | None = None, roll_channels: int = 1):
         super().__init__()
         self.cfg = cfg = cfg or ModelConfig()
+        self.rows = cfg.n_keys * roll_channels  # R: rows of x_t and x̂0
         step_hidden = 512
-        self.input_proj = nn.Conv1d(cfg.n_keys, cfg.channels, 1)
+        self.input_proj = nn.Conv1d(self.rows, cfg.channels, 1)
         self.step_mlp = StepMLP(cfg.step_embedding, step_hidden)
         self.layers = nn.ModuleList(
             ResidualLayer(cfg.channels, cfg.kernel_size, cfg.dilation_of(i), cfg.n_mels, step_hidden)
             for i in range(cfg.layers))
         self.skip_proj = nn.Conv1d(cfg.channels, cfg.channels, 1)
-        self.output_proj = nn.Conv1d(cfg.channels, cfg.n_keys, 1)
+        self.output_proj = nn.Conv1d(cfg.channels, self.rows, 1)
         nn.init.kaiming_normal_(self.input_proj.weight)
         nn.init.kaiming_normal_(self.skip_proj.weight)
         nn.init.zeros_(self.output_proj.weight)  # x̂0 starts at 0 (zero-initialised output, as DiffWave)
@@ -83,12 +85,12 @@ class DiffRoll(nn.Module):
 
     def prepare_condition(self, mel: torch.Tensor) -> PreparedMel:
         """The per-layer 1×1 projections of c_mel: they do not depend on x_t or t, so samplers
-        compute them once per run (see :func:`diffroll.diffusion.sample`)."""
+        compute them once per run (see :meth:`diffroll.diffusion.Diffusion.sample`)."""
         return PreparedMel(layer.mel_proj(mel) for layer in self.layers)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, mel: torch.Tensor | PreparedMel) -> torch.Tensor:
-        """x_t (B, 88, τ), t (B,) integers in 1..T, mel (B, 229, τ) or :meth:`prepare_condition`'s
-        result -> x̂0 (B, 88, τ)."""
+        """x_t (B, R, τ), t (B,) integers in 1..T, mel (B, 229, τ) or :meth:`prepare_condition`'s
+        result -> x̂0 (B, R, τ)."""
         if t.dim() == 0:
             t = t.expand(x_t.shape[0])
         mel_terms = mel if isinstance(mel, PreparedMel) else self.prepare_condition(mel)

@@ -1,24 +1,45 @@
 """Piano rolls: MIDI -> roll, roll -> notes, notes -> MIDI.
 
-A roll is a float32 array of shape (88, frames), row 0 = A0 (MIDI 21), row 87 = C8 (MIDI 108),
-at ``fps`` frames per second (31.25 = 16 kHz / hop 512, §4). Like the paper we ignore velocity and
-keep x_roll in {0, 1} (§3). Frame ``i`` covers [i / fps, (i + 1) / fps).
+A roll is a float32 array of shape (C·88, frames): C channels of 88 keys stacked, row 0 of each
+channel = A0 (MIDI 21), row 87 = C8 (MIDI 108), at ``fps`` frames per second (31.25 = 16 kHz /
+hop 512, §4). Frame ``i`` covers [i / fps, (i + 1) / fps). The channels (:data:`CHANNELS`):
+
+- ``frame``: 1 while a key sounds (the paper's x_roll ∈ {0, 1}, §3). With the frame channel alone
+  a re-struck key is a one-frame gap, as in the paper;
+- ``onset``: 1 on a note's first frame (and a linear ramp over ``onset_frames`` frames if > 1);
+  with it the frame channel has no re-strike gaps: a new onset inside a sounding note splits it;
+- ``velocity``: MIDI velocity / 127 on the note's frames, 0 elsewhere.
+
+``("frame",)`` is the paper's roll; ``("frame", "onset", "velocity")`` the note-state roll
+(Onsets and Frames, Hawthorne et al. 2018, as a diffusion target). Notes are read back by
+:func:`roll_to_notes`.
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import pretty_midi
 
-from .config import LOWEST_MIDI, N_KEYS
+from .config import LOWEST_MIDI, N_KEYS, RollConfig
 
 log = logging.getLogger("diffroll.roll")
 
-Note = tuple[float, float, int]  # (onset seconds, offset seconds, MIDI pitch)
 FPS = 31.25
 SUSTAIN_CC = 64
+CHANNELS = ("frame", "onset", "velocity")
+DEFAULT_VELOCITY = 80
+
+
+class Note(NamedTuple):
+    """One note: onset and offset in seconds, MIDI pitch, MIDI velocity (1–127)."""
+
+    onset: float
+    offset: float
+    pitch: int
+    velocity: int = DEFAULT_VELOCITY
 
 
 class MidiError(ValueError):
@@ -37,7 +58,7 @@ def load_midi(midi: str | Path | pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMI
         raise MidiError(f"{path}: not a readable MIDI file ({err})") from err
 
 
-def _sustain_spans(instrument: pretty_midi.Instrument) -> list[tuple[float, float]]:
+def sustain_spans(instrument: pretty_midi.Instrument) -> list[tuple[float, float]]:
     """(down, up) times of the sustain pedal (CC 64 >= 64 is down)."""
     spans, down = [], None
     for cc in sorted((c for c in instrument.control_changes if c.number == SUSTAIN_CC), key=lambda c: c.time):
@@ -52,34 +73,34 @@ def _sustain_spans(instrument: pretty_midi.Instrument) -> list[tuple[float, floa
 
 
 def midi_notes(midi, sustain: bool = True) -> list[Note]:
-    """The notes of all non-drum instruments, sorted by onset, as ``(onset, offset, pitch)``.
+    """The notes of all non-drum instruments, sorted by onset, as :class:`Note`.
 
-    With ``sustain`` a note released while the pedal is down sounds until the pedal is
-    released or the same key is struck again (the MAESTRO convention of Hawthorne et al.).
-    Notes outside A0–C8 are dropped, and their count is logged.
+    With ``sustain`` (:attr:`RollConfig.sustain`) a note released while the pedal is down sounds
+    until the pedal is released or the same key is struck again (the MAESTRO / Onsets-and-Frames
+    convention of Hawthorne et al.). Notes outside A0–C8 are dropped, and their count is logged.
     """
     pm = load_midi(midi)
     notes: list[Note] = []
     for inst in pm.instruments:
         if inst.is_drum:
             continue
-        spans = _sustain_spans(inst) if sustain else []
+        spans = sustain_spans(inst) if sustain else []
         for n in inst.notes:
             end = n.end
             for down, up in spans:
                 if down <= end < up:
                     end = max(end, min(up, pm.get_end_time()))
                     break
-            notes.append((float(n.start), float(end), int(n.pitch)))
+            notes.append(Note(float(n.start), float(end), int(n.pitch), int(n.velocity)))
     notes.sort()
     if sustain:  # a re-struck key ends the sustained note before it
         last: dict[int, int] = {}
-        for i, (on, off, p) in enumerate(notes):
-            j = last.get(p)
-            if j is not None and notes[j][1] > on:
-                notes[j] = (notes[j][0], on, p)
-            last[p] = i
-    kept = [n for n in notes if LOWEST_MIDI <= n[2] < LOWEST_MIDI + N_KEYS and n[1] > n[0]]
+        for i, note in enumerate(notes):
+            j = last.get(note.pitch)
+            if j is not None and notes[j].offset > note.onset:
+                notes[j] = notes[j]._replace(offset=note.onset)
+            last[note.pitch] = i
+    kept = [n for n in notes if LOWEST_MIDI <= n.pitch < LOWEST_MIDI + N_KEYS and n.offset > n.onset]
     dropped = len(notes) - len(kept)
     if dropped:
         log.warning("%s: dropped %d notes outside A0-C8 or of zero length", _name(midi), dropped)
@@ -90,64 +111,153 @@ def _name(midi) -> str:
     return "<PrettyMIDI>" if isinstance(midi, pretty_midi.PrettyMIDI) else str(midi)
 
 
-def notes_to_roll(notes: list[Note], fps: float = FPS, n_frames: int | None = None) -> np.ndarray:
-    """Rasterise notes: frames round(onset·fps) .. round(offset·fps) - 1 are on (at least one).
+def clip_notes(notes: Sequence[Note], seconds: float) -> list[Note]:
+    """The notes that start before ``seconds``, their offsets clipped to it (a piece cut short)."""
+    return [Note(*n)._replace(offset=min(n[1], seconds)) for n in notes if n[0] < seconds]
 
-    When a key is struck again while its previous note still sounds, the previous note
-    ends one frame early, so every onset stays a rising edge that :func:`roll_to_notes` sees.
+
+def channel_rows(channels: Sequence[str], name: str) -> slice:
+    """Rows of channel ``name`` in a roll with ``channels``."""
+    if name not in channels:
+        raise ValueError(f"the roll has no {name!r} channel (channels: {list(channels)})")
+    i = list(channels).index(name)
+    return slice(i * N_KEYS, (i + 1) * N_KEYS)
+
+
+def check_channels(channels: Sequence[str]) -> tuple[str, ...]:
+    channels = tuple(channels)
+    unknown = [c for c in channels if c not in CHANNELS]
+    if unknown or not channels or channels[0] != "frame" or len(set(channels)) != len(channels):
+        raise ValueError(f"roll channels {list(channels)}: need 'frame' first, then any of {CHANNELS[1:]}, "
+                         "each once")
+    return channels
+
+
+def notes_to_roll(notes: Sequence[Note], fps: float = FPS, n_frames: int | None = None,
+                  channels: Sequence[str] = ("frame",), onset_frames: int = 1) -> np.ndarray:
+    """Rasterise notes to a (len(channels)·88, n_frames) roll: frames round(onset·fps) ..
+    round(offset·fps) − 1 are on (at least one).
+
+    Frame-only rolls (the paper's): when a key is struck again while its previous note still
+    sounds, the previous note ends one frame early, so every onset stays a rising edge. With an
+    ``onset`` channel the frame channel stays on and the onset marks the re-strike.
     """
+    channels = check_channels(channels)
     if n_frames is None:
-        n_frames = int(np.ceil(max((off for _, off, _ in notes), default=0.0) * fps)) + 1
-    roll = np.zeros((N_KEYS, n_frames), dtype=np.float32)
-    for on, off, pitch in sorted(notes):
-        key = pitch - LOWEST_MIDI
-        start = int(round(on * fps))
-        end = max(int(round(off * fps)), start + 1)
+        n_frames = int(np.ceil(max((n[1] for n in notes), default=0.0) * fps)) + 1
+    roll = np.zeros((len(channels), N_KEYS, n_frames), dtype=np.float32)
+    frame = roll[channels.index("frame")]
+    onset = roll[channels.index("onset")] if "onset" in channels else None
+    velocity = roll[channels.index("velocity")] if "velocity" in channels else None
+    ramp = np.linspace(1.0, 0.0, onset_frames, endpoint=False, dtype=np.float32)
+    for note in sorted(Note(*n) for n in notes):
+        key = note.pitch - LOWEST_MIDI
+        start = int(round(note.onset * fps))
+        end = min(max(int(round(note.offset * fps)), start + 1), n_frames)
         if start >= n_frames or not 0 <= key < N_KEYS:
             continue
-        if start > 0 and roll[key, start - 1] > 0:  # re-struck: open a one-frame gap
-            roll[key, start - 1] = 0
-        roll[key, start:min(end, n_frames)] = 1
-    return roll
+        if onset is None and start > 0 and frame[key, start - 1] > 0:  # re-struck: open a one-frame gap
+            frame[key, start - 1] = 0
+        frame[key, start:end] = 1
+        if onset is not None:
+            span = min(onset_frames, n_frames - start)
+            onset[key, start:start + span] = np.maximum(onset[key, start:start + span], ramp[:span])
+        if velocity is not None:
+            velocity[key, start:end] = note.velocity / 127.0
+    return roll.reshape(len(channels) * N_KEYS, n_frames)
 
 
-def midi_to_roll(midi, fps: float = FPS, n_frames: int | None = None, sustain: bool = True) -> np.ndarray:
-    """MIDI file (or PrettyMIDI) -> roll of shape (88, frames).
+def midi_to_roll(midi, fps: float = FPS, n_frames: int | None = None, sustain: bool = True,
+                 channels: Sequence[str] = ("frame",), onset_frames: int = 1) -> np.ndarray:
+    """MIDI file (or PrettyMIDI) -> roll of shape (len(channels)·88, frames).
 
     Raises :class:`MidiError` for an unreadable file or one with no notes in A0–C8.
     """
     notes = midi_notes(midi, sustain=sustain)
     if not notes:
         raise MidiError(f"{_name(midi)}: MIDI has no notes between A0 and C8")
-    return notes_to_roll(notes, fps=fps, n_frames=n_frames)
+    return notes_to_roll(notes, fps=fps, n_frames=n_frames, channels=channels, onset_frames=onset_frames)
 
 
-def roll_to_notes(roll, fps: float = FPS, threshold: float = 0.5) -> list[Note]:
-    """Binarise x0 at ``threshold`` (§4) and read notes: onset = rising edge, offset = falling edge."""
-    on = np.asarray(roll) > threshold
-    if on.ndim != 2 or on.shape[0] != N_KEYS:
-        raise ValueError(f"expected a roll of shape (88, frames), got {on.shape}")
-    padded = np.pad(on, ((0, 0), (1, 1))).astype(np.int8)
-    edges = np.diff(padded, axis=1)
+def _runs(active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and ends (exclusive) of the True runs of a 1-D bool array."""
+    edges = np.diff(np.concatenate([[0], active.astype(np.int8), [0]]))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+
+
+def _velocity_at(velocity: np.ndarray | None, key: int, start: int, end: int) -> int:
+    if velocity is None:
+        return DEFAULT_VELOCITY
+    return int(np.clip(round(127 * float(velocity[key, start:max(end, start + 1)][:2].mean())), 1, 127))
+
+
+def roll_to_notes(roll, fps: float = FPS, threshold: float = 0.5, channels: Sequence[str] = ("frame",),
+                  onset_threshold: float = 0.5, min_frames_without_onset: int | None = None) -> list[Note]:
+    """Read notes from x̂0 (a roll of ``channels``, thresholds as in §4).
+
+    - Frame-only rolls: onset = rising edge of frame > ``threshold``, offset = falling edge.
+    - With an ``onset`` channel: a note starts where onset > ``onset_threshold`` rises (the first
+      frame of each run above it) and lasts while the frame (or the onset) channel stays above its
+      threshold, up to the next onset of the same key, which is a re-strike. A frame dip without
+      an onset never splits a note. A frame run that no onset starts gives a note only when
+      ``min_frames_without_onset`` is set and the run is at least that long.
+    - Velocity (with a ``velocity`` channel) is read at the onset: the mean of its first two
+      frames × 127; otherwise :data:`DEFAULT_VELOCITY`.
+    """
+    channels = check_channels(channels)
+    x = np.asarray(roll, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] != N_KEYS * len(channels):
+        raise ValueError(f"expected a roll of shape ({N_KEYS * len(channels)}, frames) for channels "
+                         f"{list(channels)}, got {x.shape}")
+    x = x.reshape(len(channels), N_KEYS, -1)
+    frame = x[channels.index("frame")] > threshold
+    velocity = x[channels.index("velocity")] if "velocity" in channels else None
     notes: list[Note] = []
+    if "onset" not in channels:
+        for key in range(N_KEYS):
+            for s, e in zip(*_runs(frame[key])):
+                notes.append(Note(s / fps, e / fps, key + LOWEST_MIDI, _velocity_at(velocity, key, s, e)))
+        notes.sort()
+        return notes
+    onset = x[channels.index("onset")] > onset_threshold
+    sounding = frame | onset
+    n_frames = x.shape[-1]
     for key in range(N_KEYS):
-        starts = np.flatnonzero(edges[key] == 1)
-        ends = np.flatnonzero(edges[key] == -1)
-        notes.extend((s / fps, e / fps, key + LOWEST_MIDI) for s, e in zip(starts, ends))
+        starts = _runs(onset[key])[0]
+        covered = np.zeros(n_frames, dtype=bool)
+        for i, s in enumerate(starts):
+            stop = starts[i + 1] if i + 1 < len(starts) else n_frames
+            e = s + 1
+            while e < stop and sounding[key, e]:
+                e += 1
+            covered[s:e] = True
+            notes.append(Note(s / fps, e / fps, key + LOWEST_MIDI, _velocity_at(velocity, key, s, e)))
+        if min_frames_without_onset is not None:
+            for s, e in zip(*_runs(frame[key] & ~covered)):
+                if e - s >= min_frames_without_onset and not covered[max(s - 1, 0)]:
+                    notes.append(Note(s / fps, e / fps, key + LOWEST_MIDI, _velocity_at(velocity, key, s, e)))
     notes.sort()
     return notes
 
 
-def notes_to_midi(notes: list[Note], path: str | Path | None = None, velocity: int = 80,
+def decode(roll, fps: float, roll_cfg: RollConfig, threshold: float) -> list[Note]:
+    """:func:`roll_to_notes` with the settings of a :class:`~diffroll.config.RollConfig`."""
+    return roll_to_notes(roll, fps=fps, threshold=threshold, channels=roll_cfg.roll_channels,
+                         onset_threshold=roll_cfg.onset_threshold,
+                         min_frames_without_onset=roll_cfg.min_frames_without_onset)
+
+
+def notes_to_midi(notes: Sequence[Note], path: str | Path | None = None, velocity: int | None = None,
                   program: int = 0) -> pretty_midi.PrettyMIDI:
     """Notes in seconds -> a one-piano PrettyMIDI (written to ``path`` if given).
 
-    Times are kept in seconds (frame index × hop / sr), so the MIDI plays at the audio's tempo.
+    Each note keeps its own velocity (``velocity`` overrides them all). Times are kept in seconds
+    (frame index × hop / sr), so the MIDI plays at the audio's tempo.
     """
     pm = pretty_midi.PrettyMIDI()
     piano = pretty_midi.Instrument(program=program, name="DiffRoll")
-    piano.notes = [pretty_midi.Note(velocity=velocity, pitch=int(p), start=float(on), end=float(off))
-                   for on, off, p in notes]
+    piano.notes = [pretty_midi.Note(velocity=int(velocity if velocity is not None else Note(*n).velocity),
+                                    pitch=int(n[2]), start=float(n[0]), end=float(n[1])) for n in notes]
     pm.instruments.append(piano)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

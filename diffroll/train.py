@@ -7,13 +7,16 @@ with a roll-only dataset (``roll`` only; c_mel = -1). Training on:
 - roll-only only: unpaired pretraining, p = 1 (§4.2);
 - both: the paper's "p = 0 + 1" — paired batches with p = 0 alternate with roll-only batches.
 
-All randomness of step n (crops, t, ε, dropout) comes from a generator seeded by (seed, n), and
-the data position is part of the checkpoint, so a resumed run continues the same run.
+All randomness of step n (crops, t, ε, dropout) comes from generators seeded by (seed, n), and
+the batches of step n are a pure function of n (:class:`Stream`), so a resumed run continues the
+same run. The next batch is read and cropped in a background thread while the current step runs.
+With ``precision="bf16"`` the forward pass runs under bf16 autocast (CPU or CUDA).
 """
 from __future__ import annotations
 
 import copy
 import csv
+from concurrent.futures import ThreadPoolExecutor
 import json
 import math
 import time
@@ -32,43 +35,49 @@ from .inference import transcribe_notes
 from .model import DiffRoll
 
 
+CROP_SEED = 500_009  # the crops of step n are drawn from seed·1,000,003 + n + CROP_SEED
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 def pick_device(device: str | None = None) -> torch.device:
     """CUDA when present, else CPU (or what ``device`` says)."""
     return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
+def precision_of(precision: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16`` (autocast) for a :attr:`TrainConfig.precision` on ``device``:
+    ``auto`` is bf16 on CUDA and fp32 on CPU."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
 class Stream:
-    """An endless, reshuffled-every-epoch walk over a dataset, with a resumable position."""
+    """An endless, reshuffled-every-epoch walk over a dataset: sample j of the walk is
+    ``perm(epoch = j // N)[j % N]``, so batch b holds samples b·B .. b·B + B − 1 and any batch can
+    be drawn again from its number alone (resuming; a background thread reading ahead)."""
 
     def __init__(self, dataset, seed: int, name: str):
         if len(dataset) == 0:
             raise ValueError(f"the {name} dataset is empty")
         self.dataset, self.seed, self.name = dataset, seed, name
-        self.epoch, self.position = 0, 0
+        self._perms: dict[int, torch.Tensor] = {}
 
-    def _order(self) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
-        return torch.randperm(len(self.dataset), generator=g)
+    def _order(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+            self._perms = {epoch: torch.randperm(len(self.dataset), generator=g)}  # keep one epoch
+        return self._perms[epoch]
 
-    def next_indices(self, n: int) -> list[int]:
-        out: list[int] = []
-        while len(out) < n:
-            order = self._order()
-            take = order[self.position:self.position + n - len(out)].tolist()
-            out += take
-            self.position += len(take)
-            if self.position >= len(order):
-                self.epoch, self.position = self.epoch + 1, 0
-        return out
-
-    def state(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load(self, state: dict[str, int]) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+    def indices(self, batch: int, batch_size: int) -> list[int]:
+        n = len(self.dataset)
+        return [int(self._order(j // n)[j % n]) for j in range(batch * batch_size, (batch + 1) * batch_size)]
 
 
 def _stack(batch: Any, key: str) -> torch.Tensor:
+    """A column of a batch as one float32 tensor (Arrow datasets give tensors or lists of them)."""
     value = batch[key]
     if isinstance(value, torch.Tensor):
         return value.float()
@@ -97,7 +106,7 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         torch.manual_seed(cfg.train.seed)
-        self.model = DiffRoll(cfg.model).to(self.device)
+        self.model = DiffRoll(cfg.model, len(cfg.roll.roll_channels)).to(self.device)
         self.model.config = cfg
         if init_from is not None:
             self._init_weights(init_from)
@@ -113,6 +122,9 @@ class Trainer:
         self.step, self.wall_seconds, self.history = 0, 0.0, []
         use_compile = self.device.type == "cuda" if compile is None else compile
         self._forward = torch.compile(self.model) if use_compile else self.model
+        self.autocast = precision_of(cfg.train.precision, self.device) == "bf16"
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches")
+        self._ahead: dict[int, Any] = {}  # step -> future of its batch
         if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             self.load(self.checkpoint_path)
 
@@ -135,7 +147,6 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
-            "streams": {k: s.state() for k, s in self.streams.items()},
             "history": self.history,
             "wall_seconds": self.wall_seconds,
         }
@@ -166,9 +177,6 @@ class Trainer:
         self.step = int(state["step"])
         self.wall_seconds = float(state.get("wall_seconds", 0.0))
         self.history = list(state.get("history", []))
-        for k, s in state.get("streams", {}).items():
-            if k in self.streams:
-                self.streams[k].load(s)
 
     @property
     def eval_model(self) -> DiffRoll:
@@ -177,30 +185,40 @@ class Trainer:
         return model
 
     # -- one step ------------------------------------------------------------------------------
-    def _batch(self, stream: Stream, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = stream.dataset[stream.next_indices(self.cfg.train.batch_size)]
+    def _read_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (mel, roll) batch of ``step``, cropped (runs in the reader thread)."""
+        name, _, number = self._source(step)
+        stream = self.streams[name]
+        batch = stream.dataset[stream.indices(number, self.cfg.train.batch_size)]
         roll = _stack(batch, "roll")
         if "mel" in batch:
             mel = _stack(batch, "mel")
         else:
             mel = torch.full((roll.shape[0], self.cfg.model.n_mels, roll.shape[-1]), -1.0)
-        mel, roll = random_crop([mel, roll], self.cfg.train.crop_frames, g)
-        return mel.to(self.device), roll.to(self.device)
+        g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + step + CROP_SEED)
+        return tuple(random_crop([mel, roll], self.cfg.train.crop_frames, g))
 
-    def _source(self) -> tuple[str, float]:
-        """Which stream feeds this step, and its dropout p."""
+    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's batch (read ahead if it was), and start reading the next one."""
+        ahead = self._ahead.pop(step, None)
+        mel, roll = ahead.result() if ahead is not None else self._read_batch(step)
+        self._ahead = {step + 1: self._reader.submit(self._read_batch, step + 1)}
+        return mel.to(self.device, non_blocking=True), roll.to(self.device, non_blocking=True)
+
+    def _source(self, step: int) -> tuple[str, float, int]:
+        """Which stream feeds ``step``, its dropout p, and the number of that stream's batch."""
         if len(self.streams) == 2:  # p = 0 + 1: alternate paired (p = 0) and roll-only (p = 1)
-            return ("paired", 0.0) if self.step % 2 == 0 else ("unpaired", 1.0)
+            return ("paired", 0.0, step // 2) if step % 2 == 0 else ("unpaired", 1.0, step // 2)
         if "paired" in self.streams:
-            return "paired", self.cfg.diffusion.p
-        return "unpaired", 1.0
+            return "paired", self.cfg.diffusion.p, step
+        return "unpaired", 1.0, step
 
     def train_step(self) -> float:
         g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + self.step)
-        name, p = self._source()
-        mel, roll = self._batch(self.streams[name], g)
+        _, p, _ = self._source(self.step)
+        mel, roll = self._batch(self.step)
         self.model.train()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             loss = self.diffusion.training_loss(self._forward, roll, mel, p=p, mode=self.cfg.train.mode,
                                                 generator=g)
         self.optimizer.zero_grad(set_to_none=True)
@@ -298,19 +316,19 @@ class Trainer:
 def throughput(cfg: Config, steps: int = 10, device: str | None = None) -> dict[str, float]:
     """Measured training steps/s and samples/s of ``cfg`` on random data (for benchmarks)."""
     dev = pick_device(device)
-    model = DiffRoll(cfg.model).to(dev)
+    model = DiffRoll(cfg.model, len(cfg.roll.roll_channels)).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     diffusion = Diffusion.from_config(cfg.diffusion)
     frames = cfg.train.crop_frames or cfg.audio.segment_frames
     B = cfg.train.batch_size
-    roll = (torch.rand(B, cfg.model.n_keys, frames, device=dev) > 0.95).float()
+    roll = (torch.rand(B, model.rows, frames, device=dev) > 0.95).float()
     mel = torch.rand(B, cfg.model.n_mels, frames, device=dev)
     for i in range(steps + 2):
         if i == 2:
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision_of(cfg.train.precision, dev) == "bf16"):
             loss = diffusion.training_loss(model, roll, mel, p=cfg.diffusion.p)
         opt.zero_grad()
         loss.backward()

@@ -23,7 +23,7 @@ def ckpt(tmp_path_factory) -> Path:
     """A smoke-sized model whose x̂0 depends on its input (random output layer), saved as a checkpoint."""
     cfg = get_config("smoke")
     torch.manual_seed(0)
-    model = DiffRoll(cfg.model)
+    model = DiffRoll(cfg.model, len(cfg.roll.roll_channels))
     torch.nn.init.normal_(model.output_proj.weight, std=0.5)
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "smoke.pt",
                            {"config": cfg.to_dict(), "model": model.state_dict()})

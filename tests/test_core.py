@@ -115,3 +115,48 @@ def test_mel_puts_a_tone_in_the_right_bin():
     fft_bin = round(1000 * cfg.n_fft / cfg.sample_rate)
     expected = int(front.mel.mel_basis[:, fft_bin].argmax())
     assert abs(int(mel.mean(1).argmax()) - expected) <= 1
+
+
+def test_fixed_range_scaling_maps_a_level_to_the_same_value_in_any_window():
+    """The same tone gives the same c_mel values whatever else is in the window (min-max does not)."""
+    fixed = get_config("cpu").audio
+    assert fixed.mel_scaling == "fixed" and get_config("paper").audio.mel_scaling == "minmax"
+    rng = np.random.default_rng(0)
+    n = fixed.segment_samples // 8
+    t = np.arange(n) / 16000
+    tone = (0.05 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    loud = np.concatenate([tone, (0.9 * rng.standard_normal(n)).astype(np.float32)])
+    quiet = np.concatenate([tone, (1e-3 * rng.standard_normal(n)).astype(np.float32)])
+    frames = slice(4, n // fixed.hop_length - 4)  # the tone's frames, away from the boundary
+    a = mel_spectrogram(loud, fixed)[:, frames]
+    b = mel_spectrogram(quiet, fixed)[:, frames]
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    paper = get_config("paper").audio
+    assert np.abs(mel_spectrogram(loud, paper)[:, frames] - mel_spectrogram(quiet, paper)[:, frames]).max() > 0.1
+    # a known level: white noise at -60 dBFS sits near the floor, a full-scale sine near the top
+    noise = mel_spectrogram((1e-3 * rng.standard_normal(2 * n)).astype(np.float32), fixed)
+    sine = mel_spectrogram(np.sin(2 * np.pi * 440 * np.arange(2 * n) / 16000).astype(np.float32), fixed)
+    assert np.median(noise) < 0.15 and sine.max() == 1.0
+    with pytest.raises(ValueError, match="mel_scaling"):
+        MelFrontend(get_config("paper", mel_scaling="loud").audio)
+
+
+def test_note_state_model_has_three_rows_per_key():
+    cfg = get_config("smoke")
+    assert cfg.roll.roll_channels == ["frame", "onset", "velocity"]
+    assert get_config("paper").roll.roll_channels == ["frame"]
+    model = DiffRoll(cfg.model, len(cfg.roll.roll_channels))
+    out = model(torch.randn(2, 264, 16), torch.tensor([1, 5]), torch.rand(2, 229, 16))
+    assert model.rows == 264 and out.shape == (2, 264, 16)
+
+
+def test_configs_saved_before_the_roll_settings_load_as_the_paper_roll():
+    """A checkpoint's config from before the note-state roll (no ``roll`` section, no mel scaling)
+    loads with the paper's frame roll and min-max scaling, i.e. as it was trained."""
+    old = get_config("cpu").to_dict()
+    del old["roll"]
+    for key in ("mel_scaling", "db_floor", "db_ceiling"):
+        del old["audio"][key]
+    del old["train"]["precision"]
+    cfg = Config.from_dict(old)
+    assert cfg.roll.roll_channels == ["frame"] and cfg.audio.mel_scaling == "minmax"

@@ -47,12 +47,15 @@ def test_maestro_splits_come_from_the_metadata(maestro_root, tmp_path):
     assert len(ds) == 2  # 2.5 s + 1 s tail of audio: one padded 4.1 s segment each
     first = ds[0]
     assert first["mel"].shape == (229, SMOKE.audio.segment_frames)
-    assert first["roll"].shape == (88, SMOKE.audio.segment_frames)
+    assert first["roll"].shape == (3 * 88, SMOKE.audio.segment_frames)  # frame, onset, velocity
     assert 0.0 <= float(first["mel"].min()) and float(first["mel"].max()) <= 1.0
-    assert set(np.unique(first["roll"].numpy())) == {0.0, 1.0}
+    frame, onset, velocity = first["roll"].float().numpy().reshape(3, 88, -1)
+    assert set(np.unique(frame)) == set(np.unique(onset)) == {0.0, 1.0}
     assert first["piece"] == f"{MAESTRO_ROWS[0][2]}@2004"
-    # the first note of melody(0) is C4 (row 60 - 21) from frame 0
-    assert first["roll"][60 - LOWEST_MIDI, 0] == 1
+    # the first note of melody(0) is C4 (row 60 - 21) from frame 0, velocity 90
+    key = 60 - LOWEST_MIDI
+    assert frame[key, 0] == 1 and onset[key, 0] == 1 and onset[key, 1] == 0
+    assert velocity[key, 0] == pytest.approx(90 / 127, abs=1e-3) and velocity[frame == 0].max() == 0
 
 
 @pytest.mark.parametrize("version", ["v3.0.0", "v2.0.0"])
@@ -229,8 +232,10 @@ def test_cache_is_reused_and_rebuilt_when_audio_settings_change(maestro_root, tm
     hop = SMOKE.override(hop_length=256)
     assert data.segment_dataset(pieces, hop, tmp_path)[0]["mel"].shape == (229, 256)
     longer = SMOKE.override(segment_samples=SMOKE.audio.segment_samples * 3 // 2)
-    assert data.segment_dataset(pieces, longer, tmp_path)[0]["roll"].shape == (88, 192)
-    assert len(list(tmp_path.glob("segments-*/data.arrow"))) == 3
+    assert data.segment_dataset(pieces, longer, tmp_path)[0]["roll"].shape == (3 * 88, 192)
+    frame_only = SMOKE.override(roll_channels=["frame"])  # the paper's roll: a setting of its own
+    assert data.segment_dataset(pieces, frame_only, tmp_path)[0]["roll"].shape == (88, 128)
+    assert len(list(tmp_path.glob("segments-*/data.arrow"))) == 4
 
 
 def test_roll_dataset_from_midi_only(tmp_path):
@@ -241,7 +246,7 @@ def test_roll_dataset_from_midi_only(tmp_path):
     ds = data.roll_dataset(paths, SMOKE, tmp_path / "cache")
     assert ds.column_names == ["roll"]
     assert len(ds) == 3  # 10 s -> 2 segments + 1.8 s tail (< half of 4.1 s: dropped); 2.5 s -> 1
-    assert ds[0]["roll"].shape == (88, SMOKE.audio.segment_frames) and ds[0]["roll"].sum() > 0
+    assert ds[0]["roll"].shape == (3 * 88, SMOKE.audio.segment_frames) and ds[0]["roll"].sum() > 0
 
 
 # --- bad input ----------------------------------------------------------------------------------

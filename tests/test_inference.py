@@ -23,7 +23,8 @@ PITCHES = (69, 72, 76)
 
 
 def smoke(**kw):
-    return get_config("smoke", **kw)  # 128-frame windows (4.1 s), T = 20
+    """128-frame windows (4.1 s), T = 20; the frame-only roll that the fake models below write."""
+    return get_config("smoke", roll_channels=["frame"], **kw)
 
 
 def sine(pitch: int, seconds: float, amp: float = 0.3) -> np.ndarray:
@@ -119,8 +120,8 @@ def test_note_held_across_window_edges_is_one_note_and_stitching_is_exact():
     assert [k for k in plan.keep] == [(0, 110), (110, 202), (202, 312)]
     notes, x0 = transcribe_notes(model, wave, sampler="ddim", steps=2, progress=False)
     np.testing.assert_array_equal(x0, one_pass(wave, cfg))
-    assert [p for _, _, p in notes] == [69, 72, 76]
-    for (on, off, p), (ton, toff, tp) in zip(notes, truth):
+    assert [n.pitch for n in notes] == [69, 72, 76]
+    for (on, off, p, _), (ton, toff, tp) in zip(notes, truth):
         assert abs(on - ton) <= 0.1 and abs(off - toff) <= 0.1, (on, off, p)
     assert notes[0][0] == 0.0 and notes[-1][1] == pytest.approx(312 / cfg.audio.fps)
 
@@ -218,7 +219,7 @@ def test_masked_frames_lose_their_audio():
     mask = frames_mask([(2.9, 5.2)], frames, cfg.audio.fps)
     assert mask.sum() == int(np.ceil(5.2 * 31.25)) - int(np.floor(2.9 * 31.25))
     notes, _ = transcribe_notes(ArgmaxModel(cfg), wave, sampler="ddim", steps=2, mask=mask, progress=False)
-    assert [p for _, _, p in notes] == [69]  # the fake model sees -1 there: no note
+    assert [n.pitch for n in notes] == [69]  # the fake model sees -1 there: no note
     with pytest.raises(ValueError, match="empty"):
         frames_mask([(3.0, 3.0)], frames, cfg.audio.fps)
 
@@ -286,3 +287,27 @@ def test_samplers_agree_with_200_step_ddpm(w):
             assert abs(float((x - ref).mean())) < 0.03, (sampler, steps)
             if sampler != "ddpm" and steps >= 50:  # both solve the same probability-flow ODE
                 assert float((x - ode).abs().mean()) < 0.01, (sampler, steps)
+
+
+class NoteStateModel(ArgmaxModel):
+    """ArgmaxModel's frames, onsets at their rising edges inside the window (a note already sounding
+    at the window's first frame gets a spurious onset there, which stitching must drop) and a
+    velocity of 0.5: the note-state roll (frame, onset, velocity)."""
+
+    rows = 3 * 88
+
+    def forward(self, x_t, t, mel):
+        frame = super().forward(x_t, t, mel)
+        onset = frame - torch.nn.functional.pad(frame, (1, 0))[..., :-1]
+        return torch.cat([frame, onset.clamp(min=0), 0.5 * frame], dim=1)
+
+
+def test_note_state_notes_across_window_edges_are_one_note_each():
+    cfg = get_config("smoke")  # frame, onset, velocity
+    truth = [(0.0, 1.0, 69), (1.5, 7.0, 72), (8.5, 312 * 512 / SR, 76)]  # 72 spans two window edges
+    wave = melody(312 * 512 / SR, truth)
+    notes, x0 = transcribe_notes(NoteStateModel(cfg), wave, w=0.0, sampler="ddim", steps=2, progress=False)
+    assert x0.shape == (264, 312)
+    assert [n.pitch for n in notes] == [69, 72, 76]
+    for (on, off, p, vel), (ton, toff, tp) in zip(notes, truth):
+        assert abs(on - ton) <= 0.1 and abs(off - toff) <= 0.1 and vel == round(0.5 * 127)

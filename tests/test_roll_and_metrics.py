@@ -4,7 +4,7 @@ import pretty_midi
 import pytest
 
 from diffroll.evaluate import frame_scores, note_scores
-from diffroll.roll import MidiError, midi_notes, midi_to_roll, notes_to_midi, roll_to_notes
+from diffroll.roll import MidiError, Note, midi_notes, midi_to_roll, notes_to_midi, notes_to_roll, roll_to_notes
 
 
 def bach_chorale_midi(tmp_path):
@@ -59,11 +59,11 @@ def test_sustain_pedal_extends_and_restrike_cuts():
                   pretty_midi.Note(100, 60, 1.0, 1.1)]
     inst.control_changes = [pretty_midi.ControlChange(64, 127, 0.1), pretty_midi.ControlChange(64, 0, 2.0)]
     pm.instruments.append(inst)
-    notes = midi_notes(pm)
+    notes = [n[:3] for n in midi_notes(pm)]
     assert (0.0, 1.0, 60) in notes  # sustained until the key is struck again
     assert (0.0, 2.0, 64) in notes  # sustained until the pedal goes up
     assert (1.0, 2.0, 60) in notes
-    dry = midi_notes(pm, sustain=False)
+    dry = [n[:3] for n in midi_notes(pm, sustain=False)]
     assert (0.0, 0.2, 60) in dry
     # the re-struck key stays two notes in the roll
     assert len([n for n in roll_to_notes(midi_to_roll(pm)) if n[2] == 60]) == 2
@@ -88,8 +88,8 @@ def test_roll_to_notes_edges_and_threshold():
     roll[39, 5:7] = 0.4  # below threshold
     roll[40, 0:10] = 1.0  # touches both ends
     notes = roll_to_notes(roll, fps=10)
-    assert notes == [(0.0, 1.0, 61), (0.2, 0.5, 60)]
-    assert roll_to_notes(roll, fps=10, threshold=0.3)[1] == (0.2, 0.7, 60)
+    assert notes == [(0.0, 1.0, 61, 80), (0.2, 0.5, 60, 80)]
+    assert roll_to_notes(roll, fps=10, threshold=0.3)[1][:3] == (0.2, 0.7, 60)
     with pytest.raises(ValueError, match="88"):
         roll_to_notes(np.zeros((87, 4)))
 
@@ -120,3 +120,97 @@ def test_frame_scores():
     assert s["frame_precision"] == pytest.approx(0.5) and s["frame_recall"] == pytest.approx(0.5)
     assert s["frame_f1"] == pytest.approx(0.5)
     assert frame_scores(ref, ref)["frame_f1"] == pytest.approx(1.0)
+
+
+# --- the note-state roll (frame, onset, velocity) -----------------------------------------------
+
+NOTE_STATE = ("frame", "onset", "velocity")
+
+
+def pedalled_performance(tmp_path) -> pretty_midi.PrettyMIDI:
+    """The Bach chorale with varied velocities, a pedal held over whole bars (so notes are extended
+    and re-struck under it) and a run of fast repeated notes."""
+    pm = pretty_midi.PrettyMIDI(str(bach_chorale_midi(tmp_path)))
+    rng = np.random.default_rng(0)
+    piano = pm.instruments[0]
+    for inst in pm.instruments:
+        for n in inst.notes:
+            n.velocity = int(rng.integers(20, 127))
+    end = pm.get_end_time()
+    for t in np.arange(0.0, end, 4.0):
+        piano.control_changes += [pretty_midi.ControlChange(64, 127, t + 0.05), pretty_midi.ControlChange(64, 0, t + 3.0)]
+    for i in range(8):  # 6.7 strikes per second on one key
+        piano.notes.append(pretty_midi.Note(int(rng.integers(20, 127)), 90, end + 1 + 0.15 * i, end + 1 + 0.15 * i + 0.1))
+    return pm
+
+
+def test_note_state_roundtrip_keeps_onsets_offsets_and_velocities(tmp_path):
+    ref = midi_notes(pedalled_performance(tmp_path))
+    pitches = [n.pitch for n in ref]
+    # re-strikes under the pedal: the same key sounding up to its next onset
+    touching = sum(1 for i, a in enumerate(ref) for b in ref[i + 1:i + 40] if b.pitch == a.pitch and abs(b.onset - a.offset) < 1e-9)
+    assert touching > 20 and len(ref) > 100 and pitches.count(90) >= 8
+    roll = notes_to_roll(ref, channels=NOTE_STATE)
+    assert roll.shape[0] == 3 * 88
+    est = roll_to_notes(roll, channels=NOTE_STATE)
+    s = note_scores(ref, est)
+    assert s["f1"] == 1.0 and s["f1_offset"] == 1.0 and s["f1_velocity"] == 1.0
+    assert len(est) == len(ref)
+    for r, e in zip(sorted(ref, key=lambda n: (n.pitch, n.onset)), sorted(est, key=lambda n: (n.pitch, n.onset))):
+        assert abs(r.velocity - e.velocity) <= 1
+
+
+def test_frame_only_roll_splits_restrikes_with_a_gap_note_state_does_not():
+    notes = [Note(0.0, 1.0, 60, 100), Note(1.0, 2.0, 60, 50)]  # re-struck under the pedal
+    frame = notes_to_roll(notes, fps=10)
+    assert frame[60 - 21, 9] == 0 and frame[60 - 21, 10] == 1  # the paper's one-frame gap
+    state = notes_to_roll(notes, fps=10, channels=NOTE_STATE).reshape(3, 88, -1)
+    assert state[0, 60 - 21, :20].all()  # no gap in the frame channel
+    assert list(np.flatnonzero(state[1, 60 - 21])) == [0, 10]  # two onsets
+    np.testing.assert_allclose(state[2, 60 - 21, [0, 9, 10, 19]], [100 / 127, 100 / 127, 50 / 127, 50 / 127])
+
+
+def test_decoding_splits_at_onsets_and_never_at_a_dip_without_one():
+    roll = np.zeros((3, 88, 40), dtype=np.float32)
+    key = 40
+    roll[0, key, 2:30] = 0.9
+    roll[0, key, 12:14] = 0.1  # a dip in the frame channel, no onset there
+    roll[1, key, 2] = 0.8
+    roll[1, key, 20:22] = [0.7, 0.6]  # a re-strike (two frames above threshold: one onset)
+    roll[2, key, 2:20] = 0.5
+    roll[2, key, 20:30] = 0.25
+    notes = roll_to_notes(roll.reshape(264, 40), fps=10, channels=NOTE_STATE)
+    # the dip ends the first note; the frames after it start nothing; the onset starts the second
+    assert [n[:3] for n in notes] == [(0.2, 1.2, key + 21), (2.0, 3.0, key + 21)]
+    assert [n.velocity for n in notes] == [round(0.5 * 127), round(0.25 * 127)]
+    roll[0, key, 12:14] = 0.9  # no dip: one note up to the re-strike, split exactly there
+    notes = roll_to_notes(roll.reshape(264, 40), fps=10, channels=NOTE_STATE)
+    assert [n[:3] for n in notes] == [(0.2, 2.0, key + 21), (2.0, 3.0, key + 21)]
+
+
+def test_frame_run_without_onset_is_a_note_only_past_the_minimum_length():
+    roll = np.zeros((2, 88, 50), dtype=np.float32)
+    roll[0, 10, 5:9] = 0.9  # 4 frames, no onset
+    roll[0, 20, 5:25] = 0.9  # 20 frames, no onset
+    flat = roll.reshape(176, 50)
+    assert roll_to_notes(flat, fps=10, channels=("frame", "onset")) == []
+    notes = roll_to_notes(flat, fps=10, channels=("frame", "onset"), min_frames_without_onset=10)
+    assert [n[:3] for n in notes] == [(0.5, 2.5, 20 + 21)]
+
+
+def test_roll_channels_are_checked():
+    with pytest.raises(ValueError, match="'frame' first"):
+        notes_to_roll([], channels=("onset", "frame"))
+    with pytest.raises(ValueError, match="264"):
+        roll_to_notes(np.zeros((88, 5)), channels=NOTE_STATE)
+
+
+def test_velocity_f1_needs_the_right_velocities():
+    rng = np.random.default_rng(1)
+    ref = [Note(0.5 * i, 0.5 * i + 0.4, 60 + i % 12, int(rng.integers(20, 120))) for i in range(30)]
+    assert note_scores(ref, ref)["f1_velocity"] == 1.0
+    flat = [n._replace(velocity=80) for n in ref]  # onsets and offsets right, velocities not
+    s = note_scores(ref, flat)
+    assert s["f1_offset"] == 1.0 and s["f1_velocity"] < 0.5
+    scaled = [n._replace(velocity=max(1, n.velocity // 2)) for n in ref]  # mir_eval rescales globally
+    assert note_scores(ref, scaled)["f1_velocity"] > 0.9

@@ -16,14 +16,14 @@ def smoke_cfg(**kw):
 
 
 def test_smoke_training_loss_falls(tmp_path):
-    cfg = smoke_cfg(max_steps=100)
+    cfg = smoke_cfg(max_steps=200)
     trainer = Trainer(cfg, paired=toy_segments(), run_dir=tmp_path / "run", progress=False)
     hist = trainer.fit()
     losses = [r["loss"] for r in hist if "loss" in r]
     assert np.mean(losses[-10:]) < 0.85 * np.mean(losses[:10])
     assert (tmp_path / "run" / "checkpoint.pt").exists()
     rows = json.loads((tmp_path / "run" / "history.json").read_text())
-    assert rows[-1]["step"] == 100
+    assert rows[-1]["step"] == 200
     assert (tmp_path / "run" / "log.csv").read_text().startswith("step,")
 
 
@@ -101,11 +101,11 @@ def test_discriminative_and_mixed_modes_train(tmp_path):
     mixed = Trainer(smoke_cfg(max_steps=4), paired=toy_segments(), unpaired=toy_roll_only(), progress=False)
     sources = []
     for _ in range(4):
-        sources.append(mixed._source())
+        sources.append(mixed._source(mixed.step))
         mixed.train_step()
-    assert sources == [("paired", 0.0), ("unpaired", 1.0)] * 2
+    assert sources == [("paired", 0.0, 0), ("unpaired", 1.0, 0), ("paired", 0.0, 1), ("unpaired", 1.0, 1)]
     pre = Trainer(smoke_cfg(max_steps=2), unpaired=toy_roll_only(), progress=False)
-    assert pre._source() == ("unpaired", 1.0)
+    assert pre._source(0) == ("unpaired", 1.0, 0)
     pre.fit()
 
 
