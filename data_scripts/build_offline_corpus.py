@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Build the offline corpus (music21 scores + generated pieces rendered with FluidSynth).
+"""Build the offline corpus (music21 scores, keyboard pieces, generated studies and pianistic pieces, rendered with FluidSynth and the procedural piano).
 
     python data_scripts/build_offline_corpus.py --scale cpu            # data/offline-cpu
     python data_scripts/build_offline_corpus.py --scale smoke --root /tmp/offline --cache
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from diffroll import data
 from diffroll.config import SCALES, get_config
+from diffroll.loaders import SPLITS
 from diffroll.paths import data_dir
 
 
@@ -33,7 +34,7 @@ def main(argv=None) -> None:
     root = args.root or data_dir(f"offline-{args.scale}")
     start = time.time()
     manifest = data.build_offline_corpus(root, cfg, seed=args.seed, workers=args.workers)
-    for row in data.summarize([p for split in ("train", "validation", "test")
+    for row in data.summarize([p for split in SPLITS
                                for p in data.list_pieces(root, split=split)]):
         print(f"{row['split']:>10} {row['group']:>18}: {row['pieces']:4d} renders {row['hours']:6.2f} h")
     if args.cache:

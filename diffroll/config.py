@@ -117,15 +117,32 @@ class TrainConfig:
 
 @dataclass
 class DataConfig:
-    """Which corpus, and how much of it (see :mod:`diffroll.data`)."""
+    """Which corpus, and how much of it (see :mod:`diffroll.data` and :mod:`diffroll.corpus`).
+
+    The offline corpus's sources: music21 scores (``n_pieces`` per split, or the scale's plan),
+    music21 keyboard pieces (``keyboard_copies`` renditions each; 0 leaves them out), generated
+    studies (``n_generated``), generated pianistic pieces (``n_pianistic``) and the pianistic
+    pieces of the piano test split (``n_piano_test``). Training renders draw ``renders_per_piece``
+    timbres of ``soundfonts`` (``procedural`` is the procedural piano), a GM program of
+    ``programs`` and a detune within ±``detune_cents``.
+    """
 
     dataset: str = "offline"  # offline | maestro | maps
     path: str | None = None  # root of MAESTRO / MAPS
     n_pieces: int | None = None  # cap on pieces per split (None: all)
-    n_generated: int = 0  # synthetic pieces covering all 88 keys
+    n_generated: int = 0  # synthetic studies covering all 88 keys
     augment_copies: int = 1  # transposed / tempo-scaled renditions of each score
     soundfonts: list[str] = field(default_factory=lambda: ["TimGM6mb", "csound"])
     test_soundfonts: list[str] = field(default_factory=lambda: ["FluidR3_GM", "MuseScore_General"])
+    n_pianistic: int = 0  # generated two-hand piano pieces with pedalling (train / validation)
+    n_piano_test: int = 0  # generated pianistic pieces of the piano test split (their own seed)
+    keyboard_copies: int = 0  # renditions of each music21 keyboard piece (0: none)
+    renders_per_piece: int = 2  # training timbres per train / validation performance
+    programs: list[int] = field(default_factory=lambda: [0, 1, 2])  # GM piano programs of training renders
+    detune_cents: float = 0.0  # training renders are tuned within ± this (labels unchanged)
+    pedal_probability: float = 0.0  # share of score / study training copies played with pedal
+    revoice_probability: float = 0.0  # share of score training copies re-voiced for two hands
+    gap_probability: float = 0.0  # share of training performances with silent (noise-only) gaps
 
 
 @dataclass
@@ -217,7 +234,9 @@ def get_config(scale: str = "cpu", **overrides: Any) -> Config:
             roll=RollConfig(roll_channels=list(NOTE_STATE)),
             train=TrainConfig(batch_size=12, lr=5e-4, max_steps=100_000, max_minutes=30, crop_frames=256,
                               checkpoint_every=250, validate_every=2000, snapshot_every=2000, precision="bf16"),
-            data=DataConfig(n_generated=60, augment_copies=2),
+            data=DataConfig(n_generated=60, augment_copies=2, n_pianistic=420, n_piano_test=16, keyboard_copies=4,
+                            soundfonts=["TimGM6mb", "csound", "procedural"], programs=list(range(8)),
+                            detune_cents=30.0, pedal_probability=0.6, revoice_probability=0.5, gap_probability=0.25),
         )
     elif scale == "smoke":
         cfg = Config(
@@ -228,8 +247,10 @@ def get_config(scale: str = "cpu", **overrides: Any) -> Config:
             diffusion=DiffusionConfig(T=20, beta_start=1e-3, beta_end=0.2),
             train=TrainConfig(batch_size=4, lr=2e-3, max_steps=100, crop_frames=64,
                               checkpoint_every=20, validate_every=30, log_every=5, ema_decay=None),
-            data=DataConfig(n_pieces=4, n_generated=2, augment_copies=1, soundfonts=["TimGM6mb"],
-                            test_soundfonts=["FluidR3_GM"]),
+            data=DataConfig(n_pieces=4, n_generated=2, augment_copies=1, soundfonts=["TimGM6mb", "procedural"],
+                            test_soundfonts=["FluidR3_GM"], n_pianistic=2, n_piano_test=1, keyboard_copies=0,
+                            renders_per_piece=1, programs=list(range(8)), detune_cents=30.0, pedal_probability=0.5,
+                            revoice_probability=0.5, gap_probability=0.5),
         )
     else:
         raise ValueError(f"unknown scale {scale!r}; choose one of {SCALES}")

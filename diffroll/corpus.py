@@ -1,27 +1,49 @@
-"""The offline corpus: paired audio and piano rolls built from real scores, on any machine.
+"""The offline corpus: paired audio and piano rolls built from real scores and generated piano
+music, on any machine.
 
-MAESTRO (§4) cannot be downloaded everywhere, so the default dataset is built from the scores
-shipped inside ``music21`` (Bach chorales, Palestrina, Monteverdi, Haydn and Mozart quartets,
-a Mozart sonata, Joplin, Schumann, ...) plus generated pieces that cover all 88 keys
-(:func:`diffroll.performance.generated_piece`). Each score becomes MIDI performances
-(transposed, tempo-scaled, with shaped dynamics) rendered by FluidSynth (:mod:`diffroll.render`).
+MAESTRO (§4) cannot be downloaded everywhere, so the default dataset is built from four sources:
+
+- ``score``: the scores shipped inside ``music21`` (Bach chorales, Palestrina, Monteverdi, Haydn
+  and Mozart quartets, ...), re-voiced for two hands (:func:`diffroll.pianist.revoice_for_piano`)
+  and pedalled in part of the training copies;
+- ``keyboard``: the keyboard pieces of that corpus (:data:`KEYBOARD_SCORES`: Bach, Chopin,
+  C. P. E. Bach, Joplin, Mozart, Schoenberg, Clara and Robert Schumann, Schubert, ...), pedalled;
+- ``study``: generated studies that cover all 88 keys (:func:`diffroll.performance.generated_piece`);
+- ``pianistic``: generated two-hand piano music with pianist's pedalling
+  (:func:`diffroll.pianist.pianistic_piece`).
+
+Each becomes MIDI performances (transposed, tempo-scaled, shaped dynamics, sustain pedal as CC 64,
+sometimes silent gaps) rendered with FluidSynth (:mod:`diffroll.render`) or the procedural piano
+(:mod:`diffroll.pianosynth`). Reference notes are sustain-extended (:attr:`RollConfig.sustain`).
 
 Layout under ``root``::
 
     scores/<piece>.mid              music21's MIDI of each score (a cache: parsing is slow)
     midi/<piece>.mid                the performances; ``<piece>+k`` is augmented copy k
-    audio/<soundfont>/<piece>.flac  16 kHz renders
+    audio/<timbre>/<piece>.flac     16 kHz renders (a soundfont, ``procedural`` or ``procedural-heldout``)
     manifest.csv                    piece, split, soundfont, audio, midi, seconds, source, ...
-    corpus.json                     the settings it was built with, and what was skipped
+    corpus.json                     the settings and recipes it was built with, what was skipped
 
-Splits are by score (:func:`split_of`), so no copy of a piece crosses splits. Train and
-validation are rendered with the training soundfonts (random GM piano program and audio
-augmentation); test is rendered without augmentation with the training soundfonts ("seen
-timbre") and with the held-out ones ("unseen timbre"). Building is idempotent.
+Splits are by piece (:func:`split_of`), so no copy of a piece crosses splits:
+
+- ``train`` / ``validation``: rendered with the training timbres (:attr:`DataConfig.soundfonts`:
+  TimGM6mb and the csound GM bank with a random GM piano program, and the procedural piano with
+  random parameters), ``renders_per_piece`` of them per performance, detuned and augmented;
+- ``test`` (the first test split: scores and studies as written, no pedal): the training soundfonts
+  ("seen timbre") and the held-out ones ("unseen timbre"), program 0, no augmentation;
+- ``piano_test`` (the headline split): keyboard pieces held out by piece and pianistic pieces from
+  their own seed, all pedalled, rendered only with unseen timbres: the held-out soundfonts and the
+  procedural piano at held-out parameters (:data:`diffroll.pianosynth.HELD_OUT_RANGES`).
+
+FluidR3_GM, FluidR3Mono and MuseScore_General in any variant are test timbres: a build that would
+use one for training or validation is refused (:func:`check_training_timbres`). Building is
+idempotent; a score that fails to convert and a render that fails or comes out silent are logged
+skips, counted in ``corpus.json``.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -31,6 +53,7 @@ from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pretty_midi
@@ -39,12 +62,14 @@ from tqdm.auto import tqdm
 
 from .config import Config
 from .loaders import MANIFEST, MANIFEST_COLUMNS, SPLITS, DataError, split_of, stable_hash
-from .performance import draw_variation, generated_piece, perform, piano_notes
-from .render import PianoSynth, augment_audio, normalize_peak, soundfont_path
+from .performance import MIN_GAP_SECONDS, draw_variation, generated_piece, insert_gaps, longest_silence, perform, piano_notes
+from .pianist import PedalSettings, add_pedal, pianistic_piece, revoice_for_piano
+from .pianosynth import HELD_OUT_RANGES, TRAIN_RANGES, ProceduralPiano, SynthParams
+from .render import AugmentSettings, PianoSynth, RenderError, augment_audio, normalize_peak, soundfont_path
 
 log = logging.getLogger("diffroll.data")
 
-CORPUS_VERSION = 3  # bump when the same settings would build different files
+CORPUS_VERSION = 4  # bump when the same settings would build different files
 # music21 corpus folders left out: collections of monophonic folk tunes in one file, test files,
 # and roman-numeral analyses (block-chord duplicates of pieces already present).
 EXCLUDED_COLLECTIONS = {"airdsAirs", "essenFolksong", "oneills1850", "ryansMammoth", "nottingham-dataset",
@@ -56,15 +81,29 @@ SLOW_SCORES = ("beethoven__opus18", "beethoven__opus59", "beethoven__opus74", "b
                "beethoven__opus133", "haydn__opus74", "mozart__k458", "schumann_robert__opus41",
                "weber__concertino")
 FORMAT_PREFERENCE = (".mxl", ".xml", ".musicxml", ".krn", ".abc")
+# The keyboard music of the music21 corpus (solo piano, or voice and piano): the "keyboard"
+# source, split by piece with a larger test share (:func:`keyboard_split`), never in "score".
+KEYBOARD_SCORES = ("bach__bwv846", "beach__prayer_of_a_tired_child", "chopin__mazurka06-2", "cpebach__h186",
+                   "joplin__maple_leaf_rag", "mozart__k545__movement1_exposition", "schoenberg__opus19__movement2",
+                   "schoenberg__opus19__movement6", "schubert__Lindenbaum", "schumann_clara__opus17__movement3",
+                   "schumann_clara__polonaise_op1n1", "schumann_clara__polonaise_op1n2",
+                   "schumann_clara__polonaise_op1n3", "schumann_clara__polonaise_op1n4",
+                   "schumann_robert__dichterliebe_no2", "schumann_robert__opus48no2", "liliuokalani__aloha_oe",
+                   "johnson_j_r__lift_every_voice", "handel__rinaldo__Lascia_chio_pianga")
+PROCEDURAL, PROCEDURAL_HELDOUT = "procedural", "procedural-heldout"  # the procedural piano's timbres
+# Test timbres, matched case-insensitively in a soundfont's name and file name: never for training.
+TEST_TIMBRE_MARKERS = ("fluidr3", "musescore")
+PIANO_TEST_SEED = 90_001  # the pianistic test pieces come from their own seed
 
 
 @dataclass(frozen=True)
 class CorpusPlan:
-    """Sizes of the offline corpus at one scale."""
+    """Sizes of the offline corpus at one scale (the counts of each source are in
+    :class:`~diffroll.config.DataConfig`)."""
 
     max_scores: int | None  # scores used when cfg.data.n_pieces is None (None: all)
     excerpt_s: float | None  # each performance is at most this long (None: whole piece)
-    generated_s: float  # length of each generated piece
+    generated_s: float  # length of each generated piece (studies and pianistic pieces)
     collections: tuple[str, ...] | None  # music21 folders to draw from (None: all but the excluded)
     timeout_s: float  # per-score limit on music21 parsing: a safety net that should never trigger
 
@@ -74,6 +113,43 @@ PLANS = {
     "cpu": CorpusPlan(max_scores=120, excerpt_s=45.0, generated_s=45.0, collections=None, timeout_s=60),
     "paper": CorpusPlan(max_scores=None, excerpt_s=None, generated_s=120.0, collections=None, timeout_s=300),
 }
+
+
+def keyboard_split(name: str) -> str:
+    """train / validation / piano_test (60/10/30) from a stable hash of a keyboard piece's name:
+    there are few keyboard pieces, and they are the real-music part of the piano test split."""
+    bucket = stable_hash(name) % 100
+    return "train" if bucket < 60 else "validation" if bucket < 70 else "piano_test"
+
+
+def generated_split(name: str) -> str:
+    """train / validation (90/10) for generated pianistic pieces (their test pieces have their own seed)."""
+    return "validation" if stable_hash(name) % 10 == 0 else "train"
+
+
+def piece_split(source: str, base: str) -> str:
+    """The split of every performance of a base piece: by score name (:func:`split_of`) for scores
+    and studies, :func:`keyboard_split` for keyboard pieces, :func:`generated_split` for pianistic
+    pieces, except the ``pianistic-test__*`` pieces of the piano test split."""
+    if source == "keyboard":
+        return keyboard_split(base)
+    if source == "pianistic":
+        return "piano_test" if base.startswith("pianistic-test__") else generated_split(base)
+    return split_of(base)
+
+
+def check_training_timbres(soundfonts) -> None:
+    """Refuse a training timbre that is a test timbre in any variant (FluidR3_GM, FluidR3Mono,
+    MuseScore_General, small or lossless): by its name and by its file's name."""
+    for name in soundfonts:
+        if name == PROCEDURAL_HELDOUT:
+            raise DataError(f"{name!r} is a test timbre (held-out procedural parameters): not for training")
+        if name == PROCEDURAL:
+            continue
+        names = [name.lower(), soundfont_path(name).name.lower()]
+        if any(marker in n for marker in TEST_TIMBRE_MARKERS for n in names):
+            raise DataError(f"soundfont {name!r} is a test timbre (FluidR3 / MuseScore General in any variant) "
+                            "and never reaches training or validation; choose another in DataConfig.soundfonts")
 
 
 # --- choosing and converting scores -----------------------------------------------------------
@@ -97,7 +173,7 @@ def score_candidates(collections: tuple[str, ...] | None = None) -> list[tuple[s
         if collections is not None and collection not in collections:
             continue
         name = str(rel.with_suffix("")).replace("/", "__")
-        if name.startswith(SLOW_SCORES):
+        if name.startswith(SLOW_SCORES) or name in KEYBOARD_SCORES:
             continue
         other = groups[collection].get(name)
         if other is None or _rank(path) < _rank(other):
@@ -107,6 +183,18 @@ def score_candidates(collections: tuple[str, ...] | None = None) -> list[tuple[s
     for i in range(max((len(g) for g in ordered), default=0)):
         out.extend(g[i] for g in ordered if i < len(g))
     return out
+
+
+def keyboard_candidates() -> list[tuple[str, Path]]:
+    """(name, path) of the music21 keyboard pieces (:data:`KEYBOARD_SCORES`) in this music21."""
+    import music21
+
+    found: dict[str, Path] = {}
+    for path in map(Path, music21.corpus.getPaths()):
+        name = str(Path(str(path).split("/corpus/", 1)[-1]).with_suffix("")).replace("/", "__")
+        if name in KEYBOARD_SCORES and (name not in found or _rank(path) < _rank(found[name])):
+            found[name] = path
+    return sorted(found.items())
 
 
 def _rank(path: Path) -> int:
@@ -120,7 +208,7 @@ def convert_scores(root: Path, candidates, n_per_split: int | None, max_scores: 
     A score that fails or times out is recorded in ``skipped`` and replaced by the next one.
     """
     if n_per_split is not None:
-        quota, key = {split: n_per_split for split in SPLITS}, split_of
+        quota, key = {split: n_per_split for split in ("train", "validation", "test")}, split_of
     else:
         quota, key = {"all": len(candidates) if max_scores is None else max_scores}, lambda name: "all"
     done: Counter = Counter()
@@ -208,9 +296,9 @@ _synths: dict[str, PianoSynth] = {}
 
 
 def render_job(job: dict) -> tuple[str, str, float | None, str | None]:
-    """Render one (performance, soundfont) to FLAC (a worker process keeps one synth per soundfont).
+    """Render one (performance, timbre) to FLAC (a worker process keeps one synth per soundfont).
 
-    Returns (piece, soundfont, seconds, None), or (piece, soundfont, None, reason) on failure.
+    Returns (piece, timbre, seconds, None), or (piece, timbre, None, reason) on failure.
     """
     out = Path(job["audio"])
     try:
@@ -221,13 +309,31 @@ def render_job(job: dict) -> tuple[str, str, float | None, str | None]:
         return job["piece"], job["soundfont"], None, f"{type(err).__name__}: {err}"[:200]
 
 
+def render_audio(job: dict, midi: pretty_midi.PrettyMIDI) -> np.ndarray:
+    """The peak-normalised audio of one job: FluidSynth with a soundfont and GM program, or the
+    procedural piano with parameters drawn from the job's seed (held-out ranges for
+    ``procedural-heldout``); the job's detune either way. Raises RenderError if it is silent."""
+    if job["soundfont"] in (PROCEDURAL, PROCEDURAL_HELDOUT):
+        params = SynthParams.random(np.random.default_rng(job["seed"]), held_out=job["soundfont"] == PROCEDURAL_HELDOUT)
+        params = dataclasses.replace(params, tuning_cents=job["detune"])
+        audio = ProceduralPiano(params, job["sample_rate"]).render(midi)
+    else:
+        synth = _synths.get(job["soundfont"])
+        if synth is None:
+            synth = _synths[job["soundfont"]] = PianoSynth(job["soundfont"], job["sample_rate"])
+        audio = synth.render(midi, program=job["program"], detune_cents=job["detune"])
+    if not np.abs(audio).max(initial=0.0) > 1e-5:
+        raise RenderError("the render came out silent")
+    return normalize_peak(audio)
+
+
 def _render_to(job: dict, out: Path) -> None:
-    synth = _synths.get(job["soundfont"])
-    if synth is None:
-        synth = _synths[job["soundfont"]] = PianoSynth(job["soundfont"], job["sample_rate"])
-    audio = normalize_peak(synth.render(pretty_midi.PrettyMIDI(job["midi"]), program=job["program"]))
+    """Render, augment (noise always where the performance has silent gaps), write FLAC atomically."""
+    midi = pretty_midi.PrettyMIDI(job["midi"])
+    audio = render_audio(job, midi)
     if job["augment"]:
-        audio = augment_audio(audio, job["sample_rate"], np.random.default_rng(job["seed"]))
+        audio = augment_audio(audio, job["sample_rate"], np.random.default_rng(job["seed"] + [1]),
+                              force_noise=longest_silence(midi) >= MIN_GAP_SECONDS)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.stem + ".part.flac")
     sf.write(str(tmp), audio, job["sample_rate"], subtype="PCM_16")
@@ -253,15 +359,39 @@ def _run(fn, jobs, workers: int, desc: str):
 # --- the build --------------------------------------------------------------------------------
 
 def _settings(cfg: Config, seed: int, plan: CorpusPlan) -> dict:
+    """What the files depend on: a root built with other settings is refused, not mixed."""
     return {"version": CORPUS_VERSION, "seed": seed, "sample_rate": cfg.audio.sample_rate,
             "excerpt_s": plan.excerpt_s, "generated_s": plan.generated_s}
 
 
+def recipes() -> dict:
+    """The pedalling, augmentation and procedural-piano ranges, saved in every ``corpus.json``."""
+    return {"pedal": dataclasses.asdict(PedalSettings()), "augment": dataclasses.asdict(AugmentSettings()),
+            "procedural_train_ranges": TRAIN_RANGES, "procedural_heldout_ranges": HELD_OUT_RANGES}
+
+
+def read_corpus_info(root: Path) -> dict:
+    """``corpus.json`` of a corpus ({} when there is none); a DataError naming it when it is corrupt."""
+    path = Path(root) / "corpus.json"
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path} is not valid JSON ({err}); delete it (and the corpus folder if in doubt) "
+                        "to rebuild") from err
+    if not isinstance(info, dict):
+        raise DataError(f"{path} does not hold a corpus description (a JSON object); delete it to rebuild")
+    return info
+
+
 def build_offline_corpus(root, cfg: Config, seed: int = 0, workers: int = 2,
-                         plan: CorpusPlan | None = None) -> Path:
+                         plan: CorpusPlan | None = None, splits: Sequence[str] = SPLITS) -> Path:
     """Build (or finish, or reuse) the offline corpus for ``cfg.scale`` at ``root``; return the
-    manifest path. Sizes come from ``cfg.data`` (n_pieces per split, n_generated,
-    augment_copies, soundfonts, test_soundfonts) and :data:`PLANS` (``plan`` overrides it).
+    manifest path. Sizes come from ``cfg.data`` (n_pieces per split, n_generated, n_pianistic,
+    n_piano_test, keyboard_copies, augment_copies, renders_per_piece, soundfonts, test_soundfonts)
+    and :data:`PLANS` (``plan`` overrides it). Only the renders of ``splits`` are made (a trainer
+    needs train and validation); the manifest lists every render on disk.
 
     Rerunning skips every file that exists. A root built with another seed, sample rate or
     excerpt length is refused rather than mixed.
@@ -270,11 +400,14 @@ def build_offline_corpus(root, cfg: Config, seed: int = 0, workers: int = 2,
     root = Path(root)
     plan = plan or PLANS.get(cfg.scale, PLANS["cpu"])
     data = cfg.data
-    for name in list(data.soundfonts) + list(data.test_soundfonts):
-        soundfont_path(name)  # fail now, with the package to install, not inside a worker
+    check_training_timbres(data.soundfonts)
+    tests = set(splits) & {"test", "piano_test"}
+    for name in list(data.soundfonts) + (list(data.test_soundfonts) if tests else []):
+        if name not in (PROCEDURAL, PROCEDURAL_HELDOUT):
+            soundfont_path(name)  # fail now, with the package to install, not inside a worker
     settings = _settings(cfg, seed, plan)
     info_path = root / "corpus.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    info = read_corpus_info(root)
     if info and info.get("settings") != settings:
         raise DataError(f"{root} holds a corpus built with {info.get('settings')}, not {settings}; "
                         "choose another root or delete it")
@@ -282,17 +415,25 @@ def build_offline_corpus(root, cfg: Config, seed: int = 0, workers: int = 2,
         (root / sub).mkdir(parents=True, exist_ok=True)
 
     skipped: dict[str, str] = dict(info.get("skipped_scores", {}))
-    try:
-        chosen = convert_scores(root, score_candidates(plan.collections), data.n_pieces, plan.max_scores,
-                                plan.timeout_s, workers, skipped)
-    finally:  # remember failures (they take up to timeout_s each) even if the build stops here
-        info_path.write_text(json.dumps({**info, "settings": settings, "skipped_scores": skipped}, indent=1))
-    bases = [(name, name.split("__")[0]) for name in chosen]
+    chosen, keyboard = _chosen_scores(root, info, data)
+    if chosen is None:
+        try:
+            chosen = convert_scores(root, score_candidates(plan.collections), data.n_pieces, plan.max_scores,
+                                    plan.timeout_s, workers, skipped)
+            keyboard = []
+            if data.keyboard_copies:
+                keys = keyboard_candidates()
+                keyboard = convert_scores(root, keys, None, len(keys), plan.timeout_s, workers, skipped)
+        finally:  # remember failures (they take up to timeout_s each) even if the build stops here
+            info_path.write_text(json.dumps({**info, "settings": settings, "skipped_scores": skipped}, indent=1))
 
-    performances = _write_performances(root, bases, data, seed, plan, skipped)
+    performances = _write_performances(root, chosen, keyboard, data, seed, plan, skipped)
     jobs = _render_jobs(root, performances, cfg, seed)
-    durations, failed = {}, {}
-    for piece, soundfont, seconds, reason in _run(render_job, jobs, workers, "FluidSynth"):
+    wanted = [j for j in jobs if j["row"]["split"] in splits]
+    durations = {(j["piece"], j["soundfont"]): sf.info(j["audio"]).duration for j in jobs
+                 if j["row"]["split"] not in splits and Path(j["audio"]).is_file()}
+    failed = {}
+    for piece, soundfont, seconds, reason in _run(render_job, wanted, workers, "render"):
         if reason:
             failed[f"{piece}@{soundfont}"] = reason
             log.warning("skipped render %s@%s: %s", piece, soundfont, reason)
@@ -307,71 +448,148 @@ def build_offline_corpus(root, cfg: Config, seed: int = 0, workers: int = 2,
         writer.writeheader()
         writer.writerows(rows)
     hours = sum(r["seconds"] for r in rows) / 3600
-    info = {"settings": settings, "scale": cfg.scale, "data": vars(data), "skipped_scores": skipped,
-            "failed_renders": failed,
+    info = {"settings": settings, "scale": cfg.scale, "data": vars(data), "recipes": recipes(),
+            "scores": chosen, "keyboard": keyboard, "skipped_scores": skipped, "failed_renders": failed,
+            "counts": {"performances": len(performances), "renders": len(rows), "skipped_scores": len(skipped),
+                       "failed_renders": len(failed)},
             "hours": round(hours, 3), "build_seconds": round(time.time() - t0, 1)}
     info_path.write_text(json.dumps(info, indent=1))
     if skipped or failed:
         log.warning("%d scores and %d of %d renders skipped (reasons in %s)",
-                    len(skipped), len(failed), len(jobs), info_path)
+                    len(skipped), len(failed), len(wanted), info_path)
     if not rows:
         raise DataError(f"the offline corpus at {root} is empty: every render failed ({failed})")
     log.info("offline corpus at %s: %d renders, %.2f h of audio", root, len(rows), hours)
     return manifest
 
 
-def _write_performances(root: Path, bases, data, seed: int, plan: CorpusPlan, skipped: dict) -> list[dict]:
-    """Write ``midi/<piece>.mid`` for every score copy and generated piece; return their rows."""
+def _chosen_scores(root: Path, info: dict, data) -> tuple[list[str] | None, list[str]]:
+    """The scores and keyboard pieces a finished build of the same data settings chose, when all
+    their MIDI files are still there: a rebuild (or one on a machine without music21, from a copy
+    of ``scores/``, ``midi/`` and ``corpus.json``) then needs no music21. (None, []) otherwise."""
+    chosen, keyboard = info.get("scores"), info.get("keyboard")
+    if chosen is None or keyboard is None or info.get("data") != vars(data):
+        return None, []
+    if all((root / "scores" / f"{name}.mid").is_file() for name in chosen + keyboard):
+        return list(chosen), list(keyboard)
+    return None, []
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """One performance to write: its name, split, source, base piece and copy number."""
+
+    piece: str
+    split: str
+    source: str
+    base: str
+    copy: int
+
+
+def performance_specs(scores: list[str], keyboard: list[str], data) -> list[_Spec]:
+    """Every performance of the corpus, from its sources and sizes (no files touched)."""
+    bases = ([("score", b, data.augment_copies) for b in scores]
+             + [("keyboard", b, data.keyboard_copies) for b in keyboard]
+             + [("study", f"generated__{i:04d}", data.augment_copies) for i in range(data.n_generated)]
+             + [("pianistic", f"pianistic__{i:04d}", 1) for i in range(data.n_pianistic)]
+             + [("pianistic", f"pianistic-test__{i:04d}", 1) for i in range(data.n_piano_test)])
+    specs = []
+    for source, base, copies in bases:
+        split = piece_split(source, base)
+        copies = 1 if split in ("test", "piano_test") else max(1, copies)
+        specs += [_Spec(base if c == 0 else f"{base}+{c}", split, source, base, c) for c in range(copies)]
+    return specs
+
+
+def make_performance(spec: _Spec, root: Path, data, seed: int, plan: CorpusPlan) -> pretty_midi.PrettyMIDI:
+    """The MIDI performance of one spec (the same for the same seed).
+
+    Scores, keyboard pieces and studies go through :func:`~diffroll.performance.perform`
+    (copy 0 as written, later copies transposed, tempo-scaled, excerpted elsewhere); training and
+    validation copies of scores are re-voiced for two hands with ``revoice_probability``; keyboard
+    pieces, pianistic pieces and training copies with ``pedal_probability`` get pedalling; training
+    and validation performances get silent gaps with ``gap_probability``. The first test split
+    stays as written: no re-voicing, no pedal, no gaps.
+    """
+    rng = np.random.default_rng([seed, stable_hash(spec.piece)])
+    training = spec.split in ("train", "validation")
+    if spec.source == "pianistic":
+        namespace = PIANO_TEST_SEED if spec.split == "piano_test" else 0
+        pm = pianistic_piece(np.random.default_rng([seed, namespace, stable_hash(spec.base)]), plan.generated_s)
+    else:
+        if spec.source == "study":
+            notes = piano_notes(generated_piece(np.random.default_rng([seed, stable_hash(spec.base)]), plan.generated_s))
+        else:
+            notes = piano_notes(pretty_midi.PrettyMIDI(str(root / "scores" / f"{spec.base}.mid")))
+        if not notes:
+            raise DataError("no notes after merging the parts")
+        if spec.source == "score" and training and rng.random() < data.revoice_probability:
+            notes = revoice_for_piano(notes, rng)
+        pm = perform(notes, draw_variation(notes, rng, augment=spec.copy > 0, excerpt_s=plan.excerpt_s), rng)
+        pedalled = spec.source == "keyboard" or (training and rng.random() < data.pedal_probability)
+        if pedalled and pm.instruments[0].notes:
+            add_pedal(pm, rng)
+    if training and pm.instruments[0].notes and rng.random() < data.gap_probability:
+        insert_gaps(pm, rng, n_gaps=int(rng.integers(1, 3)))
+    return pm
+
+
+def _write_performances(root: Path, scores: list[str], keyboard: list[str], data, seed: int, plan: CorpusPlan,
+                        skipped: dict) -> list[dict]:
+    """Write ``midi/<piece>.mid`` for every performance; return their manifest rows."""
     out = []
-    generated = [(f"generated__{i:04d}", "generated") for i in range(data.n_generated)]
-    for base, source in tqdm(bases + generated, desc="performances"):
-        split = split_of(base)
-        copies = 1 if split == "test" else max(1, data.augment_copies)
-        notes = None
-        for copy in range(copies):
-            piece = base if copy == 0 else f"{base}+{copy}"
-            path = root / "midi" / f"{piece}.mid"
-            if not path.exists():
-                rng = np.random.default_rng([seed, stable_hash(piece)])
-                if notes is None:
-                    if source == "generated":
-                        notes = piano_notes(generated_piece(np.random.default_rng([seed, stable_hash(base)]),
-                                                            plan.generated_s))
-                    else:
-                        notes = piano_notes(pretty_midi.PrettyMIDI(str(root / "scores" / f"{base}.mid")))
-                if not notes:
-                    skipped[base] = "no notes after merging the parts"
-                    break
-                variation = draw_variation(notes, rng, augment=copy > 0, excerpt_s=plan.excerpt_s)
-                performance = perform(notes, variation, rng)
-                if not performance.instruments[0].notes:
-                    skipped[piece] = "the excerpt has no notes"
-                    continue
-                tmp = path.with_suffix(".part")
-                performance.write(str(tmp))
-                tmp.replace(path)
-            out.append({"piece": piece, "split": split, "midi": f"midi/{piece}.mid", "source": source,
-                        "base": base, "copy": copy})
+    for spec in tqdm(performance_specs(scores, keyboard, data), desc="performances"):
+        path = root / "midi" / f"{spec.piece}.mid"
+        if not path.exists():
+            try:
+                pm = make_performance(spec, root, data, seed, plan)
+            except DataError as err:
+                skipped[spec.piece] = str(err)
+                continue
+            if not pm.instruments[0].notes:
+                skipped[spec.piece] = "the excerpt has no notes"
+                continue
+            tmp = path.with_suffix(".part")
+            pm.write(str(tmp))
+            tmp.replace(path)
+        out.append({"piece": spec.piece, "split": spec.split, "midi": f"midi/{spec.piece}.mid",
+                    "source": spec.source, "base": spec.base, "copy": spec.copy})
     return out
 
 
 def _render_jobs(root: Path, performances: list[dict], cfg: Config, seed: int) -> list[dict]:
-    """One job per (performance, soundfont); train/validation get a random piano program and
-    audio augmentation, test gets program 0, no augmentation, and the unseen soundfonts too."""
+    """One job per (performance, timbre).
+
+    - train / validation: ``renders_per_piece`` of the training timbres (drawn per piece), a GM
+      piano program from ``programs``, a detune within ±``detune_cents``, audio augmentation;
+    - test: every training soundfont ("seen") and every test soundfont ("unseen"), program 0;
+    - piano_test: the test soundfonts and the held-out procedural piano ("unseen"), program 0.
+    """
+    data = cfg.data
+    fluid_fonts = [s for s in data.soundfonts if s != PROCEDURAL]
     jobs = []
     for perf in performances:
-        test = perf["split"] == "test"
-        fonts = [(s, "seen") for s in cfg.data.soundfonts]
-        if test:
-            fonts += [(s, "unseen") for s in cfg.data.test_soundfonts if s not in cfg.data.soundfonts]
+        split = perf["split"]
+        pick = np.random.default_rng([seed, stable_hash(perf["piece"]), 7])
+        if split in ("train", "validation"):
+            k = min(max(1, data.renders_per_piece), len(data.soundfonts))
+            fonts = [(str(f), "seen") for f in pick.choice(data.soundfonts, size=k, replace=False)]
+        elif split == "test":
+            fonts = [(s, "seen") for s in fluid_fonts]
+            fonts += [(s, "unseen") for s in data.test_soundfonts if s not in data.soundfonts]
+        else:
+            fonts = [(s, "unseen") for s in data.test_soundfonts] + [(PROCEDURAL_HELDOUT, "unseen")]
         for soundfont, timbre in fonts:
             job_seed = [seed, stable_hash(f"{perf['piece']}@{soundfont}")]
-            program = 0 if test else int(np.random.default_rng(job_seed).integers(0, 3))
+            draw = np.random.default_rng(job_seed + [2])
+            augment = split in ("train", "validation")
+            program = int(draw.choice(data.programs)) if augment and soundfont in fluid_fonts else 0
+            detune = round(float(draw.uniform(-data.detune_cents, data.detune_cents)), 2) if augment else 0.0
             audio = f"audio/{soundfont}/{perf['piece']}.flac"
             jobs.append({"piece": perf["piece"], "soundfont": soundfont, "midi": str(root / perf["midi"]),
-                         "audio": str(root / audio), "program": program, "augment": not test,
-                         "seed": job_seed + [1], "sample_rate": cfg.audio.sample_rate,
+                         "audio": str(root / audio), "program": program, "detune": detune, "augment": augment,
+                         "seed": job_seed, "sample_rate": cfg.audio.sample_rate,
                          "row": {**perf, "soundfont": soundfont, "audio": audio, "program": program,
-                                 "timbre": timbre}})
+                                 "detune": detune, "timbre": timbre}})
     jobs.sort(key=lambda j: (j["soundfont"], j["piece"]))  # a worker reuses its synth
     return jobs

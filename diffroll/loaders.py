@@ -23,10 +23,10 @@ from pathlib import Path
 
 log = logging.getLogger("diffroll.data")
 
-SPLITS = ("train", "validation", "test")
+SPLITS = ("train", "validation", "test", "piano_test")  # piano_test: the offline corpus's piano test split
 MANIFEST = "manifest.csv"  # of the offline corpus (see diffroll.corpus)
 MANIFEST_COLUMNS = ("piece", "split", "soundfont", "audio", "midi", "seconds", "source", "base",
-                    "copy", "program", "timbre")
+                    "copy", "program", "detune", "timbre")
 DATASETS = ("offline", "maestro", "maps")
 MAESTRO_VERSIONS = ("v3.0.0", "v2.0.0")
 MAPS_TRAIN_GROUPS = ("AkPnBcht", "AkPnBsdf", "AkPnCGdD", "AkPnStgb", "SptkBGAm", "SptkBGCl", "StbgTGd2")
@@ -89,7 +89,8 @@ def offline_pieces(root, split: str, soundfonts=None) -> list[Piece]:
     rows = read_manifest(root)
     available = sorted({r["soundfont"] for r in rows})
     if soundfonts is None:
-        wanted = set(available) if split == "test" else {r["soundfont"] for r in rows if r["timbre"] == "seen"}
+        wanted = (set(available) if split in ("test", "piano_test")
+                  else {r["soundfont"] for r in rows if r["timbre"] == "seen"})
     else:
         wanted = {soundfonts} if isinstance(soundfonts, str) else set(soundfonts)
         missing = wanted - set(available)

@@ -235,3 +235,51 @@ def _two_voices(notes, t, rng) -> float:
             _add(notes, high, th, dur * 0.95, vel + rng.normal(0, 6))
             th += dur
     return max(tl, th)
+
+
+# --- noise-only stretches -----------------------------------------------------------------------
+
+MIN_GAP_SECONDS = 1.0  # the shortest gap insert_gaps opens
+
+
+def longest_silence(midi: pretty_midi.PrettyMIDI) -> float:
+    """The longest stretch inside the piece (first onset to last offset) where no note sounds."""
+    spans = sorted((n.start, n.end) for inst in midi.instruments if not inst.is_drum for n in inst.notes)
+    longest, reach = 0.0, spans[0][1] if spans else 0.0
+    for start, end in spans[1:]:
+        longest = max(longest, start - reach)
+        reach = max(reach, end)
+    return longest
+
+def insert_gaps(midi: pretty_midi.PrettyMIDI, rng: np.random.Generator, n_gaps: int = 1,
+                seconds: tuple[float, float] = (MIN_GAP_SECONDS, 4.0)) -> pretty_midi.PrettyMIDI:
+    """Open ``n_gaps`` silent stretches of ``seconds`` in a performance (in place, and returned).
+
+    At each cut time every sounding note ends, the pedal comes up, and everything after moves
+    later by the gap, so the roll there is empty while the rendered audio holds only release tails
+    and whatever noise augmentation adds: the model learns that noise alone is not music.
+    """
+    inst = midi.instruments[0]
+    end = max((n.end for n in inst.notes), default=0.0)
+    if end <= 2.0:
+        return midi
+    for cut in sorted(rng.uniform(1.0, end - 1.0, size=n_gaps), reverse=True):
+        gap = float(rng.uniform(*seconds))
+        pedal_down = False
+        for cc in sorted(inst.control_changes, key=lambda c: c.time):
+            if cc.number == 64 and cc.time <= cut:
+                pedal_down = cc.value >= 64
+        for n in inst.notes:
+            if n.start >= cut:
+                n.start, n.end = n.start + gap, n.end + gap
+            elif n.end > cut:
+                n.end = cut
+        for cc in inst.control_changes:
+            if cc.time > cut:
+                cc.time += gap
+        if pedal_down:
+            inst.control_changes.append(pretty_midi.ControlChange(64, 0, cut))
+            inst.control_changes.append(pretty_midi.ControlChange(64, 127, cut + gap))
+    inst.notes = [n for n in inst.notes if n.end - n.start >= MIN_NOTE_SECONDS / 2]
+    inst.control_changes.sort(key=lambda c: c.time)
+    return midi

@@ -102,6 +102,8 @@ class SynthParams:
     - ``velocity_exponent``: gain = (velocity / 127) ** velocity_exponent.
     - ``soundboard_depth_db``: largest gain of the random soundboard EQ bumps.
     - ``undamped_from``: lowest key without a damper (89 = F6 on a grand; 128 = damp all).
+    - ``tuning_cents``: the whole piano tuned this far from A = 440 Hz (the corpus's detune
+      augmentation; not drawn by :meth:`random`).
     - ``seed``: the per-piece details (soundboard EQ, per-key detuning, hammer noise samples).
     """
 
@@ -117,6 +119,7 @@ class SynthParams:
     velocity_exponent: float = 2.0
     soundboard_depth_db: float = 3.0
     undamped_from: int = 89
+    tuning_cents: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -265,7 +268,7 @@ class ProceduralPiano:
         3. Two-stage decay rates, growing with pitch and with f_n / f0.
         """
         p, sr = self.params, self.sample_rate
-        f0 = 440.0 * 2.0 ** ((pitch - 69) / 12)
+        f0 = 440.0 * 2.0 ** ((pitch - 69) / 12 + p.tuning_cents / 1200)
         curve_pitch, curve_b = zip(*INHARMONICITY_CURVE)
         b = p.inharmonicity_scale * np.exp(np.interp(pitch, curve_pitch, np.log(curve_b)))
         n = np.arange(1, p.n_partials + 1)

@@ -3,8 +3,11 @@
 The paper trains on MAESTRO recordings (§4), which this machine cannot download; the offline
 corpus (:mod:`diffroll.corpus`) renders scores instead. Timbre diversity is what lets a model
 trained on synthesised audio generalise, so the training renders vary the soundfont, the GM piano
-program (0 acoustic, 1 bright, 2 electric grand) and pass the audio through a random EQ, a light
-reverb, noise at a random SNR and a random gain (:func:`augment_audio`).
+program (0–7: grands, electric and honky-tonk pianos, electric pianos, harpsichord, clavinet), the
+tuning (a global pitch bend of a few cents; labels unchanged) and pass the audio through a random
+EQ, a synthetic room reverb, compression, noise at a random SNR and a random gain
+(:func:`augment_audio`, ranges in :class:`AugmentSettings`). The procedural piano of
+:mod:`diffroll.pianosynth` is a third training timbre.
 
 Soundfonts are looked up by name in :data:`SOUNDFONTS`; a missing one, or a missing FluidSynth
 library, raises :class:`RenderError` naming the Debian package that provides it.
@@ -12,7 +15,7 @@ library, raises :class:`RenderError` naming the Debian package that provides it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,7 @@ from scipy import signal
 
 SUSTAIN_CC = 64
 TAIL_SECONDS = 1.0  # rendered after the last note-off, so releases are not cut
+PITCH_BEND_RANGE_CENTS = 200.0  # General MIDI's default bend range: ±2 semitones over ±8192
 
 
 class RenderError(RuntimeError):
@@ -49,7 +53,6 @@ SOUNDFONTS: dict[str, Soundfont] = {
                                                          "/usr/share/sounds/sf2/MuseScore_General.sf2"),
                                    "sudo apt-get install musescore-general-soundfont"),
 }
-DEBIAN_PACKAGES = ("libfluidsynth3", "fluid-soundfont-gm", "musescore-general-soundfont", "csound-soundfont")
 
 
 def soundfont_path(name: str) -> Path:
@@ -102,12 +105,16 @@ class PianoSynth:
         if self.sfid < 0:
             raise RenderError(f"FluidSynth could not load the soundfont {self.path} (corrupt file?)")
 
-    def render(self, midi: pretty_midi.PrettyMIDI, program: int = 0, tail: float = TAIL_SECONDS) -> np.ndarray:
+    def render(self, midi: pretty_midi.PrettyMIDI, program: int = 0, tail: float = TAIL_SECONDS,
+               detune_cents: float = 0.0) -> np.ndarray:
         """All non-drum notes (and sustain pedal) of ``midi`` on one piano -> float32 mono audio.
 
         The audio lasts until the last note-off plus ``tail`` seconds. At equal times note-offs
-        are sent before note-ons, so a re-struck key sounds again.
+        are sent before note-ons, so a re-struck key sounds again. ``detune_cents`` tunes the whole
+        piece by a pitch bend (within ±200 cents).
         """
+        if not abs(detune_cents) < PITCH_BEND_RANGE_CENTS:
+            raise RenderError(f"detune_cents must be within ±{PITCH_BEND_RANGE_CENTS:g}, got {detune_cents}")
         events = []  # (sample, order, kind, a, b): order 0 = off/cc, 1 = on
         for inst in midi.instruments:
             if inst.is_drum:
@@ -125,6 +132,7 @@ class PianoSynth:
         s.system_reset()
         if s.program_select(0, self.sfid, 0, program) != 0 and s.program_select(0, self.sfid, 0, 0) != 0:
             raise RenderError(f"{self.path} has no piano preset (bank 0, program {program} or 0)")
+        s.pitch_bend(0, int(round(8192 * detune_cents / PITCH_BEND_RANGE_CENTS)))
         chunks, now = [], 0
         for sample, _, kind, a, b in events:
             if sample > now:
@@ -162,41 +170,101 @@ def normalize_peak(audio: np.ndarray, peak: float = 0.9) -> np.ndarray:
     return (audio * (peak / top)).astype(np.float32) if top > 0 else audio.astype(np.float32)
 
 
-def augment_audio(audio: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
-    """Random EQ, light reverb, noise at a random SNR and a random gain (training renders only).
+@dataclass(frozen=True)
+class AugmentSettings:
+    """Ranges of :func:`augment_audio` (saved in every corpus's ``corpus.json``)."""
+
+    eq_bands: tuple[int, int] = (1, 3)
+    eq_gain_db: float = 9.0
+    tilt_probability: float = 0.5
+    reverb_probability: float = 0.6
+    rt60_s: tuple[float, float] = (0.2, 1.5)
+    reverb_wet: tuple[float, float] = (0.05, 0.4)
+    compression_probability: float = 0.3
+    compression_ratio: tuple[float, float] = (2.0, 6.0)
+    noise_probability: float = 0.7
+    snr_db: tuple[float, float] = (10.0, 50.0)
+    peak_dbfs: tuple[float, float] = (-30.0, -1.0)
+
+
+def augment_audio(audio: np.ndarray, sample_rate: int, rng: np.random.Generator,
+                  settings: AugmentSettings = AugmentSettings(), force_noise: bool = False) -> np.ndarray:
+    """Random EQ, room reverb, compression, noise at a random SNR and a random gain (training renders
+    only; every probability and range in :class:`AugmentSettings`).
 
     - EQ: 1–3 bands, each ``x + (g - 1) · bandpass(x)`` (a parallel peaking filter of ±9 dB,
       scipy Butterworth biquads), plus with probability 0.5 a low- or high-frequency tilt.
-    - Reverb (p = 0.5): convolution with exponentially decaying noise, RT60 0.2–1.0 s, 5–30 % wet.
-    - Noise (p = 0.7): white or low-passed noise at an SNR of 15–45 dB.
-    - Gain: peak level between -12 and -1 dBFS.
+    - Reverb: a synthetic room: sparse early reflections, then exponentially decaying noise whose
+      high frequencies die faster; RT60 0.2–1.5 s, 5–40 % wet.
+    - Compression: a feed-forward compressor (5 ms attack, 50–300 ms release) of ratio 2–6 whose
+      threshold sits 6–20 dB under the peak.
+    - Noise (or always, with ``force_noise``: the noise-only stretches of a performance with gaps):
+      white, low-passed or pink-ish noise at an SNR of 10–50 dB against the music's RMS.
+    - Gain: peak level between -30 and -1 dBFS (the fixed-range mel sees many levels).
     """
+    st = settings
     x = audio.astype(np.float64)
     nyquist = sample_rate / 2
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(int(rng.integers(st.eq_bands[0], st.eq_bands[1] + 1))):
         centre = float(np.exp(rng.uniform(np.log(80.0), np.log(0.7 * nyquist))))
         octaves = rng.uniform(0.5, 2.0)
         lo, hi = centre * 2 ** (-octaves / 2), min(centre * 2 ** (octaves / 2), 0.95 * nyquist)
         band = signal.butter(1, [lo, hi], btype="bandpass", fs=sample_rate, output="sos")
-        x = x + (10 ** (rng.uniform(-9, 9) / 20) - 1) * signal.sosfilt(band, x)
-    if rng.random() < 0.5:
+        x = x + (10 ** (rng.uniform(-st.eq_gain_db, st.eq_gain_db) / 20) - 1) * signal.sosfilt(band, x)
+    if rng.random() < st.tilt_probability:
         kind, corner = ("lowpass", rng.uniform(150, 600)) if rng.random() < 0.5 else ("highpass", rng.uniform(2000, 5000))
         shelf = signal.butter(2, corner, btype=kind, fs=sample_rate, output="sos")
         x = x + (10 ** (rng.uniform(-8, 8) / 20) - 1) * signal.sosfilt(shelf, x)
-    if rng.random() < 0.5:
-        rt60 = rng.uniform(0.2, 1.0)
-        t = np.arange(int(rt60 * sample_rate)) / sample_rate
-        ir = rng.standard_normal(t.size) * np.exp(-6.9 * t / rt60)
-        ir[: int(0.005 * sample_rate)] = 0.0  # pre-delay: the direct sound stays dry
-        wet = signal.fftconvolve(x, ir)[: x.size]
-        x = x + rng.uniform(0.05, 0.3) * wet * (_rms(x) / max(_rms(wet), 1e-12))
-    if rng.random() < 0.7:
+    if rng.random() < st.reverb_probability:
+        wet = signal.fftconvolve(x, room_impulse_response(rng, sample_rate, rng.uniform(*st.rt60_s)))[: x.size]
+        x = x + rng.uniform(*st.reverb_wet) * wet * (_rms(x) / max(_rms(wet), 1e-12))
+    if rng.random() < st.compression_probability:
+        x = compress(x, sample_rate, threshold_db=20 * np.log10(max(np.abs(x).max(), 1e-9)) - rng.uniform(6, 20),
+                     ratio=rng.uniform(*st.compression_ratio), release_s=rng.uniform(0.05, 0.3))
+    if force_noise or rng.random() < st.noise_probability:
         noise = rng.standard_normal(x.size)
-        if rng.random() < 0.5:
+        colour = rng.random()
+        if colour < 1 / 3:
             noise = signal.sosfilt(signal.butter(1, rng.uniform(300, 3000), fs=sample_rate, output="sos"), noise)
-        snr_db = rng.uniform(15, 45)
+        elif colour < 2 / 3:  # roughly pink: a 1/f tilt from a cascade of one-pole low-passes
+            noise = sum(signal.sosfilt(signal.butter(1, f, fs=sample_rate, output="sos"), noise) * (f / 100) ** 0.5
+                        for f in (100, 400, 1600, 6400))
+        snr_db = rng.uniform(*st.snr_db)
         x = x + noise * (_rms(x) / max(_rms(noise), 1e-12)) * 10 ** (-snr_db / 20)
-    return normalize_peak(x, peak=10 ** (rng.uniform(-12, -1) / 20))
+    return normalize_peak(x, peak=10 ** (rng.uniform(*st.peak_dbfs) / 20))
+
+
+def room_impulse_response(rng: np.random.Generator, sample_rate: int, rt60: float) -> np.ndarray:
+    """A synthetic room: 4–10 early reflections in the first 5–40 ms, then a late tail of noise
+    decaying by 60 dB in ``rt60`` seconds, its high frequencies twice as fast (a one-pole
+    low-pass sweep). The direct sound is not included (the caller mixes it dry)."""
+    n = int(rt60 * sample_rate)
+    t = np.arange(n) / sample_rate
+    ir = np.zeros(n)
+    for _ in range(int(rng.integers(4, 11))):
+        i = int(rng.uniform(0.005, 0.04) * sample_rate)
+        if i < n:
+            ir[i] += rng.choice([-1, 1]) * rng.uniform(0.2, 0.7)
+    late = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
+    dark = signal.sosfilt(signal.butter(1, rng.uniform(1500, 5000), fs=sample_rate, output="sos"), late)
+    mix = np.exp(-6.9 * t / rt60)  # early: bright; later: dark
+    ir += (mix * late + (1 - mix) * dark) * np.clip((t - 0.01) / 0.02, 0, 1)
+    return ir
+
+
+def compress(x: np.ndarray, sample_rate: int, threshold_db: float, ratio: float, release_s: float = 0.1,
+             attack_s: float = 0.005) -> np.ndarray:
+    """A feed-forward compressor: the level (a peak follower with ``attack_s`` / ``release_s``)
+    above ``threshold_db`` is reduced by ``ratio``; make-up gain is left to the caller."""
+    level = np.abs(x)
+    a_att, a_rel = np.exp(-1 / (attack_s * sample_rate)), np.exp(-1 / (release_s * sample_rate))
+    # a one-pole follower of the peak envelope: release smoothing of a fast-attack maximum
+    fast = signal.lfilter([1 - a_att], [1, -a_att], level)
+    env = signal.lfilter([1 - a_rel], [1, -a_rel], np.maximum(fast, level * (1 - a_att)))
+    env = np.maximum(env, fast)
+    over_db = 20 * np.log10(np.maximum(env, 1e-9)) - threshold_db
+    gain_db = -np.maximum(over_db, 0) * (1 - 1 / ratio)
+    return x * 10 ** (gain_db / 20)
 
 
 def _rms(x: np.ndarray) -> float:

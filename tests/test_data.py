@@ -1,8 +1,10 @@
 """The data layer: loaders on real layouts, the offline corpus, the segment cache, bad input."""
 from __future__ import annotations
 
+import json
 import logging
 import os
+from collections import Counter
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ import soundfile as sf
 from diffroll import data, render
 from diffroll.audio import AudioError, MelFrontend
 from diffroll.config import LOWEST_MIDI, get_config
-from diffroll.corpus import CorpusPlan, build_offline_corpus
+from diffroll.corpus import CorpusPlan, build_offline_corpus, piece_split
 from diffroll.loaders import MAPS_TEST_GROUPS, DataError, Piece, read_manifest, split_of
 from diffroll.roll import MidiError
 
@@ -124,7 +126,8 @@ TINY = CorpusPlan(max_scores=None, excerpt_s=12.0, generated_s=12.0, collections
 
 @pytest.fixture(scope="module")
 def tiny_corpus(tmp_path_factory):
-    cfg = get_config("smoke", n_pieces=1, n_generated=2, augment_copies=2)
+    cfg = get_config("smoke", n_pieces=1, n_generated=2, augment_copies=2, n_pianistic=6, n_piano_test=2,
+                     keyboard_copies=1, renders_per_piece=2)
     root = tmp_path_factory.mktemp("offline")
     build_offline_corpus(root, cfg, seed=0, workers=2, plan=TINY)
     return root, cfg
@@ -133,24 +136,130 @@ def tiny_corpus(tmp_path_factory):
 def test_offline_corpus_layout_splits_and_timbres(tiny_corpus):
     root, cfg = tiny_corpus
     rows = read_manifest(root)
-    by_split = {s: [r for r in rows if r["split"] == s] for s in ("train", "validation", "test")}
+    by_split = {s: [r for r in rows if r["split"] == s] for s in ("train", "validation", "test", "piano_test")}
     assert all(by_split.values()), "every split has pieces"
     for r in rows:
         assert (root / r["audio"]).is_file() and (root / r["midi"]).is_file()
-        assert r["split"] == split_of(r["base"])  # copies never leave their score's split
+        assert r["split"] == piece_split(r["source"], r["base"])  # copies never leave their piece's split
         assert abs(sf.info(str(root / r["audio"])).duration - float(r["seconds"])) < 1e-3
-    train = [r for r in by_split["train"] + by_split["validation"] if r["source"] != "generated"]
-    assert {r["copy"] for r in train} == {"0", "1"}, "augmented copies of train/validation scores"
-    assert {r["soundfont"] for r in by_split["train"]} == {"TimGM6mb"}
+    assert {r["source"] for r in rows} == {"score", "keyboard", "study", "pianistic"}
+    scores = [r for r in by_split["train"] + by_split["validation"] if r["source"] == "score"]
+    assert {r["copy"] for r in scores} == {"0", "1"}, "augmented copies of train/validation scores"
+    # two timbres per training performance: FluidSynth (random GM piano program) and the procedural piano
+    train = by_split["train"]
+    assert {r["soundfont"] for r in train} == {"TimGM6mb", "procedural"}
+    assert all(Counter(r["piece"] for r in train)[r["piece"]] == 2 for r in train)
+    assert len({r["program"] for r in train if r["soundfont"] == "TimGM6mb"}) > 1
+    assert all(abs(float(r["detune"])) <= 30 for r in train) and any(float(r["detune"]) != 0 for r in train)
     test = by_split["test"]
     assert {(r["soundfont"], r["timbre"]) for r in test} == {("TimGM6mb", "seen"), ("FluidR3_GM", "unseen")}
     assert {r["program"] for r in test} == {"0"} and {r["copy"] for r in test} == {"0"}
+    assert {r["source"] for r in test} <= {"score", "study"}
+    piano = by_split["piano_test"]
+    assert {(r["soundfont"], r["timbre"]) for r in piano} == {("FluidR3_GM", "unseen"), ("procedural-heldout", "unseen")}
+    assert {r["base"] for r in piano if r["source"] == "pianistic"} == {"pianistic-test__0000", "pianistic-test__0001"}
+    assert {float(r["detune"]) for r in test + piano} == {0.0}
 
-    assert {p.group for p in data.list_pieces(root, split="validation")} == {"TimGM6mb"}
+    assert {p.group for p in data.list_pieces(root, split="validation")} <= {"TimGM6mb", "procedural"}
     assert {p.group for p in data.list_pieces(root, split="test")} == {"TimGM6mb", "FluidR3_GM"}
+    assert {p.group for p in data.list_pieces(root, split="piano_test")} == {"FluidR3_GM", "procedural-heldout"}
     assert {p.group for p in data.list_pieces(root, split="test", soundfonts=["FluidR3_GM"])} == {"FluidR3_GM"}
     with pytest.raises(DataError, match="MuseScore_General"):
         data.list_pieces(root, split="test", soundfonts=["MuseScore_General"])
+    info = json.loads((root / "corpus.json").read_text())  # the recipes travel with the corpus
+    assert set(info["recipes"]) >= {"pedal", "augment", "procedural_train_ranges", "procedural_heldout_ranges"}
+    assert info["data"]["soundfonts"] == ["TimGM6mb", "procedural"] and info["counts"]["renders"] == len(rows)
+
+
+def test_no_test_timbre_reaches_training_or_validation(tiny_corpus, monkeypatch, tmp_path):
+    root, cfg = tiny_corpus
+    for r in read_manifest(root):
+        if r["split"] in ("train", "validation"):
+            name = (r["soundfont"] + " " + r["audio"]).lower()
+            assert "fluidr3" not in name and "musescore" not in name and "heldout" not in name, r
+    for bad in (["TimGM6mb", "FluidR3_GM"], ["MuseScore_General"], ["procedural-heldout"]):
+        with pytest.raises(DataError, match="test timbre"):
+            build_offline_corpus(tmp_path / "bad", cfg.override(soundfonts=bad), plan=TINY)
+    # a renamed copy of a test soundfont is caught by its file name too
+    fluid = render.soundfont_path("FluidR3_GM")
+    monkeypatch.setitem(render.SOUNDFONTS, "Piano", render.Soundfont("Piano", (str(fluid),), "-"))
+    with pytest.raises(DataError, match="test timbre"):
+        build_offline_corpus(tmp_path / "bad2", cfg.override(soundfonts=["Piano"]), plan=TINY)
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad2").exists()
+
+
+def test_piano_test_split_holds_pedalled_piano_music(tiny_corpus):
+    root, _ = tiny_corpus
+    for r in read_manifest(root):
+        if r["split"] == "piano_test":
+            pm = pretty_midi.PrettyMIDI(str(root / r["midi"]))
+            assert any(c.number == 64 for c in pm.instruments[0].control_changes), r["piece"]
+
+
+def test_noise_only_stretches_have_empty_rolls(tiny_corpus):
+    """Gapped training performances: no note sounds in the gap (the roll is empty there), and the
+    rendered audio there is noise, well above digital silence."""
+    from diffroll.performance import longest_silence
+    from diffroll.roll import midi_notes, notes_to_roll
+
+    root, cfg = tiny_corpus
+    gapped = [r for r in read_manifest(root) if r["split"] in ("train", "validation")
+              and longest_silence(pretty_midi.PrettyMIDI(str(root / r["midi"]))) >= 1.0]
+    assert gapped, "gap_probability 0.5 gives some gapped performances"
+    for r in gapped[:3]:
+        notes = midi_notes(root / r["midi"])
+        roll = notes_to_roll(notes, n_frames=int(max(n.offset for n in notes) * 31.25) + 1)
+        empty = np.flatnonzero(roll.sum(0) == 0)
+        runs = np.split(empty, np.flatnonzero(np.diff(empty) > 1) + 1)
+        start, end = max((run for run in runs if run[0] > 0), key=len)[[0, -1]]
+        assert (end - start) / 31.25 >= 0.9  # a stretch of at least about a second with an empty roll
+        audio, sr = sf.read(str(root / r["audio"]))
+        stretch = audio[int((start / 31.25 + 0.4) * sr): int((end / 31.25) * sr)]  # past release tails
+        assert np.sqrt(np.mean(stretch ** 2)) > 1e-5
+
+
+def test_pedal_is_rendered_energy_persists_after_the_key_release():
+    """One C4, released at 0.3 s: with the pedal down until 2.0 s the sound carries on past the
+    release in FluidSynth (and the procedural piano); without it, it is damped."""
+    from diffroll.pianosynth import ProceduralPiano, SynthParams
+
+    def note(pedal: bool) -> pretty_midi.PrettyMIDI:
+        pm = make_midi([(0.0, 0.3, 60)])
+        if pedal:
+            pm.instruments[0].control_changes = [pretty_midi.ControlChange(64, 127, 0.0),
+                                                 pretty_midi.ControlChange(64, 0, 2.0)]
+        return pm
+
+    def level(audio, a, b):
+        return np.sqrt(np.mean(audio[int(a * 16000):int(b * 16000)] ** 2))
+
+    synth = render.PianoSynth("TimGM6mb")
+    for render_one in (lambda pm: synth.render(pm), lambda pm: ProceduralPiano(SynthParams()).render(pm)):
+        dry, wet = render_one(note(False)), render_one(note(True))
+        assert level(wet, 0.8, 1.5) > 10 * level(dry, 0.8, 1.5)  # +20 dB while the pedal holds it
+        assert level(wet, 2.6, 2.9) < 0.1 * level(wet, 1.2, 1.5)  # and it is damped after the pedal
+
+
+def test_detune_is_a_pitch_bend_of_the_whole_piece():
+    synth = render.PianoSynth("TimGM6mb")
+    pm = make_midi([(0.0, 1.5, 69)])
+
+    def peak_hz(audio):
+        seg = audio[4000:20000] * np.hanning(16000)
+        spec = np.abs(np.fft.rfft(seg, 16 * 16000))
+        lo = int(400 * 16)  # search near A4 (the 1/16 Hz bins of a 16x zero-padded FFT)
+        return (lo + int(spec[lo:lo * 12 // 10].argmax())) / 16
+
+    flat, sharp = peak_hz(synth.render(pm)), peak_hz(synth.render(pm, detune_cents=30))
+    assert 1200 * np.log2(sharp / flat) == pytest.approx(30, abs=3)
+    with pytest.raises(render.RenderError, match="detune"):
+        synth.render(pm, detune_cents=250)
+
+
+def test_corrupt_corpus_json_is_a_named_error(tmp_path):
+    (tmp_path / "corpus.json").write_text("{not json")
+    with pytest.raises(DataError, match="corpus.json is not valid JSON"):
+        build_offline_corpus(tmp_path, get_config("smoke"), plan=TINY)
 
 
 def test_offline_corpus_rebuild_is_idempotent_and_deterministic(tiny_corpus, tmp_path):
@@ -160,16 +269,27 @@ def test_offline_corpus_rebuild_is_idempotent_and_deterministic(tiny_corpus, tmp
     build_offline_corpus(root, cfg, seed=0, workers=1, plan=TINY)
     assert [p.stat().st_mtime_ns for p in files] == stamps, "a rerun rewrote existing files"
 
-    other = tmp_path / "again"  # the same seed elsewhere gives the same performances
+    other = tmp_path / "again"  # the same seed elsewhere gives the same performances and splits
     build_offline_corpus(other, cfg, seed=0, workers=1, plan=TINY)
     for p in (root / "midi").glob("*.mid"):
         assert (other / "midi" / p.name).read_bytes() == p.read_bytes()
-    aug = next(r for r in read_manifest(root) if r["split"] == "train" and r["copy"] == "1")
-    a, b = sf.read(str(root / aug["audio"]))[0], sf.read(str(other / aug["audio"]))[0]
-    # FluidSynth is not bit-exact between two synth instances under load, so compare energies: a
-    # different augmentation draw (noise at 15-45 dB SNR, EQ, gain) differs by >= -43 dB, far above this
-    assert a.shape == b.shape
-    assert np.sqrt(np.mean((a - b) ** 2)) < 1e-3 * np.sqrt(np.mean(a ** 2))
+    assert [(r["piece"], r["split"], r["soundfont"]) for r in read_manifest(other)] == \
+        [(r["piece"], r["split"], r["soundfont"]) for r in read_manifest(root)]
+    def spectrogram(x):
+        return np.abs(np.stack([np.fft.rfft(x[i:i + 2048] * np.hanning(2048)) for i in range(0, len(x) - 2048, 512)]))
+
+    for font, tolerance in (("procedural", 1e-3), ("TimGM6mb", 0.15)):
+        aug = next(r for r in read_manifest(root) if r["split"] == "train" and r["soundfont"] == font)
+        a, b = sf.read(str(root / aug["audio"]))[0], sf.read(str(other / aug["audio"]))[0]
+        assert a.shape == b.shape
+        # The procedural piano is numpy: the same file. FluidSynth applies events on its 64-sample
+        # blocks, whose phase carries over from the previous render, so notes move by a few ms
+        # between builds (and the peak, hence the level, by a dB or so): compare the shapes of the
+        # magnitude spectrograms. A different augmentation draw (EQ of ±9 dB, tilt, reverb, noise)
+        # changes them by far more than this.
+        sa, sb = spectrogram(a), spectrogram(b)
+        sa, sb = sa / np.linalg.norm(sa), sb / np.linalg.norm(sb)
+        assert np.linalg.norm(sa - sb) < tolerance, font
 
     with pytest.raises(DataError, match="another root"):
         build_offline_corpus(root, cfg, seed=1, workers=1, plan=TINY)
@@ -182,6 +302,16 @@ def test_generated_pieces_cover_the_whole_keyboard(tiny_corpus):
     for midi in originals:  # (augmented copies may be transposed or excerpted)
         pitches = {n.pitch for n in pretty_midi.PrettyMIDI(str(midi)).instruments[0].notes}
         assert pitches >= set(range(21, 109))
+
+
+def test_keyboard_pieces_are_their_own_source_split_by_piece():
+    from diffroll.corpus import KEYBOARD_SCORES, keyboard_candidates, keyboard_split, score_candidates
+
+    found = dict(keyboard_candidates())
+    assert len(found) >= 15 and set(found) <= set(KEYBOARD_SCORES)
+    assert not set(found) & {name for name, _ in score_candidates()}  # never also a "score"
+    splits = Counter(keyboard_split(name) for name in found)
+    assert splits["piano_test"] >= 3 and splits["train"] >= 8
 
 
 # --- segments and the cache ---------------------------------------------------------------------
