@@ -1,8 +1,8 @@
 """Checkpoints: one file with the config, weights (and EMA), optimizer state, step and data position.
 
 Written atomically (temp file in the same folder, then ``os.replace``), so a process killed at any
-moment leaves the previous checkpoint intact. :func:`load_model` turns any checkpoint (a training
-one or the bundled weights-only one) into a ready model.
+moment leaves the previous checkpoint intact. :func:`load_pipeline` turns any checkpoint (a training
+one or the bundled weights-only one) into a ready pipeline.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 import torch
 
 from .config import Config
-from .model import DiffRoll
 from .paths import bundled_checkpoint
+from .pipeline import Pipeline, new_model
 
 FORMAT = "diffroll-checkpoint-v1"
 
@@ -56,33 +56,37 @@ def config_of(state: dict[str, Any], path: str | Path = "<checkpoint>") -> Confi
         raise CheckpointError(f"{path}: checkpoint config is invalid: {err}") from err
 
 
-def load_model(path: str | Path | None = None, device: str | torch.device = "cpu",
-               use_ema: bool = True) -> DiffRoll:
-    """A ready (eval-mode) model. ``path=None`` loads the bundled model (checkpoints/diffroll-cpu.pt).
-
-    The full :class:`~diffroll.config.Config` is attached as ``model.config``. EMA weights are
-    used when the checkpoint has them and ``use_ema``.
+def load_pipeline(path: str | Path | None = None, device: str | torch.device = "cpu",
+                  use_ema: bool = True) -> Pipeline:
+    """A ready (eval-mode) :class:`~diffroll.pipeline.Pipeline` from a checkpoint: the network
+    with the config it was trained with. ``path=None`` loads the bundled model
+    (checkpoints/diffroll-cpu.pt). EMA weights are used when the checkpoint has them and
+    ``use_ema``; half-precision weights (the bundled file) are loaded as float32. Checkpoints
+    written before the roll and mel-scaling settings existed load as the paper's frame roll and
+    min-max scaling, which is what they were trained with.
     """
     path = Path(path) if path is not None else bundled_checkpoint()
     if not path.is_file() and path == bundled_checkpoint():
-        raise CheckpointError(f"{path}: the bundled model is missing; train one with notebooks/03_train.ipynb "
-                              "or pass a checkpoint path")
+        raise CheckpointError(f"{path}: the bundled model is missing; train one with `diffroll train` or "
+                              "notebooks/03_train.ipynb, or pass a checkpoint path")
     state = load_checkpoint(path)
     cfg = config_of(state, path)
-    model = DiffRoll(cfg.model, len(cfg.roll.roll_channels))
+    model = new_model(cfg)
     weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
     try:
         model.load_state_dict({k: v.float() for k, v in weights.items()})
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not match the checkpoint's model config "
-                              f"({cfg.model}): {str(err).splitlines()[0]}") from err
-    model.config = cfg
-    return model.to(device).eval()
+                              f"({cfg.model}, roll {cfg.roll.roll_channels}): {str(err).splitlines()[0]}") from err
+    return Pipeline(model.to(device).eval(), cfg)
 
 
-def export_weights(src: str | Path, dst: str | Path, use_ema: bool = True) -> Path:
-    """A small inference-only copy of a training checkpoint: config + (EMA) weights + summary."""
+def export_weights(src: str | Path, dst: str | Path, use_ema: bool = True, half: bool = False) -> Path:
+    """A small inference-only copy of a training checkpoint: config + (EMA) weights + summary;
+    ``half`` stores the weights in float16 (the bundled model: half the size, loaded as float32)."""
     state = load_checkpoint(src)
     weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
+    if half:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     keep = {k: state[k] for k in ("step", "history", "summary", "wall_seconds") if k in state}
     return save_checkpoint(dst, {"config": state["config"], "model": weights, **keep})

@@ -3,6 +3,7 @@
     diffroll transcribe INPUT... -o OUTDIR [--checkpoint PATH] [--sampler S] [--steps N] [--w W]
     diffroll generate -o out.mid [--seconds S] [--seed S]          (w = -1, §4.3)
     diffroll inpaint INPUT --mask START:END[,START:END...] -o out.mid   (c_mel = -1 there, §4.4)
+    diffroll train [--scale S] [--run-dir DIR] [--max-steps N] ...  (also under torchrun)
 
 Exit status: 0 when every input was written (silent or empty audio gives an empty MIDI and a
 note saying so), 1 when an input or the checkpoint failed (the other inputs are still
@@ -26,6 +27,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 class CliError(Exception):
     """A failure that ends the command with a one-line message."""
+
+
+class UsageError(CliError):
+    """A bad argument found after parsing: the usage message, exit status 2."""
 
 
 def _say(msg: str) -> None:
@@ -102,7 +107,51 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds whose spectrogram is replaced by -1")
     i.add_argument("-o", "--output", type=Path, required=True, help="MIDI file to write")
     _sampling_options(i)
+    _train_parser(sub)
     return parser
+
+
+def _setting(text: str) -> tuple[str, object]:
+    """NAME=VALUE, VALUE read as JSON when it parses (numbers, lists, null), else as a string."""
+    import json
+
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"bad setting {text!r}: expected NAME=VALUE, e.g. roll_channels='[\"frame\"]'")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
+def _train_parser(sub) -> None:
+    t = sub.add_parser(
+        "train", help="train DiffRoll (or the discriminative baseline); resumable; runs under torchrun",
+        description="Train with the settings of notebooks/03_train.ipynb. Rerunning with the same --run-dir "
+                    "resumes. Under `torchrun --nproc_per_node N -m diffroll train ...` N processes train "
+                    "data-parallel (gloo on CPU, nccl on GPUs): each takes its part of a global batch of "
+                    "N x --batch-size.")
+    g = t.add_argument_group("run")
+    g.add_argument("--scale", choices=("smoke", "cpu", "paper"), default="cpu", help="preset (default: cpu)")
+    g.add_argument("--run-dir", type=Path, default=None, help="checkpoints and logs (default: runs/<scale>-<mode>)")
+    g.add_argument("--dataset", choices=("offline", "maestro", "maps"), default="offline")
+    g.add_argument("--data", type=Path, default=None,
+                   help="corpus root (default data/offline-<scale>, built when missing) or the MAESTRO/MAPS folder")
+    g.add_argument("--init-from", type=Path, default=None, help="start from this checkpoint's weights (fine-tuning)")
+    g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    g.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads per process")
+    g.add_argument("--workers", type=_positive_int, default=2, help="processes rendering the corpus (default: 2)")
+    g.add_argument("--val-pieces", type=int, default=2, help="whole validation pieces scored during training")
+    g.add_argument("--export-to", type=Path, default=None,
+                   help="also write inference-only (EMA, float16) weights here at the end")
+    s = t.add_argument_group("settings (override the preset; any other with --set NAME=VALUE)")
+    for name, kind in (("mode", str), ("p", float), ("kernel_size", int), ("channels", int), ("layers", int),
+                       ("max_steps", int), ("max_minutes", float), ("batch_size", int), ("lr", float),
+                       ("seed", int), ("precision", str)):
+        s.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+    s.add_argument("--dilation", type=int, nargs="+", default=None, help="e.g. 1 2 for the paper's [1, 2, 1, 2, ...]")
+    s.add_argument("--set", dest="settings", type=_setting, action="append", default=[], metavar="NAME=VALUE",
+                   help="any config setting, e.g. --set roll_channels='[\"frame\"]' --set crop_frames=256")
 
 
 # --- inputs and outputs -------------------------------------------------------------------------
@@ -143,12 +192,12 @@ def write_midi_atomically(pm, path: Path) -> None:
 def _load(args):
     import torch
 
-    from .checkpoint import load_model
+    from .checkpoint import load_pipeline
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise CliError("--device cuda: no CUDA device is available")
-    return load_model(args.checkpoint, device=device)
+    return load_pipeline(args.checkpoint, device=device)
 
 
 def _kwargs(args, **extra) -> dict:
@@ -158,12 +207,12 @@ def _kwargs(args, **extra) -> dict:
     return kw
 
 
-def _transcribe_file(model, src: Path, dst: Path, args, mask_spans=None) -> tuple[float, int, str]:
+def _transcribe_file(pipe, src: Path, dst: Path, args, mask_spans=None) -> tuple[float, int, str]:
     """Transcribe one file to ``dst``; returns (audio seconds, notes, remark)."""
     from .inference import SILENCE_PEAK, frames_mask, read_audio, transcribe_notes
     from .roll import notes_to_midi
 
-    cfg = model.config
+    cfg = pipe.config
     wave = read_audio(src, sr=cfg.audio.sample_rate)
     seconds = len(wave) / cfg.audio.sample_rate
     frames = len(wave) // cfg.audio.hop_length
@@ -181,7 +230,7 @@ def _transcribe_file(model, src: Path, dst: Path, args, mask_spans=None) -> tupl
             if not mask.any():
                 raise CliError(f"{src}: the mask lies outside the audio ({seconds:.2f} s)")
             extra["mask"] = mask
-        notes, _ = transcribe_notes(model, wave, **_kwargs(args, **extra))
+        notes, _ = transcribe_notes(pipe, wave, **_kwargs(args, **extra))
     write_midi_atomically(notes_to_midi(notes), dst)
     return seconds, len(notes), remark
 
@@ -201,7 +250,7 @@ def cmd_transcribe(args) -> int:
     if not jobs:
         _error("nothing to transcribe")
         return EXIT_FAILED
-    model = _load(args)
+    pipe = _load(args)
     start = time.perf_counter()
     done, failed, audio_s = 0, len(errors), 0.0
     claimed: dict[Path, Path] = {}
@@ -213,7 +262,7 @@ def cmd_transcribe(args) -> int:
             continue
         claimed[dst] = src
         try:
-            seconds, n, remark = _transcribe_file(model, src, dst, args)
+            seconds, n, remark = _transcribe_file(pipe, src, dst, args)
         except Exception as err:  # one bad input must not stop the others
             _error(_one_line(err, src))
             failed += 1
@@ -231,11 +280,11 @@ def cmd_generate(args) -> int:
 
     if args.seconds <= 0:
         raise CliError(f"--seconds must be positive, got {args.seconds}")
-    model = _load(args)
-    sr = model.config.audio.sample_rate
+    pipe = _load(args)
+    sr = pipe.config.audio.sample_rate
     start = time.perf_counter()
     silence = np.zeros(int(round(args.seconds * sr)), dtype=np.float32)
-    notes, _ = transcribe_notes(model, silence, **_kwargs(args, w=-1.0, desc="generate"))
+    notes, _ = transcribe_notes(pipe, silence, **_kwargs(args, w=-1.0, desc="generate"))
     write_midi_atomically(notes_to_midi(notes), args.output)
     _say(f"generated {args.output} ({len(notes)} notes, {args.seconds:.1f} s)")
     _summary(1, 0, args.seconds, time.perf_counter() - start)
@@ -243,15 +292,70 @@ def cmd_generate(args) -> int:
 
 
 def cmd_inpaint(args) -> int:
-    model = _load(args)
+    pipe = _load(args)
     start = time.perf_counter()
     try:
-        seconds, n, remark = _transcribe_file(model, args.input, args.output, args, mask_spans=args.mask)
+        seconds, n, remark = _transcribe_file(pipe, args.input, args.output, args, mask_spans=args.mask)
     except Exception as err:
         _error(_one_line(err, args.input))
         return EXIT_FAILED
     _say(f"{args.input} -> {args.output} ({n} notes, {seconds:.1f} s){': ' + remark if remark else ''}")
     _summary(1, 0, seconds, time.perf_counter() - start)
+    return EXIT_OK
+
+
+def cmd_train(args) -> int:
+    """Build the data (rank 0 first under torchrun), train, checkpoint, optionally export."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from .config import get_config
+    from .data import training_data
+    from .model import count_parameters
+    from .paths import runs_dir
+    from .train import Trainer, pick_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {k: getattr(args, k) for k in ("mode", "p", "kernel_size", "channels", "layers", "max_steps",
+                                               "max_minutes", "batch_size", "lr", "seed", "precision", "dilation")}
+    try:
+        cfg = get_config(args.scale, dataset=args.dataset, path=None if args.data is None else str(args.data),
+                         **overrides, **dict(args.settings))
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    device = pick_device(args.device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    run_dir = args.run_dir or runs_dir(f"{args.scale}-{cfg.train.mode}")
+    try:
+        if rank == 0:  # rank 0 builds the corpus and the segment cache; the others then read them
+            data = training_data(cfg, root=args.data, val_pieces=args.val_pieces, workers=args.workers,
+                                 device=str(device))
+        if dist.is_initialized():
+            dist.barrier()
+        if rank != 0:
+            data = training_data(cfg, root=args.data, val_pieces=0, build=False)
+        trainer = Trainer(cfg, paired=data["paired"], run_dir=run_dir, val_segments=data["val_segments"],
+                          val_pieces=data["val_waves"], device=str(device), init_from=args.init_from)
+        if rank == 0:
+            _say(f"run {run_dir}: {cfg.train.mode}, {count_parameters(trainer.model) / 1e6:.2f} M parameters, "
+                 f"{len(data['paired'])} segments, device {device} x {trainer.world}, from step {trainer.step}")
+        trainer.fit()
+        if rank == 0:
+            _say(f"trained to step {trainer.step} ({trainer.wall_seconds / 60:.1f} min of training in total); "
+                 f"checkpoint {trainer.checkpoint_path}")
+            if args.export_to:
+                _say(f"exported {trainer.save_weights(args.export_to, half=True)}")
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
     return EXIT_OK
 
 
@@ -265,10 +369,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .checkpoint import CheckpointError
 
-    commands = {"transcribe": cmd_transcribe, "generate": cmd_generate, "inpaint": cmd_inpaint}
+    from .loaders import DataError
+
+    commands = {"transcribe": cmd_transcribe, "generate": cmd_generate, "inpaint": cmd_inpaint, "train": cmd_train}
     try:
         return commands[args.command](args)
-    except (CliError, CheckpointError) as err:
+    except UsageError as err:
+        parser.error(str(err))
+    except (CliError, CheckpointError, DataError) as err:
         _error(str(err).splitlines()[0])
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -41,7 +41,7 @@ from datasets.arrow_writer import ArrowWriter  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 __all__ = ["DataError", "Piece", "build_offline_corpus", "list_pieces", "load_piece", "roll_dataset",
-           "segment_dataset", "split_of", "summarize", "pitch_counts", "MAX_LENGTH_MISMATCH_S"]
+           "segment_dataset", "split_of", "summarize", "pitch_counts", "training_data", "MAX_LENGTH_MISMATCH_S"]
 
 log = logging.getLogger("diffroll.data")
 
@@ -261,6 +261,35 @@ def roll_dataset(midi_paths, cfg: Config, cache_dir=None) -> datasets.Dataset:
 
     settings = {"fps": cfg.audio.fps, "segment_frames": frames, **vars(cfg.roll)}
     return _cached("rolls", cache_key("rolls", settings, items), cache_dir, build)
+
+
+# --- what a training run reads ------------------------------------------------------------------
+
+def training_data(cfg: Config, root: str | Path | None = None, val_pieces: int = 4, cache_dir=None,
+                  workers: int = 2, device: str = "cpu", build: bool = True) -> dict:
+    """Datasets for a run of ``cfg.data.dataset``: paired train/validation segments (cached) and a
+    few whole validation pieces ((name, group, wave, notes)) for note F1 during training.
+
+    The offline corpus's train and validation renders are built at ``root`` (default
+    ``data/offline-<scale>``) when missing (``build=False``: only read). ``device`` computes the
+    mels of a new cache (a GPU makes hours of audio a matter of seconds).
+    """
+    dataset = cfg.data.dataset
+    if dataset == "offline":
+        root = Path(root) if root is not None else paths.data_dir(f"offline-{cfg.scale}")
+        if build:
+            build_offline_corpus(root, cfg, workers=workers, splits=("train", "validation"))
+    elif root is None and cfg.data.path is None:
+        raise ValueError(f"dataset {dataset!r} needs a path (data_path / DataConfig.path)")
+    root = Path(root if root is not None else cfg.data.path)
+    train = list_pieces(root, dataset=dataset, split="train")
+    val = list_pieces(root, dataset=dataset, split="validation")
+    out = {"root": root, "train_pieces": train, "val_pieces": val,
+           "paired": segment_dataset(train, cfg, cache_dir, device=device),
+           "val_segments": segment_dataset(val, cfg, cache_dir, device=device) if val else None}
+    step = max(1, len(val) // max(val_pieces, 1))
+    out["val_waves"] = [(p.name, p.group, *load_piece(p, cfg)) for p in val[::step][:val_pieces]]
+    return out
 
 
 # --- statistics (for the data notebook) ---------------------------------------------------------

@@ -94,18 +94,24 @@ class Diffusion:
         return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
     def training_loss(self, model, roll: torch.Tensor, mel: torch.Tensor, p: float = 0.1,
-                      mode: str = "diffusion", generator: torch.Generator | None = None) -> torch.Tensor:
+                      mode: str = "diffusion", generator: torch.Generator | None = None,
+                      part: tuple[int, int] = (0, 1)) -> torch.Tensor:
         """Eq. 3, L = ‖x_roll − x̂0‖², with classifier-free dropout (Fig. 1).
 
         Each example's whole c_mel is replaced by -1 with probability ``p`` (p = 1: roll-only
         pretraining, §4.2). ``mode="discriminative"`` is the baseline of §4.1: x_t = 0, t = 1.
+        ``part = (k, n)``: this batch is part k of n equal parts of a larger batch (data-parallel
+        training); the random draws (dropout, t, ε) are those of the whole batch, so n processes
+        draw exactly what one process would for the n-times larger batch.
         """
         B = roll.shape[0]
-        drop = _rand(B, generator, roll) < p
+        k, n = part
+        mine = slice(k * B, (k + 1) * B)
+        drop = (_rand(n * B, generator, roll) < p)[mine]
         mel = torch.where(drop.view(B, 1, 1), torch.full_like(mel, -1.0), mel)
         if mode == "diffusion":
-            t = (_rand(B, generator, roll) * self.T).long().clamp_(0, self.T - 1) + 1  # uniform in 1..T
-            x_t = self.q_sample(roll, t, _randn(roll.shape, generator, roll))
+            t = (_rand(n * B, generator, roll) * self.T).long().clamp_(0, self.T - 1)[mine] + 1  # uniform in 1..T
+            x_t = self.q_sample(roll, t, _randn((n * B,) + tuple(roll.shape[1:]), generator, roll)[mine])
         elif mode == "discriminative":
             t = torch.ones(B, dtype=torch.long, device=roll.device)
             x_t = torch.zeros_like(roll)

@@ -7,6 +7,7 @@ if they were Hz would let neighbouring keys match. Score whole pieces, not rando
 from __future__ import annotations
 
 import warnings
+from typing import Sequence
 
 import mir_eval
 import numpy as np
@@ -79,21 +80,13 @@ def frame_scores(ref_roll: np.ndarray, est_roll: np.ndarray, fps: float = 31.25,
                 frame_f1=_f1(m["Precision"], m["Recall"]))
 
 
-def transcription_scores(ref_notes: list[Note], est_notes: list[Note], ref_roll=None, est_roll=None,
-                         fps: float = 31.25) -> dict[str, float]:
-    """All metrics of one piece: note scores, plus frame scores when both rolls are given."""
-    scores = note_scores(ref_notes, est_notes)
-    if ref_roll is not None and est_roll is not None:
-        scores.update(frame_scores(ref_roll, est_roll, fps=fps))
-    return scores
-
-
-def evaluate_pieces(model, pieces, max_seconds: float | None = None, progress: bool = True,
+def evaluate_pieces(pipe, pieces, max_seconds: float | None = None, progress: bool = True,
                     **transcribe_kwargs) -> list[dict]:
-    """Transcribe whole pieces and score each: ``pieces`` yields (name, group, wave, ref_notes).
+    """Transcribe whole pieces with a :class:`~diffroll.pipeline.Pipeline` and score each:
+    ``pieces`` yields (name, group, wave, ref_notes).
 
-    Returns one row per piece (name, group, seconds, wall_seconds, rtf, note and frame scores);
-    ``max_seconds`` cuts each piece (and its reference) to its beginning.
+    Returns one row per piece (name, group, seconds, wall_seconds, rtf, note, note-with-offset,
+    velocity and frame scores); ``max_seconds`` cuts each piece (and its reference) to its beginning.
     """
     import time
 
@@ -101,33 +94,46 @@ def evaluate_pieces(model, pieces, max_seconds: float | None = None, progress: b
 
     from .inference import transcribe_notes
 
-    sr, fps = model.config.audio.sample_rate, model.config.audio.fps
+    cfg = pipe.config
+    sr, fps = cfg.audio.sample_rate, cfg.audio.fps
     rows = []
     for name, group, wave, ref in tqdm(list(pieces), desc="evaluate", unit="piece", disable=not progress):
         if max_seconds is not None:
             wave = wave[: int(max_seconds * sr)]
             ref = clip_notes(ref, max_seconds)
         start = time.perf_counter()
-        est, x0 = transcribe_notes(model, wave, progress=False, **transcribe_kwargs)
+        est, x0 = transcribe_notes(pipe, wave, progress=False, **transcribe_kwargs)
         wall = time.perf_counter() - start
         seconds = len(wave) / sr
         ref_roll = notes_to_roll(ref, fps, n_frames=x0.shape[1])
         rows.append(dict(name=name, group=group, seconds=seconds, wall_seconds=wall,
                          rtf=wall / max(seconds, 1e-9), n_ref=len(ref), n_est=len(est), **note_scores(ref, est),
-                         **frame_scores(ref_roll, x0, fps=fps, threshold=model.config.diffusion.threshold)))
+                         **frame_scores(ref_roll, x0, fps=fps, threshold=cfg.diffusion.threshold)))
     return rows
 
 
-def summarise(rows: list[dict], by: str = "group") -> dict[str, dict[str, float]]:
-    """Mean scores per group (and ``all``), with the real-time factor over total audio."""
-    groups: dict[str, list[dict]] = {}
+SCORE_KEYS = ("precision", "recall", "f1", "f1_offset", "f1_velocity", "frame_f1")
+
+
+def mean_scores(rows: list[dict], by: Sequence[str] = ("group",), keys: Sequence[str] = SCORE_KEYS) -> list[dict]:
+    """Mean of each score over the rows of each group (``by``: the columns that make a group), with
+    the group's pieces, and its real-time factor (total wall time over total audio time) when the
+    rows have timings. One row per group, in the order groups first appear."""
+    groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault(r[by], []).append(r)
-        groups.setdefault("all", []).append(r)
-    out = {}
+        groups.setdefault(tuple(r[b] for b in by), []).append(r)
+    out = []
     for g, rs in groups.items():
-        out[g] = {k: float(np.mean([r[k] for r in rs])) for k in ("precision", "recall", "f1", "f1_offset",
-                                                                 "f1_velocity")}
-        out[g]["rtf"] = sum(r["wall_seconds"] for r in rs) / max(sum(r["seconds"] for r in rs), 1e-9)
-        out[g]["pieces"] = len(rs)
+        row = {**dict(zip(by, g)), **{k: float(np.mean([r[k] for r in rs])) for k in keys if k in rs[0]},
+               "pieces": len(rs)}
+        if "wall_seconds" in rs[0]:
+            row["rtf"] = sum(r["wall_seconds"] for r in rs) / max(sum(r["seconds"] for r in rs), 1e-9)
+        out.append(row)
+    return out
+
+
+def summarise(rows: list[dict], by: str = "group") -> dict[str, dict[str, float]]:
+    """:func:`mean_scores` per value of ``by`` and over all rows (``all``), keyed by group."""
+    out = {row[by]: row for row in mean_scores(rows, by=(by,))}
+    out["all"] = mean_scores([{**r, by: "all"} for r in rows], by=(by,))[0] if rows else {}
     return out

@@ -23,7 +23,6 @@ from math import gcd
 from pathlib import Path
 
 import numpy as np
-import pretty_midi
 import soundfile as sf
 import torch
 from scipy.signal import resample_poly
@@ -31,8 +30,8 @@ from tqdm.auto import tqdm
 
 from .audio import AudioError, MelFrontend, load_audio
 from .config import Config
-from .diffusion import Diffusion, mask_mel, model_rows
-from .roll import Note, decode, notes_to_midi
+from .diffusion import mask_mel, model_rows
+from .roll import Note, decode
 
 SILENCE_PEAK = 1e-4  # a window whose peak is below this is silence: c_mel = 0, not amplified noise
 READ_BLOCK = 1 << 20  # frames per block when streaming a file from disk
@@ -100,12 +99,13 @@ def frames_mask(spans: list[tuple[float, float]], total_frames: int, fps: float)
 
 
 @torch.no_grad()
-def transcribe_wave(model, wave: np.ndarray, *, w: float | None = None, sampler: str = "ddpm",
+def transcribe_wave(pipe, wave: np.ndarray, *, w: float | None = None, sampler: str = "ddpm",
                     steps: int | None = None, seed: int = 0, batch_size: int = 4,
                     overlap: int | None = None, mask: np.ndarray | None = None,
                     progress: bool = True, callback=None, desc: str = "windows") -> np.ndarray:
     """16 kHz mono audio -> posteriorgram x0 (R, frames) with frames = len(wave) // hop and R the
-    model's rows (88 per roll channel).
+    model's rows (88 per roll channel). ``pipe``: a :class:`diffroll.pipeline.Pipeline` (its
+    ``model``, ``config`` and ``diffusion``).
 
     ``w``: guidance weight of Algorithm 1 (None: the config's; -1: generation, §4.3, which
     ignores the audio). ``sampler``/``steps``: see :meth:`diffroll.diffusion.Diffusion.sample`.
@@ -113,7 +113,8 @@ def transcribe_wave(model, wave: np.ndarray, *, w: float | None = None, sampler:
     ``mask`` (frames,) bool marks frames whose c_mel is set to -1 (inpainting, §4.4).
     ``callback`` is passed to the sampler (for a single-window trajectory record).
     """
-    cfg: Config = model.config
+    cfg: Config = pipe.config
+    model, diffusion = pipe.model, pipe.diffusion
     device = next(model.parameters()).device
     w = cfg.diffusion.w if w is None else w
     keys, size = model_rows(model), cfg.audio.segment_frames
@@ -124,7 +125,6 @@ def transcribe_wave(model, wave: np.ndarray, *, w: float | None = None, sampler:
         raise ValueError(f"mask has {len(mask)} frames, the audio {total}")
     plan = plan_windows(total, size, size // 4 if overlap is None else overlap)
     frontend = MelFrontend(cfg.audio).to(device)
-    diffusion = Diffusion.from_config(cfg.diffusion)
     init_gen = torch.Generator().manual_seed(seed)  # x_T, window after window
     step_gen = torch.Generator().manual_seed(seed + 1)  # DDPM's per-step noise
     discriminative = cfg.train.mode == "discriminative"
@@ -161,10 +161,11 @@ def transcribe_wave(model, wave: np.ndarray, *, w: float | None = None, sampler:
     return out
 
 
-def transcribe_notes(model, wave: np.ndarray, threshold: float | None = None, **kwargs) -> tuple[list[Note], np.ndarray]:
-    """Audio -> (notes, posteriorgram); ``kwargs`` go to :func:`transcribe_wave`."""
-    x0 = transcribe_wave(model, wave, **kwargs)
-    cfg: Config = model.config
+def transcribe_notes(pipe, wave: np.ndarray, threshold: float | None = None, **kwargs) -> tuple[list[Note], np.ndarray]:
+    """Audio -> (notes, posteriorgram) with the pipeline's roll settings; ``kwargs`` go to
+    :func:`transcribe_wave`."""
+    x0 = transcribe_wave(pipe, wave, **kwargs)
+    cfg: Config = pipe.config
     th = cfg.diffusion.threshold if threshold is None else threshold
     return decode(x0, cfg.audio.fps, cfg.roll, th), x0
 
@@ -226,37 +227,10 @@ def resample_chunked(wave: np.ndarray, from_sr: int, to_sr: int, chunk_seconds: 
 
 # Chosen by benchmarks/bench_samplers.py (figures/bench.md): the fastest setting of at least 5 steps
 # whose note F1 is within one point of 200-step DDPM, at a real-time factor <= 0.1 on 2 CPU cores.
-# Used by `diffroll transcribe` and :func:`transcribe`; re-run `make bench` after retraining.
+# Used by `diffroll transcribe` and Pipeline.transcribe; re-run `make bench` after retraining.
 DEFAULT_SAMPLER = "ddim"
 DEFAULT_STEPS = 5
 
 
-def transcribe(audio: str | Path | np.ndarray, checkpoint: str | Path | None = None, model=None,
-               device: str | None = None, **kwargs) -> pretty_midi.PrettyMIDI:
-    """Audio file (any rate, mono/stereo) or a 16 kHz mono array -> PrettyMIDI.
-
-    ``model`` (from :func:`diffroll.load_model`) wins over ``checkpoint``; neither: the bundled
-    model. Other keyword arguments go to :func:`transcribe_notes` (threshold) and
-    :func:`transcribe_wave` (w, sampler, steps, seed, batch_size, overlap, mask, progress).
-    Times in the MIDI are seconds of the audio (frame index × hop / sample rate). The sampler
-    defaults to the CLI's (:data:`DEFAULT_SAMPLER`, :data:`DEFAULT_STEPS`); pass
-    ``sampler="ddpm", steps=None`` for the paper's 200-step Algorithm 1.
-    """
-    kwargs.setdefault("sampler", DEFAULT_SAMPLER)
-    kwargs.setdefault("steps", DEFAULT_STEPS)
-    if model is None:
-        from .checkpoint import load_model
-        model = load_model(checkpoint, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    sr = model.config.audio.sample_rate
-    if isinstance(audio, (str, Path)):
-        wave = read_audio(audio, sr=sr)
-    else:
-        wave = np.asarray(audio, dtype=np.float32)
-        if wave.ndim != 1:
-            raise ValueError(f"expected a mono 1-D array at {sr} Hz, got shape {wave.shape}")
-    notes, _ = transcribe_notes(model, wave, **kwargs)
-    return notes_to_midi(notes)
-
-
-__all__ = ["DEFAULT_SAMPLER", "DEFAULT_STEPS", "SILENCE_PEAK", "Windows", "frames_mask", "load_audio", "plan_windows", "read_audio",
-           "resample_chunked", "transcribe", "transcribe_notes", "transcribe_wave", "window_mels"]
+__all__ = ["DEFAULT_SAMPLER", "DEFAULT_STEPS", "SILENCE_PEAK", "Windows", "frames_mask", "load_audio", "plan_windows",
+           "read_audio", "resample_chunked", "transcribe_notes", "transcribe_wave", "window_mels"]

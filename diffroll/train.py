@@ -1,7 +1,8 @@
-"""The trainer: Adam on the L2 loss of Eq. 3 with classifier-free dropout, EMA, checkpoints.
+"""The trainer: Adam on the L2 loss of Eq. 3 with classifier-free dropout, EMA, checkpoints, and
+data-parallel training under torchrun.
 
 Data are "segments" datasets (anything indexable by a list of indices that returns ``mel``
-(B, n_mels, F) and ``roll`` (B, 88, F), e.g. :func:`diffroll.data.segment_dataset`), optionally
+(B, n_mels, F) and ``roll`` (B, R, F), e.g. :func:`diffroll.data.segment_dataset`), optionally
 with a roll-only dataset (``roll`` only; c_mel = -1). Training on:
 - paired only: dropout p from the config (p = 0.1 in the paper);
 - roll-only only: unpaired pretraining, p = 1 (§4.2);
@@ -11,32 +12,38 @@ All randomness of step n (crops, t, ε, dropout) comes from generators seeded by
 the batches of step n are a pure function of n (:class:`Stream`), so a resumed run continues the
 same run. The next batch is read and cropped in a background thread while the current step runs.
 With ``precision="bf16"`` the forward pass runs under bf16 autocast (CPU or CUDA).
+
+Data parallel (``torchrun --nproc_per_node N -m diffroll train ...``): each of the N processes
+takes its 1/N of every global batch of N × ``batch_size`` examples and draws that part's share of
+the global batch's random numbers, and DistributedDataParallel averages the gradients, so N
+processes follow the run that one process would make with the N-times larger batch. Rank 0 logs,
+validates and writes the (atomic) checkpoints; every rank resumes from them.
 """
 from __future__ import annotations
 
 import copy
 import csv
-from concurrent.futures import ThreadPoolExecutor
 import json
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, config_of, load_checkpoint, save_checkpoint
 from .config import Config
 from .diffusion import Diffusion
-from .evaluate import note_scores
-from .inference import transcribe_notes
-from .model import DiffRoll
-
+from .pipeline import Pipeline, new_model
 
 CROP_SEED = 500_009  # the crops of step n are drawn from seed·1,000,003 + n + CROP_SEED
 PRECISIONS = ("auto", "fp32", "bf16")
+VAL_LOSS_SEGMENTS = 32  # validation loss: the first segments of the validation set, fixed t and ε
+VAL_LOSS_SEED = 12_345
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -52,6 +59,13 @@ def precision_of(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     return precision
+
+
+def world() -> tuple[int, int]:
+    """(rank, number of processes) of a data-parallel run; (0, 1) otherwise."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 class Stream:
@@ -84,30 +98,35 @@ def _stack(batch: Any, key: str) -> torch.Tensor:
     return torch.stack([torch.as_tensor(v) for v in value]).float()
 
 
-def random_crop(tensors: list[torch.Tensor], frames: int | None, g: torch.Generator) -> list[torch.Tensor]:
-    """The same random crop of ``frames`` frames (per example) from each (B, C, F) tensor."""
+def random_crop(tensors: list[torch.Tensor], frames: int | None, g: torch.Generator,
+                part: tuple[int, int] = (0, 1)) -> list[torch.Tensor]:
+    """The same random crop of ``frames`` frames (per example) from each (B, C, F) tensor; with
+    ``part = (k, n)`` the starts are part k of those drawn for n·B examples."""
     full = tensors[0].shape[-1]
     if frames is None or frames >= full:
         return tensors
-    starts = torch.randint(0, full - frames + 1, (tensors[0].shape[0],), generator=g)
+    B, (k, n) = tensors[0].shape[0], part
+    starts = torch.randint(0, full - frames + 1, (n * B,), generator=g)[k * B:(k + 1) * B]
     idx = starts[:, None] + torch.arange(frames)[None]
     return [torch.gather(t, 2, idx[:, None, :].expand(-1, t.shape[1], -1)) for t in tensors]
 
 
 class Trainer:
+    """One training run (see the module docstring); ``fit`` is the loop."""
+
     def __init__(self, cfg: Config, paired=None, unpaired=None, run_dir: str | Path | None = None,
-                 val_segments=None, val_pieces: list[tuple[np.ndarray, list]] | None = None,
-                 device: str | None = None, init_from: str | Path | None = None, resume: bool = True,
-                 compile: bool | None = None, progress: bool = True):
+                 val_segments=None, val_pieces: list | None = None, device: str | None = None,
+                 init_from: str | Path | None = None, resume: bool = True, compile: bool | None = None,
+                 progress: bool = True):
         if paired is None and unpaired is None:
             raise ValueError("give a paired dataset, a roll-only dataset, or both")
         self.cfg = cfg
+        self.rank, self.world = world()
         self.device = pick_device(device)
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.progress = progress
+        self.progress = progress and self.rank == 0
         torch.manual_seed(cfg.train.seed)
-        self.model = DiffRoll(cfg.model, len(cfg.roll.roll_channels)).to(self.device)
-        self.model.config = cfg
+        self.model = new_model(cfg).to(self.device)
         if init_from is not None:
             self._init_weights(init_from)
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if cfg.train.ema_decay else None
@@ -120,8 +139,12 @@ class Trainer:
             self.streams["unpaired"] = Stream(unpaired, cfg.train.seed + 1, "roll-only")
         self.val_segments, self.val_pieces = val_segments, val_pieces or []
         self.step, self.wall_seconds, self.history = 0, 0.0, []
+        forward = self.model
+        if self.world > 1:
+            forward = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         use_compile = self.device.type == "cuda" if compile is None else compile
-        self._forward = torch.compile(self.model) if use_compile else self.model
+        self._forward = torch.compile(forward) if use_compile else forward
         self.autocast = precision_of(cfg.train.precision, self.device) == "bf16"
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches")
         self._ahead: dict[int, Any] = {}  # step -> future of its batch
@@ -136,9 +159,11 @@ class Trainer:
     def _init_weights(self, path) -> None:
         state = load_checkpoint(path)
         src = config_of(state, path)
-        if src.model != self.cfg.model:
-            raise CheckpointError(f"{path}: init_from model {src.model} differs from this run's {self.cfg.model}")
-        self.model.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
+        if src.model != self.cfg.model or src.roll.roll_channels != self.cfg.roll.roll_channels:
+            raise CheckpointError(f"{path}: init_from model {src.model} (roll {src.roll.roll_channels}) differs "
+                                  f"from this run's {self.cfg.model} (roll {self.cfg.roll.roll_channels})")
+        weights = state["ema"] if state.get("ema") is not None else state["model"]
+        self.model.load_state_dict({k: v.float() for k, v in weights.items()})
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -157,19 +182,25 @@ class Trainer:
             raise ValueError("no run_dir and no path: where should the checkpoint go?")
         return save_checkpoint(path, self.state_dict())
 
-    def save_weights(self, path: str | Path) -> Path:
-        """Inference-only weights (EMA when kept) + config + history: what ``load_model`` needs."""
-        state = self.state_dict()
-        weights = state["ema"] if state["ema"] is not None else state["model"]
-        return save_checkpoint(path, {"config": state["config"], "model": weights, "step": self.step,
+    def save_weights(self, path: str | Path, half: bool = False) -> Path:
+        """Inference-only weights (EMA when kept) + config + history: what ``load_pipeline`` needs;
+        ``half``: float16 weights (the bundled model)."""
+        weights = (self.ema if self.ema is not None else self.model).state_dict()
+        if half:
+            weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+        return save_checkpoint(path, {"config": self.cfg.to_dict(), "model": weights, "step": self.step,
                                       "history": self.history, "wall_seconds": self.wall_seconds})
 
     def load(self, path: str | Path) -> None:
+        """Resume from a training checkpoint (weights, EMA, optimizer, step, history)."""
         state = load_checkpoint(path, map_location=self.device)
         saved = config_of(state, path)
-        if saved.model != self.cfg.model or saved.diffusion != self.cfg.diffusion:
-            raise CheckpointError(f"{path}: checkpoint was trained with a different model/diffusion config; "
+        if (saved.model, saved.diffusion, saved.roll) != (self.cfg.model, self.cfg.diffusion, self.cfg.roll):
+            raise CheckpointError(f"{path}: checkpoint was trained with a different model/diffusion/roll config; "
                                   f"use another run_dir or init_from= to fine-tune")
+        if state.get("optimizer") is None:
+            raise CheckpointError(f"{path}: a weights-only checkpoint (no optimizer state) cannot be resumed; "
+                                  "start a new run from its weights with init_from=")
         self.model.load_state_dict(state["model"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
@@ -179,32 +210,11 @@ class Trainer:
         self.history = list(state.get("history", []))
 
     @property
-    def eval_model(self) -> DiffRoll:
-        model = self.ema if self.ema is not None else self.model
-        model.config = self.cfg
-        return model
+    def pipeline(self) -> Pipeline:
+        """The weights to evaluate (the EMA when kept) with this run's config."""
+        return Pipeline(self.ema if self.ema is not None else self.model, self.cfg)
 
     # -- one step ------------------------------------------------------------------------------
-    def _read_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (mel, roll) batch of ``step``, cropped (runs in the reader thread)."""
-        name, _, number = self._source(step)
-        stream = self.streams[name]
-        batch = stream.dataset[stream.indices(number, self.cfg.train.batch_size)]
-        roll = _stack(batch, "roll")
-        if "mel" in batch:
-            mel = _stack(batch, "mel")
-        else:
-            mel = torch.full((roll.shape[0], self.cfg.model.n_mels, roll.shape[-1]), -1.0)
-        g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + step + CROP_SEED)
-        return tuple(random_crop([mel, roll], self.cfg.train.crop_frames, g))
-
-    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """This step's batch (read ahead if it was), and start reading the next one."""
-        ahead = self._ahead.pop(step, None)
-        mel, roll = ahead.result() if ahead is not None else self._read_batch(step)
-        self._ahead = {step + 1: self._reader.submit(self._read_batch, step + 1)}
-        return mel.to(self.device, non_blocking=True), roll.to(self.device, non_blocking=True)
-
     def _source(self, step: int) -> tuple[str, float, int]:
         """Which stream feeds ``step``, its dropout p, and the number of that stream's batch."""
         if len(self.streams) == 2:  # p = 0 + 1: alternate paired (p = 0) and roll-only (p = 1)
@@ -213,14 +223,36 @@ class Trainer:
             return "paired", self.cfg.diffusion.p, step
         return "unpaired", 1.0, step
 
+    def _read_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's part of the (mel, roll) batch of ``step``, cropped (in the reader thread)."""
+        name, _, number = self._source(step)
+        stream, B = self.streams[name], self.cfg.train.batch_size
+        indices = stream.indices(number, B * self.world)[self.rank * B:(self.rank + 1) * B]
+        batch = stream.dataset[indices]
+        roll = _stack(batch, "roll")
+        if "mel" in batch:
+            mel = _stack(batch, "mel")
+        else:
+            mel = torch.full((roll.shape[0], self.cfg.model.n_mels, roll.shape[-1]), -1.0)
+        g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + step + CROP_SEED)
+        return tuple(random_crop([mel, roll], self.cfg.train.crop_frames, g, part=(self.rank, self.world)))
+
+    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's batch (read ahead if it was), and start reading the next one."""
+        ahead = self._ahead.pop(step, None)
+        mel, roll = ahead.result() if ahead is not None else self._read_batch(step)
+        self._ahead = {step + 1: self._reader.submit(self._read_batch, step + 1)}
+        return mel.to(self.device, non_blocking=True), roll.to(self.device, non_blocking=True)
+
     def train_step(self) -> float:
+        """One optimizer step; returns the loss of the (global) batch."""
         g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + self.step)
         _, p, _ = self._source(self.step)
         mel, roll = self._batch(self.step)
         self.model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             loss = self.diffusion.training_loss(self._forward, roll, mel, p=p, mode=self.cfg.train.mode,
-                                                generator=g)
+                                                generator=g, part=(self.rank, self.world))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.train.grad_clip:
@@ -245,25 +277,22 @@ class Trainer:
     @torch.no_grad()
     def validate(self, n_pieces: int | None = None, seconds: float = 20.0, sampler: str = "dpmpp",
                  steps: int = 10) -> dict[str, float]:
-        """Validation loss (fixed t, ε) and note F1 on the first ``seconds`` of a few pieces."""
-        model = self.eval_model.eval()
+        """Validation loss (fixed t, ε) and the note scores (:mod:`diffroll.evaluate`) of the first
+        ``seconds`` of the validation pieces ((name, group, wave, notes) tuples)."""
+        from .evaluate import evaluate_pieces
+
+        pipe = self.pipeline
+        pipe.model.eval()
         out: dict[str, float] = {"step": self.step}
         if self.val_segments is not None and len(self.val_segments):
-            g = torch.Generator().manual_seed(12345)
-            idx = list(range(min(len(self.val_segments), 32)))
-            batch = self.val_segments[idx]
+            batch = self.val_segments[list(range(min(len(self.val_segments), VAL_LOSS_SEGMENTS)))]
             mel, roll = _stack(batch, "mel").to(self.device), _stack(batch, "roll").to(self.device)
-            out["val_loss"] = float(self.diffusion.training_loss(model, roll, mel, p=0.0,
-                                                                 mode=self.cfg.train.mode, generator=g))
-        scores = []
-        for wave, ref in self.val_pieces[:n_pieces]:
-            n = int(seconds * self.cfg.audio.sample_rate)
-            ref_cut = [note for note in ref if note[0] < seconds]
-            est, _ = transcribe_notes(model, wave[:n], sampler=sampler, steps=steps, progress=False)
-            scores.append(note_scores(ref_cut, est))
-        if scores:
-            out["val_note_f1"] = float(np.mean([s["f1"] for s in scores]))
-            out["val_note_f1_offset"] = float(np.mean([s["f1_offset"] for s in scores]))
+            out["val_loss"] = float(self.diffusion.training_loss(pipe.model, roll, mel, p=0.0, mode=self.cfg.train.mode,
+                                                                 generator=torch.Generator().manual_seed(VAL_LOSS_SEED)))
+        rows = evaluate_pieces(pipe, self.val_pieces[:n_pieces], max_seconds=seconds, progress=False,
+                               sampler=sampler, steps=steps)
+        for key in ("f1", "f1_offset", "f1_velocity") if rows else ():
+            out[f"val_note_{key}"] = float(np.mean([r[key] for r in rows]))
         return out
 
     # -- the loop ------------------------------------------------------------------------------
@@ -277,8 +306,9 @@ class Trainer:
                    disable=not self.progress, dynamic_ncols=True)
         recent: list[float] = []
         last = time.monotonic()
-        while self.step < max_steps and time.monotonic() < deadline:
-            recent.append(self.train_step())
+        while self.step < max_steps and not self._out_of_time(deadline):
+            loss = self.train_step()
+            recent.append(self._mean_over_processes(loss))
             now = time.monotonic()
             self.wall_seconds += now - last
             last = now
@@ -288,19 +318,38 @@ class Trainer:
                 self.history.append(row)
                 bar.set_postfix(loss=f"{row['loss']:.4f}")
                 recent = []
-            if t.validate_every and self.step % t.validate_every == 0:
+            if t.validate_every and self.step % t.validate_every == 0 and self.rank == 0:
                 self.history.append(self.validate())
                 last = time.monotonic()  # validation time is not training time
             if self.run_dir is not None and self.step % t.checkpoint_every == 0:
-                self.save()
-                self.write_logs()
-            if self.run_dir is not None and t.snapshot_every and self.step % t.snapshot_every == 0:
+                self._checkpoint()
+            if self.run_dir is not None and t.snapshot_every and self.step % t.snapshot_every == 0 and self.rank == 0:
                 self.save_weights(self.run_dir / f"weights-step{self.step}.pt")
         bar.close()
         if self.run_dir is not None:
+            self._checkpoint()
+        return self.history
+
+    def _checkpoint(self) -> None:
+        if self.rank == 0:
             self.save()
             self.write_logs()
-        return self.history
+
+    def _mean_over_processes(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        v = torch.tensor([value], dtype=torch.float64, device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(v)
+        return float(v) / self.world
+
+    def _out_of_time(self, deadline: float) -> bool:
+        """Past the deadline, as rank 0 sees it (all processes stop at the same step)."""
+        late = time.monotonic() > deadline
+        if self.world == 1:
+            return late
+        flag = torch.tensor([float(late and self.rank == 0)], device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(flag)
+        return bool(flag.item() > 0)
 
     def write_logs(self) -> None:
         """history.json and log.csv under the run folder."""
@@ -314,21 +363,23 @@ class Trainer:
 
 
 def throughput(cfg: Config, steps: int = 10, device: str | None = None) -> dict[str, float]:
-    """Measured training steps/s and samples/s of ``cfg`` on random data (for benchmarks)."""
+    """Measured training steps/s and samples/s of ``cfg`` on random data, forward + backward +
+    Adam at the config's precision (``benchmarks/train_throughput.py``)."""
     dev = pick_device(device)
-    model = DiffRoll(cfg.model, len(cfg.roll.roll_channels)).to(dev)
+    model = new_model(cfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     diffusion = Diffusion.from_config(cfg.diffusion)
     frames = cfg.train.crop_frames or cfg.audio.segment_frames
     B = cfg.train.batch_size
     roll = (torch.rand(B, model.rows, frames, device=dev) > 0.95).float()
     mel = torch.rand(B, cfg.model.n_mels, frames, device=dev)
+    bf16 = precision_of(cfg.train.precision, dev) == "bf16"
     for i in range(steps + 2):
         if i == 2:
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision_of(cfg.train.precision, dev) == "bf16"):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             loss = diffusion.training_loss(model, roll, mel, p=cfg.diffusion.p)
         opt.zero_grad()
         loss.backward()
@@ -336,33 +387,5 @@ def throughput(cfg: Config, steps: int = 10, device: str | None = None) -> dict[
     if dev.type == "cuda":
         torch.cuda.synchronize()
     sec = (time.perf_counter() - start) / steps
-    return {"steps_per_s": 1 / sec, "samples_per_s": B / sec, "frames": frames, "batch_size": B}
-
-
-
-def training_data(cfg: Config, root: str | Path | None = None, val_pieces: int = 4,
-                  cache_dir: str | Path | None = None) -> dict[str, Any]:
-    """Datasets for a run of ``cfg.data.dataset``: paired train/validation segments and a few
-    whole validation pieces (wave, reference notes) for note F1 during training.
-
-    The offline corpus is built at ``root`` (default ``data/offline-<scale>``) when missing.
-    """
-    from . import data
-    from .paths import cache_dir as default_cache, data_dir
-
-    dataset = cfg.data.dataset
-    if dataset == "offline":
-        root = Path(root) if root is not None else data_dir(f"offline-{cfg.scale}")
-        data.build_offline_corpus(root, cfg)
-    elif root is None and cfg.data.path is None:
-        raise ValueError(f"dataset {dataset!r} needs a path (data_path / DataConfig.path)")
-    root = Path(root if root is not None else cfg.data.path)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache() / "segments"
-    train = data.list_pieces(root, dataset=dataset, split="train")
-    val = data.list_pieces(root, dataset=dataset, split="validation")
-    out = {"root": root, "train_pieces": train, "val_pieces": val,
-           "paired": data.segment_dataset(train, cfg, cache),
-           "val_segments": data.segment_dataset(val, cfg, cache) if val else None}
-    step = max(1, len(val) // max(val_pieces, 1))
-    out["val_waves"] = [data.load_piece(p, cfg) for p in val[::step][:val_pieces]]
-    return out
+    return {"steps_per_s": 1 / sec, "samples_per_s": B / sec, "frames": frames, "batch_size": B,
+            "precision": "bf16" if bf16 else "fp32"}

@@ -211,7 +211,8 @@ def plot_forward(roll, diffusion, ts: Sequence[int], seed: int = 0, fps: float =
 
 @dataclass
 class Trajectory:
-    """What the sampler's callback saw at every step: t, ᾱ_t, x_t and x̂0 (each (88, τ))."""
+    """What the sampler's callback saw at every step: t, ᾱ_t, x_t and x̂0 (each (R, τ), R = 88
+    per roll channel of ``channels``)."""
 
     t: list[int] = field(default_factory=list)
     alpha_bar: list[float] = field(default_factory=list)
@@ -221,6 +222,7 @@ class Trajectory:
     fps: float = 31.25
     label: str = ""
     f1: list[float] | None = None  # note F1 of x̂0 at each step, when a reference is known
+    channels: tuple[str, ...] = ("frame",)
 
     def __len__(self) -> int:
         return len(self.t)
@@ -236,30 +238,30 @@ class Trajectory:
         from .evaluate import note_scores
         from .roll import roll_to_notes
 
-        self.f1 = [note_scores(ref_notes, roll_to_notes(x.astype(np.float32), self.fps, threshold))["f1"]
+        self.f1 = [note_scores(ref_notes, roll_to_notes(x.astype(np.float32), self.fps, threshold,
+                                                        channels=self.channels))["f1"]
                    for x in self.x0_hat]
         return self.f1
 
 
-def record_trajectory(model, mel, w: float = 0.5, sampler: str = "ddpm", steps: int | None = None,
+def record_trajectory(pipe, mel, w: float = 0.5, sampler: str = "ddpm", steps: int | None = None,
                       seed: int = 0, label: str = "") -> Trajectory:
-    """Run Algorithm 1 once on one c_mel (n_mels, τ) (or (1, n_mels, τ)) and keep every step.
+    """Run Algorithm 1 once with a :class:`~diffroll.pipeline.Pipeline` on one c_mel (n_mels, τ)
+    (or (1, n_mels, τ)) and keep every step.
 
     ``w = -1`` is generation (§4.3): c_mel is then ignored.
     """
     import torch
 
-    from .diffusion import Diffusion
-
-    cfg = model.config
+    cfg = pipe.config
     mel = torch.as_tensor(_np(mel), dtype=torch.float32)
     if mel.dim() == 2:
         mel = mel[None]
-    mel = mel.to(next(model.parameters()).device)
-    traj = Trajectory(fps=cfg.audio.fps, label=label)
+    mel = mel.to(pipe.device)
+    traj = Trajectory(fps=cfg.audio.fps, label=label, channels=tuple(cfg.roll.roll_channels))
     g = torch.Generator().manual_seed(seed)
-    x0 = Diffusion.from_config(cfg.diffusion).sample(model, mel, w=w, sampler=sampler, steps=steps,
-                                                     generator=g, callback=traj.callback)
+    x0 = pipe.diffusion.sample(pipe.model, mel, w=w, sampler=sampler, steps=steps, generator=g,
+                               callback=traj.callback)
     traj.x0 = _np(x0)[0]
     return traj
 

@@ -1,7 +1,7 @@
 """The bundled model (checkpoints/diffroll-cpu.pt) transcribes unseen music in an unseen timbre."""
 import pytest
 
-from diffroll.checkpoint import load_model
+from diffroll.checkpoint import load_pipeline
 from diffroll.corpus import score_candidates, split_of
 from diffroll.evaluate import note_scores
 from diffroll.inference import DEFAULT_SAMPLER, DEFAULT_STEPS, transcribe_notes
@@ -31,8 +31,8 @@ def unseen_piece(tmp_path_factory):
 
 
 def test_bundled_model_loads_with_no_argument():
-    model = load_model()
-    assert model.config.scale == "cpu" and not model.training
+    pipe = load_pipeline()
+    assert pipe.config.scale == "cpu" and not pipe.model.training
 
 
 def test_bundled_model_transcribes_an_unseen_piece(unseen_piece):
@@ -40,6 +40,6 @@ def test_bundled_model_transcribes_an_unseen_piece(unseen_piece):
     seconds = 20.0
     wave = wave[: int(seconds * 16000)]
     ref = [n for n in ref if n[0] < seconds - 0.5]
-    est, _ = transcribe_notes(load_model(), wave, sampler=DEFAULT_SAMPLER, steps=DEFAULT_STEPS, progress=False)
+    est, _ = transcribe_notes(load_pipeline(), wave, sampler=DEFAULT_SAMPLER, steps=DEFAULT_STEPS, progress=False)
     f1 = note_scores(ref, [n for n in est if n[0] < seconds - 0.5])["f1"]
     assert f1 > F1_FLOOR, f"{name}: note F1 {f1:.3f}"

@@ -14,9 +14,10 @@ from scipy.signal import resample_poly
 from diffroll.audio import MelFrontend, load_audio
 from diffroll.config import get_config
 from diffroll.diffusion import Diffusion
-from diffroll.inference import (frames_mask, plan_windows, read_audio, resample_chunked, transcribe,
-                                transcribe_notes, transcribe_wave)
+from diffroll.inference import frames_mask, plan_windows, read_audio, resample_chunked, transcribe_notes, transcribe_wave
 from diffroll.model import DiffRoll
+from diffroll.pipeline import Pipeline, transcribe
+from diffroll.pipeline import Pipeline, transcribe
 
 SR = 16000
 PITCHES = (69, 72, 76)
@@ -51,13 +52,12 @@ def loudest_bin(pitch: int) -> int:
     return _BINS[pitch]
 
 
-class ArgmaxModel(torch.nn.Module):
+class ArgmaxNet(torch.nn.Module):
     """x̂0[k, f] = 1 where bin B[k] is the strict maximum of the mel column (any x_t, any t);
     a constant column (silence, or the -1 of "no audio") gives no note. Records batch sizes."""
 
-    def __init__(self, cfg, pitches=PITCHES):
+    def __init__(self, pitches=PITCHES):
         super().__init__()
-        self.config, self.cfg = cfg, cfg.model
         self.anchor = torch.nn.Parameter(torch.zeros(()))
         self.table = {p - 21: loudest_bin(p) for p in pitches}
         self.batches: list[int] = []
@@ -70,6 +70,11 @@ class ArgmaxModel(torch.nn.Module):
         for key, b in self.table.items():
             out[:, key] = loudest[:, b].float()
         return out
+
+
+def ArgmaxModel(cfg, net=ArgmaxNet) -> Pipeline:
+    """The fake network with a config: what the transcription functions take."""
+    return Pipeline(net(), cfg)
 
 
 def one_pass(wave: np.ndarray, cfg) -> np.ndarray:
@@ -136,7 +141,7 @@ def test_stitching_with_other_overlaps_and_batch_sizes(overlap):
         x0 = transcribe_wave(model, wave, sampler="ddpm", steps=3, overlap=overlap, batch_size=batch_size,
                              progress=False)
         np.testing.assert_array_equal(x0, ref)
-        assert max(model.batches) <= 2 * batch_size  # bounded: never more than a batch of windows (x2 for w)
+        assert max(model.model.batches) <= 2 * batch_size  # bounded: never more than a batch of windows (x2 for w)
 
 
 def test_long_audio_is_processed_a_batch_at_a_time():
@@ -145,7 +150,7 @@ def test_long_audio_is_processed_a_batch_at_a_time():
     model = ArgmaxModel(cfg)
     notes, x0 = transcribe_notes(model, wave, w=0.0, sampler="ddim", steps=1, batch_size=2, progress=False)
     assert x0.shape == (88, len(wave) // 512)
-    assert max(model.batches) == 2 and len(model.batches) == -(-len(plan_windows(1875, 128, 32).starts) // 2)
+    assert max(model.model.batches) == 2 and len(model.model.batches) == -(-len(plan_windows(1875, 128, 32).starts) // 2)
     assert len(notes) == 59
 
 
@@ -160,7 +165,7 @@ def test_odd_lengths(samples):
     assert x0.shape == (88, samples // 512)
     if samples >= 65_536:
         np.testing.assert_array_equal(x0, one_pass(wave[: samples // 512 * 512], cfg))
-    pm = transcribe(wave, model=ArgmaxModel(cfg), sampler="ddim", steps=2, progress=False)
+    pm = transcribe(wave, pipeline=ArgmaxModel(cfg), sampler="ddim", steps=2, progress=False)
     pitches = {n.pitch for n in pm.instruments[0].notes}
     assert pitches == ({72} if samples >= 4096 else set())
 
@@ -174,8 +179,8 @@ def test_stereo_44k_file_gives_the_same_notes_as_16k_mono(tmp_path):
     for on, off, p in truth:
         left += np.where((t >= on) & (t < off), 0.3 * np.sin(2 * np.pi * 440 * 2 ** ((p - 69) / 12) * t), 0)
     sf.write(tmp_path / "stereo.flac", np.stack([left, 0.5 * left], axis=1), 44100)
-    pm_file = transcribe(tmp_path / "stereo.flac", model=ArgmaxModel(cfg), sampler="ddim", steps=2, progress=False)
-    pm_mono = transcribe(mono16, model=ArgmaxModel(cfg), sampler="ddim", steps=2, progress=False)
+    pm_file = transcribe(tmp_path / "stereo.flac", pipeline=ArgmaxModel(cfg), sampler="ddim", steps=2, progress=False)
+    pm_mono = transcribe(mono16, pipeline=ArgmaxModel(cfg), sampler="ddim", steps=2, progress=False)
     a = [(n.pitch, n.start, n.end) for n in pm_file.instruments[0].notes]
     b = [(n.pitch, n.start, n.end) for n in pm_mono.instruments[0].notes]
     assert [x[0] for x in a] == [x[0] for x in b] == [69, 72, 76]
@@ -205,11 +210,11 @@ def test_silent_windows_are_not_sampled_but_generation_and_masks_are():
     plan = plan_windows(len(wave) // 512, 128, 32)
     assert plan.starts == [0, 82, 165, 247]  # the tone starts at frame 250: windows 2 and 3 hear it
     transcribe_wave(model, wave, w=0.0, sampler="ddim", steps=1, batch_size=1, progress=False)
-    assert len(model.batches) == 2
-    model.batches.clear()
+    assert len(model.model.batches) == 2
+    model.model.batches.clear()
     transcribe_wave(model, np.zeros(SR * 12, np.float32), w=-1, sampler="ddim", steps=1, batch_size=1,
                     progress=False)
-    assert len(model.batches) == 4
+    assert len(model.model.batches) == 4
 
 
 def test_masked_frames_lose_their_audio():
@@ -230,8 +235,7 @@ def random_model(cfg, seed=0):
     torch.manual_seed(seed)
     model = DiffRoll(cfg.model)
     torch.nn.init.normal_(model.output_proj.weight, std=0.5)  # zero-initialised: make x̂0 depend on x_t
-    model.config = cfg
-    return model.eval()
+    return Pipeline(model.eval(), cfg)
 
 
 def test_same_seed_same_roll_other_seed_other_roll():
@@ -289,7 +293,7 @@ def test_samplers_agree_with_200_step_ddpm(w):
                 assert float((x - ode).abs().mean()) < 0.01, (sampler, steps)
 
 
-class NoteStateModel(ArgmaxModel):
+class NoteStateNet(ArgmaxNet):
     """ArgmaxModel's frames, onsets at their rising edges inside the window (a note already sounding
     at the window's first frame gets a spurious onset there, which stitching must drop) and a
     velocity of 0.5: the note-state roll (frame, onset, velocity)."""
@@ -306,7 +310,7 @@ def test_note_state_notes_across_window_edges_are_one_note_each():
     cfg = get_config("smoke")  # frame, onset, velocity
     truth = [(0.0, 1.0, 69), (1.5, 7.0, 72), (8.5, 312 * 512 / SR, 76)]  # 72 spans two window edges
     wave = melody(312 * 512 / SR, truth)
-    notes, x0 = transcribe_notes(NoteStateModel(cfg), wave, w=0.0, sampler="ddim", steps=2, progress=False)
+    notes, x0 = transcribe_notes(ArgmaxModel(cfg, NoteStateNet), wave, w=0.0, sampler="ddim", steps=2, progress=False)
     assert x0.shape == (264, 312)
     assert [n.pitch for n in notes] == [69, 72, 76]
     for (on, off, p, vel), (ton, toff, tp) in zip(notes, truth):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffroll.checkpoint import CheckpointError, export_weights, load_checkpoint, load_model
+from diffroll.checkpoint import CheckpointError, export_weights, load_checkpoint, load_pipeline
 from diffroll.config import get_config
 from diffroll.train import Trainer, random_crop
 from toy_data import toy_roll_only, toy_segments
@@ -62,34 +62,39 @@ def test_a_kill_during_save_leaves_the_last_good_checkpoint(tmp_path, monkeypatc
 
 def test_bad_checkpoints_say_what_is_wrong(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
-        load_model(tmp_path / "nope.pt")
+        load_pipeline(tmp_path / "nope.pt")
     (tmp_path / "junk.pt").write_bytes(b"\x00garbage")
     with pytest.raises(CheckpointError, match="junk.pt: not a readable checkpoint"):
-        load_model(tmp_path / "junk.pt")
+        load_pipeline(tmp_path / "junk.pt")
     torch.save({"hello": 1}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a DiffRoll checkpoint"):
-        load_model(tmp_path / "other.pt")
+        load_pipeline(tmp_path / "other.pt")
     trainer = Trainer(smoke_cfg(max_steps=1), paired=toy_segments(), run_dir=tmp_path / "r", progress=False)
     trainer.fit()
     state = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
     state["config"]["model"]["channels"] = 8  # weights no longer match
     torch.save(state, tmp_path / "mismatch.pt")
     with pytest.raises(CheckpointError, match="do not match"):
-        load_model(tmp_path / "mismatch.pt")
+        load_pipeline(tmp_path / "mismatch.pt")
     with pytest.raises(CheckpointError, match="different model"):
         Trainer(smoke_cfg(channels=8), paired=toy_segments(), run_dir=tmp_path / "r", progress=False)
 
 
-def test_load_model_and_export(tmp_path):
+def test_load_pipeline_and_export(tmp_path):
     trainer = Trainer(smoke_cfg(max_steps=3, ema_decay=0.5), paired=toy_segments(), run_dir=tmp_path,
                       progress=False)
     trainer.fit()
     small = export_weights(tmp_path / "checkpoint.pt", tmp_path / "bundle.pt")
     assert "optimizer" not in load_checkpoint(small)
-    model = load_model(small)
-    assert not model.training and model.config.scale == "smoke"
-    for a, b in zip(model.state_dict().values(), trainer.ema.state_dict().values()):
+    pipe = load_pipeline(small)
+    assert not pipe.model.training and pipe.config.scale == "smoke"
+    for a, b in zip(pipe.model.state_dict().values(), trainer.ema.state_dict().values()):
         assert torch.equal(a, b)
+    half = export_weights(tmp_path / "checkpoint.pt", tmp_path / "half.pt", half=True)
+    assert half.stat().st_size < 0.7 * small.stat().st_size  # float16 weights (the bundled model's format)
+    halved = load_pipeline(half)
+    for a, b in zip(halved.model.state_dict().values(), trainer.ema.state_dict().values()):
+        assert a.dtype == torch.float32 and torch.allclose(a, b, rtol=1e-3, atol=1e-4)
 
 
 def test_discriminative_and_mixed_modes_train(tmp_path):

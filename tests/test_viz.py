@@ -8,6 +8,7 @@ import torch  # noqa: E402
 
 from diffroll import viz  # noqa: E402
 from diffroll.config import get_config  # noqa: E402
+from diffroll.pipeline import Pipeline  # noqa: E402
 from diffroll.diffusion import Diffusion  # noqa: E402
 from diffroll.experiments import notes_in_spans, roll_statistics, to_markdown, write_table  # noqa: E402
 from diffroll.model import DiffRoll  # noqa: E402
@@ -17,10 +18,9 @@ from diffroll.model import DiffRoll  # noqa: E402
 def tiny():
     cfg = get_config("smoke")
     torch.manual_seed(0)
-    model = DiffRoll(cfg.model).eval()
+    model = DiffRoll(cfg.model, len(cfg.roll.roll_channels)).eval()
     torch.nn.init.normal_(model.output_proj.weight, std=0.1)  # not all-zero output
-    model.config = cfg
-    return model
+    return Pipeline(model, cfg)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_plot_history_with_and_without_validation(tmp_path):
 def test_trajectory_records_every_step(tiny, trajectory):
     T = tiny.config.diffusion.T
     assert len(trajectory) == T and trajectory.t == list(range(T, 0, -1))
-    assert trajectory.x_t[0].shape == (88, 48) and len(trajectory.f1) == T
+    assert trajectory.x_t[0].shape == (3 * 88, 48) and len(trajectory.f1) == T  # frame, onset, velocity
     assert np.all(np.diff(trajectory.alpha_bar) > 0)
     np.testing.assert_allclose(trajectory.x0, trajectory.x0_hat[-1].astype(np.float32), atol=1e-2)
 
