@@ -27,19 +27,21 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cache", action="store_true", help="also build the train/validation segment cache")
+    parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS),
+                        help="render only these splits (default: all; a trainer needs train and validation)")
+    parser.add_argument("--device", default="cpu", help="where the cache's mels are computed (cpu, cuda)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     cfg = get_config(args.scale)
     root = args.root or data_dir(f"offline-{args.scale}")
     start = time.time()
-    manifest = data.build_offline_corpus(root, cfg, seed=args.seed, workers=args.workers)
-    for row in data.summarize([p for split in SPLITS
-                               for p in data.list_pieces(root, split=split)]):
+    manifest = data.build_offline_corpus(root, cfg, seed=args.seed, workers=args.workers, splits=args.splits)
+    for row in data.summarize([p for split in args.splits for p in data.list_pieces(root, split=split)]):
         print(f"{row['split']:>10} {row['group']:>18}: {row['pieces']:4d} renders {row['hours']:6.2f} h")
     if args.cache:
         for split in ("train", "validation"):
-            ds = data.segment_dataset(data.list_pieces(root, split=split), cfg)
+            ds = data.segment_dataset(data.list_pieces(root, split=split), cfg, device=args.device)
             print(f"{split}: {len(ds)} segments cached")
     print(f"{manifest} ready in {time.time() - start:.0f} s")
 

@@ -148,7 +148,8 @@ def _train_parser(sub) -> None:
     for name, kind in (("mode", str), ("p", float), ("kernel_size", int), ("channels", int), ("layers", int),
                        ("max_steps", int), ("max_minutes", float), ("batch_size", int), ("lr", float),
                        ("seed", int), ("precision", str)):
-        s.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+        s.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
+                       help="0: no time limit" if name == "max_minutes" else None)
     s.add_argument("--dilation", type=int, nargs="+", default=None, help="e.g. 1 2 for the paper's [1, 2, 1, 2, ...]")
     s.add_argument("--set", dest="settings", type=_setting, action="append", default=[], metavar="NAME=VALUE",
                    help="any config setting, e.g. --set roll_channels='[\"frame\"]' --set crop_frames=256")
@@ -321,9 +322,10 @@ def cmd_train(args) -> int:
         torch.set_num_threads(args.threads)
     overrides = {k: getattr(args, k) for k in ("mode", "p", "kernel_size", "channels", "layers", "max_steps",
                                                "max_minutes", "batch_size", "lr", "seed", "precision", "dilation")}
+    overrides.update(args.settings)  # --set NAME=VALUE wins over the named options
     try:
         cfg = get_config(args.scale, dataset=args.dataset, path=None if args.data is None else str(args.data),
-                         **overrides, **dict(args.settings))
+                         **overrides)
     except ValueError as err:
         raise UsageError(str(err)) from err
     device = pick_device(args.device)

@@ -113,6 +113,8 @@ class TrainConfig:
     log_every: int = 25
     seed: int = 0
     precision: str = "auto"  # fp32 | bf16 (autocast) | auto: bf16 on CUDA, fp32 on CPU
+    in_memory: bool = False  # read the training segments into memory once (data.SegmentTensors)
+    compile: bool | None = None  # torch.compile the network (None: on CUDA)
 
 
 @dataclass
@@ -233,7 +235,8 @@ def get_config(scale: str = "cpu", **overrides: Any) -> Config:
             model=ModelConfig(channels=96, layers=12, kernel_size=9),
             roll=RollConfig(roll_channels=list(NOTE_STATE)),
             train=TrainConfig(batch_size=12, lr=5e-4, max_steps=100_000, max_minutes=30, crop_frames=256,
-                              checkpoint_every=250, validate_every=2000, snapshot_every=2000, precision="bf16"),
+                              checkpoint_every=250, validate_every=2000, snapshot_every=2000, precision="bf16",
+                              in_memory=True),
             data=DataConfig(n_generated=60, augment_copies=2, n_pianistic=420, n_piano_test=16, keyboard_copies=4,
                             soundfonts=["TimGM6mb", "csound", "procedural"], programs=list(range(8)),
                             detune_cents=30.0, pedal_probability=0.6, revoice_probability=0.5, gap_probability=0.25),

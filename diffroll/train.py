@@ -107,7 +107,7 @@ def random_crop(tensors: list[torch.Tensor], frames: int | None, g: torch.Genera
         return tensors
     B, (k, n) = tensors[0].shape[0], part
     starts = torch.randint(0, full - frames + 1, (n * B,), generator=g)[k * B:(k + 1) * B]
-    idx = starts[:, None] + torch.arange(frames)[None]
+    idx = (starts[:, None] + torch.arange(frames)[None]).to(tensors[0].device)
     return [torch.gather(t, 2, idx[:, None, :].expand(-1, t.shape[1], -1)) for t in tensors]
 
 
@@ -143,6 +143,7 @@ class Trainer:
         if self.world > 1:
             forward = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        compile = cfg.train.compile if compile is None else compile
         use_compile = self.device.type == "cuda" if compile is None else compile
         self._forward = torch.compile(forward) if use_compile else forward
         self.autocast = precision_of(cfg.train.precision, self.device) == "bf16"
@@ -233,7 +234,7 @@ class Trainer:
         if "mel" in batch:
             mel = _stack(batch, "mel")
         else:
-            mel = torch.full((roll.shape[0], self.cfg.model.n_mels, roll.shape[-1]), -1.0)
+            mel = torch.full((roll.shape[0], self.cfg.model.n_mels, roll.shape[-1]), -1.0, device=roll.device)
         g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + step + CROP_SEED)
         return tuple(random_crop([mel, roll], self.cfg.train.crop_frames, g, part=(self.rank, self.world)))
 
