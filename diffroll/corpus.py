@@ -468,7 +468,10 @@ def _chosen_scores(root: Path, info: dict, data) -> tuple[list[str] | None, list
     their MIDI files are still there: a rebuild (or one on a machine without music21, from a copy
     of ``scores/``, ``midi/`` and ``corpus.json``) then needs no music21. (None, []) otherwise."""
     chosen, keyboard = info.get("scores"), info.get("keyboard")
-    if chosen is None or keyboard is None or info.get("data") != vars(data):
+    where = ("path",)  # where the corpus lives is not what it holds
+    same = {k: v for k, v in info.get("data", {}).items() if k not in where} == \
+        {k: v for k, v in vars(data).items() if k not in where}
+    if chosen is None or keyboard is None or not same:
         return None, []
     if all((root / "scores" / f"{name}.mid").is_file() for name in chosen + keyboard):
         return list(chosen), list(keyboard)
