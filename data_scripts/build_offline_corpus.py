@@ -40,7 +40,7 @@ def main(argv=None) -> None:
     for row in data.summarize([p for split in args.splits for p in data.list_pieces(root, split=split)]):
         print(f"{row['split']:>10} {row['group']:>18}: {row['pieces']:4d} renders {row['hours']:6.2f} h")
     if args.cache:
-        for split in ("train", "validation"):
+        for split in [s for s in ("train", "validation") if s in args.splits]:
             ds = data.segment_dataset(data.list_pieces(root, split=split), cfg, device=args.device)
             print(f"{split}: {len(ds)} segments cached")
     print(f"{manifest} ready in {time.time() - start:.0f} s")
