@@ -95,14 +95,16 @@ class Diffusion:
 
     def training_loss(self, model, roll: torch.Tensor, mel: torch.Tensor, p: float = 0.1,
                       mode: str = "diffusion", generator: torch.Generator | None = None,
-                      part: tuple[int, int] = (0, 1)) -> torch.Tensor:
+                      part: tuple[int, int] = (0, 1), row_weights: torch.Tensor | None = None) -> torch.Tensor:
         """Eq. 3, L = ‖x_roll − x̂0‖², with classifier-free dropout (Fig. 1).
 
         Each example's whole c_mel is replaced by -1 with probability ``p`` (p = 1: roll-only
         pretraining, §4.2). ``mode="discriminative"`` is the baseline of §4.1: x_t = 0, t = 1.
         ``part = (k, n)``: this batch is part k of n equal parts of a larger batch (data-parallel
         training); the random draws (dropout, t, ε) are those of the whole batch, so n processes
-        draw exactly what one process would for the n-times larger batch.
+        draw exactly what one process would for the n-times larger batch. ``row_weights`` (R,)
+        weighs the squared error of each row (e.g. a sparse onset channel more than the frames);
+        the mean is then over the weights: L = Σ w_r (x − x̂0)² / Σ w_r.
         """
         B = roll.shape[0]
         k, n = part
@@ -117,7 +119,11 @@ class Diffusion:
             x_t = torch.zeros_like(roll)
         else:
             raise ValueError(f"mode must be 'diffusion' or 'discriminative', got {mode!r}")
-        return F.mse_loss(model(x_t, t, mel).float(), roll.float())
+        error = (model(x_t, t, mel).float() - roll.float()) ** 2
+        if row_weights is None:
+            return error.mean()
+        w = row_weights.to(error.device, error.dtype).view(1, -1, 1)
+        return (error * w).mean() / w.mean()
 
     @torch.no_grad()
     def sample(self, model, mel: torch.Tensor, w: float = 0.5, sampler: str = "ddpm",

@@ -61,6 +61,17 @@ def precision_of(precision: str, device: torch.device) -> str:
     return precision
 
 
+def row_weights(cfg: Config) -> torch.Tensor | None:
+    """(R,) loss weights of the roll's rows from :attr:`RollConfig.channel_weights` (None: equal)."""
+    weights = cfg.roll.channel_weights
+    if weights is None:
+        return None
+    if len(weights) != len(cfg.roll.roll_channels) or min(weights) < 0 or max(weights) <= 0:
+        raise ValueError(f"channel_weights {weights}: one non-negative weight per roll channel "
+                         f"{cfg.roll.roll_channels}, not all zero")
+    return torch.tensor(weights, dtype=torch.float32).repeat_interleave(cfg.model.n_keys)
+
+
 def world() -> tuple[int, int]:
     """(rank, number of processes) of a data-parallel run; (0, 1) otherwise."""
     if dist.is_available() and dist.is_initialized():
@@ -132,6 +143,7 @@ class Trainer:
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if cfg.train.ema_decay else None
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
         self.diffusion = Diffusion.from_config(cfg.diffusion)
+        self.row_weights = row_weights(cfg)
         self.streams = {}
         if paired is not None:
             self.streams["paired"] = Stream(paired, cfg.train.seed, "paired")
@@ -253,7 +265,8 @@ class Trainer:
         self.model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             loss = self.diffusion.training_loss(self._forward, roll, mel, p=p, mode=self.cfg.train.mode,
-                                                generator=g, part=(self.rank, self.world))
+                                                generator=g, part=(self.rank, self.world),
+                                                row_weights=self.row_weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.train.grad_clip:
@@ -289,7 +302,8 @@ class Trainer:
             batch = self.val_segments[list(range(min(len(self.val_segments), VAL_LOSS_SEGMENTS)))]
             mel, roll = _stack(batch, "mel").to(self.device), _stack(batch, "roll").to(self.device)
             out["val_loss"] = float(self.diffusion.training_loss(pipe.model, roll, mel, p=0.0, mode=self.cfg.train.mode,
-                                                                 generator=torch.Generator().manual_seed(VAL_LOSS_SEED)))
+                                                                 generator=torch.Generator().manual_seed(VAL_LOSS_SEED),
+                                                                 row_weights=self.row_weights))
         rows = evaluate_pieces(pipe, self.val_pieces[:n_pieces], max_seconds=seconds, progress=False,
                                sampler=sampler, steps=steps)
         for key in ("f1", "f1_offset", "f1_velocity") if rows else ():

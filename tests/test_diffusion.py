@@ -171,3 +171,16 @@ def test_training_loss_dropout_and_modes():
         d.training_loss(model, roll, mel, mode="gan")
     with pytest.raises(ValueError, match="sampler"):
         d.sample(model, mel[:1], sampler="euler")
+
+
+def test_row_weights_weigh_each_rows_squared_error():
+    """Eq. 3 with per-row weights (a sparse onset channel weighted up): Σ w (x − x̂0)² / Σ w."""
+    d = Diffusion(T=20)
+    roll = (torch.rand(4, 264, 8, generator=torch.Generator().manual_seed(0)) > 0.9).float()
+    mel = torch.rand(4, 229, 8)
+    zero = lambda x, t, m: torch.zeros_like(x)  # noqa: E731 - x̂0 = 0: the error is the roll itself
+    w = torch.tensor([1.0, 8.0, 1.0]).repeat_interleave(88)
+    expect = (roll.pow(2) * w.view(1, -1, 1)).mean() / w.mean()
+    assert d.training_loss(zero, roll, mel, row_weights=w).item() == pytest.approx(expect.item())
+    assert d.training_loss(zero, roll, mel, row_weights=torch.ones(264)).item() == \
+        pytest.approx(roll.pow(2).mean().item())

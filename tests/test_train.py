@@ -136,3 +136,15 @@ def test_ema_warms_up_so_short_runs_are_not_the_initial_weights():
     trainer.fit()
     ema, live = trainer.ema.output_proj.weight, trainer.model.output_proj.weight  # both start at zero
     assert ema.norm() > 0.5 * live.norm() > 0
+
+
+def test_channel_weights_become_row_weights_and_are_checked():
+    from diffroll.train import row_weights
+
+    cfg = smoke_cfg(channel_weights=[1.0, 4.0, 2.0])
+    w = row_weights(cfg)
+    assert w.shape == (264,) and w[0] == 1 and w[88] == 4 and w[263] == 2
+    assert row_weights(smoke_cfg()) is None
+    with pytest.raises(ValueError, match="one non-negative weight per roll channel"):
+        row_weights(smoke_cfg(channel_weights=[1.0, 2.0]))
+    Trainer(cfg, paired=toy_segments(), progress=False).fit(max_steps=2)  # trains with them
