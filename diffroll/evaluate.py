@@ -57,6 +57,24 @@ def note_scores(ref: list[Note], est: list[Note], onset_tolerance: float = ONSET
                 precision_velocity=pv, recall_velocity=rv, f1_velocity=fv)
 
 
+def split_notes(ref: list[Note], est: list[Note], onset_tolerance: float = ONSET_TOLERANCE) -> int:
+    """Estimated notes that split a held reference note: their onset lies inside a reference note
+    of the same pitch, more than ``onset_tolerance`` after its onset and before its offset, and no
+    reference onset of that pitch is within ``onset_tolerance`` (a spurious re-strike: the error a
+    frame-only roll makes when a decaying note dips below the threshold)."""
+    by_pitch: dict[int, list[Note]] = {}
+    for n in ref:
+        by_pitch.setdefault(int(n[2]), []).append(Note(*n))
+    count = 0
+    for n in est:
+        notes = by_pitch.get(int(n[2]), [])
+        if any(abs(r.onset - n[0]) <= onset_tolerance for r in notes):
+            continue
+        if any(r.onset + onset_tolerance < n[0] < r.offset for r in notes):
+            count += 1
+    return count
+
+
 def _roll_to_freqs(roll: np.ndarray) -> list[np.ndarray]:
     return [mir_eval.util.midi_to_hz(np.flatnonzero(col) + LOWEST_MIDI) for col in roll.T]
 
@@ -107,12 +125,13 @@ def evaluate_pieces(pipe, pieces, max_seconds: float | None = None, progress: bo
         seconds = len(wave) / sr
         ref_roll = notes_to_roll(ref, fps, n_frames=x0.shape[1])
         rows.append(dict(name=name, group=group, seconds=seconds, wall_seconds=wall,
-                         rtf=wall / max(seconds, 1e-9), n_ref=len(ref), n_est=len(est), **note_scores(ref, est),
+                         rtf=wall / max(seconds, 1e-9), n_ref=len(ref), n_est=len(est),
+                         split_notes=split_notes(ref, est), **note_scores(ref, est),
                          **frame_scores(ref_roll, x0, fps=fps, threshold=cfg.diffusion.threshold)))
     return rows
 
 
-SCORE_KEYS = ("precision", "recall", "f1", "f1_offset", "f1_velocity", "frame_f1")
+SCORE_KEYS = ("precision", "recall", "f1", "f1_offset", "f1_velocity", "frame_f1", "split_notes")
 
 
 def mean_scores(rows: list[dict], by: Sequence[str] = ("group",), keys: Sequence[str] = SCORE_KEYS) -> list[dict]:

@@ -259,7 +259,9 @@ class Trainer:
 
     def train_step(self) -> float:
         """One optimizer step; returns the loss of the (global) batch."""
-        g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + self.step)
+        # t, ε and dropout of this step, drawn where the model runs (a CPU generator would make
+        # ε for a GPU batch on the CPU and copy it over: slower than the step itself)
+        g = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed * 1_000_003 + self.step)
         _, p, _ = self._source(self.step)
         mel, roll = self._batch(self.step)
         self.model.train()

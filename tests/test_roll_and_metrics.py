@@ -214,3 +214,14 @@ def test_velocity_f1_needs_the_right_velocities():
     assert s["f1_offset"] == 1.0 and s["f1_velocity"] < 0.5
     scaled = [n._replace(velocity=max(1, n.velocity // 2)) for n in ref]  # mir_eval rescales globally
     assert note_scores(ref, scaled)["f1_velocity"] > 0.9
+
+
+def test_split_notes_counts_spurious_restrikes_inside_held_notes():
+    from diffroll.evaluate import split_notes
+
+    ref = [Note(0.0, 2.0, 60), Note(2.0, 3.0, 60), Note(0.5, 1.0, 64)]
+    assert split_notes(ref, ref) == 0
+    est = [Note(0.0, 0.8, 60), Note(0.8, 2.0, 60),  # a held C4 cut in two: one split
+           Note(2.02, 3.0, 60),  # the real re-strike (within 50 ms): not a split
+           Note(0.5, 1.0, 65)]  # another key: not a split
+    assert split_notes(ref, est) == 1
