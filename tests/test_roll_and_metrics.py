@@ -225,3 +225,33 @@ def test_split_notes_counts_spurious_restrikes_inside_held_notes():
            Note(2.02, 3.0, 60),  # the real re-strike (within 50 ms): not a split
            Note(0.5, 1.0, 65)]  # another key: not a split
     assert split_notes(ref, est) == 1
+
+
+def test_threshold_sweep_finds_the_threshold_that_reads_the_notes():
+    """A fake note-state model whose onsets peak at 0.3: onset threshold 0.5 finds nothing, 0.2 all."""
+    import torch
+
+    from diffroll.config import get_config
+    from diffroll.evaluate import sweep_thresholds
+    from diffroll.pipeline import Pipeline
+
+    cfg = get_config("smoke", w=0.0)
+    ref = [Note(0.5, 1.5, 60, 80), Note(2.0, 3.0, 64, 80)]
+    roll = notes_to_roll(ref, n_frames=128, channels=NOTE_STATE)
+    roll[88:176] *= 0.3  # weak onsets
+
+    class Oracle(torch.nn.Module):
+        rows = 264
+
+        def __init__(self):
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x_t, t, mel):
+            return torch.from_numpy(roll).expand(x_t.shape[0], -1, -1).clone()
+
+    wave = np.random.default_rng(0).standard_normal(128 * 512).astype(np.float32) * 0.1
+    rows = sweep_thresholds(Pipeline(Oracle(), cfg), [("x", "g", wave, ref)], onset_thresholds=(0.2, 0.5),
+                            frame_thresholds=(0.5,), sampler="ddim", steps=1)
+    by = {r["onset_threshold"]: r["f1"] for r in rows}
+    assert by == {0.2: 1.0, 0.5: 0.0}
