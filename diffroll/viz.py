@@ -1,25 +1,37 @@
 """Plots and widgets: rolls, mels, the schedule, trajectories (GIF + ipywidgets scrubber),
-inpainting (masked spans outlined in red, Fig. 5) and training histories.
+inpainting (masked spans outlined in red, Fig. 5), corpus and generation statistics, training
+histories and score tables.
 
 Every ``plot_*`` returns a matplotlib Figure and writes it to ``path`` when one is given
 (PNG, 120 dpi). Nothing here trains or samples a model except :func:`record_trajectory`, which
 runs the sampler of Algorithm 1 once and keeps what its callback sees.
+
+Rolls may have several channels of 88 keys (:mod:`diffroll.roll`: frame, onset, velocity). A
+roll is drawn as its frame channel, with its onsets marked as cyan ticks when it has an onset
+channel (:func:`show_roll`); :func:`plot_channels` draws every channel. ``channels=None`` reads
+the channels from the number of rows: 88 is the paper's frame roll, 264 the note-state roll.
 """
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from .config import LOWEST_MIDI, N_KEYS
+from .config import LOWEST_MIDI, N_KEYS, NOTE_STATE
+from .roll import channel_rows
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
 
 DPI = 120
 ROLL_CMAP = "magma"
+ONSET_COLOR = "#7df9ff"
+PITCH_RANGE = (LOWEST_MIDI - 0.5, LOWEST_MIDI + N_KEYS - 0.5)
 
 
 def _save(fig, path) -> None:
@@ -76,18 +88,58 @@ def plot_history(history: list[dict], path=None):
 def _np(x) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().float().cpu().numpy()
-    return np.asarray(x)
+    x = np.asarray(x)
+    return x.astype(np.float32) if x.dtype == np.float16 else x
+
+
+def roll_channels(roll, channels: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The channels of a roll: ``channels`` when given, else ("frame",) for 88 rows and the
+    note-state channels (frame, onset, velocity) for 264."""
+    rows = np.shape(roll)[0]
+    if channels is None:
+        if rows == N_KEYS:
+            return ("frame",)
+        if rows == N_KEYS * len(NOTE_STATE):
+            return tuple(NOTE_STATE)
+        raise ValueError(f"a roll of {rows} rows: say which channels it holds (channels=...)")
+    channels = tuple(channels)
+    if rows != N_KEYS * len(channels):
+        raise ValueError(f"a roll of {rows} rows cannot hold the channels {list(channels)}")
+    return channels
+
+
+def channel(roll, name: str = "frame", channels: Sequence[str] | None = None) -> np.ndarray:
+    """The (88, frames) rows of one channel of a roll (see :func:`roll_channels`)."""
+    roll = _np(roll)
+    return roll[channel_rows(roll_channels(roll, channels), name)]
+
+
+def onset_points(roll, fps: float, channels: Sequence[str] | None = None, threshold: float = 0.5) -> np.ndarray:
+    """(n, 2) (time s, MIDI pitch) of the rising edges of the onset channel above ``threshold``
+    (empty when the roll has no onset channel)."""
+    if "onset" not in roll_channels(roll, channels):
+        return np.zeros((0, 2))
+    on = channel(roll, "onset", channels) > threshold
+    key, frame = np.nonzero(on & ~np.pad(on, ((0, 0), (1, 0)))[:, :-1])
+    return np.column_stack([frame / fps, key + LOWEST_MIDI]).astype(float)
 
 
 def show_roll(roll, ax=None, fps: float = 31.25, title: str | None = None, vmin=0.0, vmax=1.0,
-              cmap=ROLL_CMAP, colorbar: bool = False):
-    """A roll or posteriorgram (88, frames) on a time (s) × MIDI pitch axis."""
+              cmap=ROLL_CMAP, colorbar: bool = False, channels: Sequence[str] | None = None,
+              onsets: bool = True):
+    """A roll or posteriorgram on a time (s) × MIDI pitch axis: its frame channel, and (with
+    ``onsets`` and an onset channel) its onsets as cyan ticks, kept as ``ax.onset_marks``."""
     roll = _np(roll)
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3))
-    extent = (0, roll.shape[1] / fps, LOWEST_MIDI - 0.5, LOWEST_MIDI + N_KEYS - 0.5)
-    im = ax.imshow(roll, origin="lower", aspect="auto", extent=extent, vmin=vmin, vmax=vmax, cmap=cmap,
+    frame = channel(roll, "frame", channels)
+    extent = (0, frame.shape[1] / fps, *PITCH_RANGE)
+    im = ax.imshow(frame, origin="lower", aspect="auto", extent=extent, vmin=vmin, vmax=vmax, cmap=cmap,
                    interpolation="nearest")
+    if onsets and "onset" in roll_channels(roll, channels):
+        points = onset_points(roll, fps, channels)
+        ax.onset_marks = ax.scatter(points[:, 0], points[:, 1], marker="|", s=30, linewidths=1.2,
+                                    color=ONSET_COLOR, label="onset")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("MIDI pitch")
     if title:
@@ -103,8 +155,7 @@ def show_mel(mel, ax=None, fps: float = 31.25, title: str | None = None):
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3))
     shown = np.ma.masked_less(mel, 0)
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
     im = ax.imshow(shown, origin="lower", aspect="auto", extent=(0, mel.shape[1] / fps, 0, mel.shape[0]),
                    vmin=0, vmax=1, cmap=cmap, interpolation="nearest")
     ax.set_xlabel("time (s)")
@@ -114,32 +165,36 @@ def show_mel(mel, ax=None, fps: float = 31.25, title: str | None = None):
     return im
 
 
-def compare_rolls(ref, est, threshold: float = 0.5) -> np.ndarray:
-    """RGB picture of a binary comparison: white = both on, blue = missed, red = extra."""
-    ref = _np(ref) > threshold
-    est = _np(est) > threshold
-    n = max(ref.shape[1], est.shape[1])
-    ref = np.pad(ref, ((0, 0), (0, n - ref.shape[1])))
-    est = np.pad(est, ((0, 0), (0, n - est.shape[1])))
-    rgb = np.zeros(ref.shape + (3,), dtype=np.float32)
-    rgb[ref & est] = (1, 1, 1)
-    rgb[ref & ~est] = (0.2, 0.5, 1.0)
-    rgb[~ref & est] = (1.0, 0.25, 0.2)
-    return rgb
+def plot_rolls(rolls: Sequence, titles: Sequence[str], fps: float = 31.25, path=None, ncols: int = 1,
+               vmin=0.0, vmax=1.0, suptitle: str | None = None, channels: Sequence[str] | None = None,
+               onsets: bool = True):
+    """Several rolls in a grid (each as :func:`show_roll` draws it)."""
+    n = len(rolls)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, 2.4 * nrows), squeeze=False)
+    for ax, roll, title in zip(axes.flat, rolls, titles):
+        show_roll(roll, ax, fps, title, vmin=vmin, vmax=vmax, channels=channels, onsets=onsets)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
 
 
-def plot_transcription(mel, ref_roll, est_roll, fps: float = 31.25, title: str = "", path=None):
-    """Mel, reference, posteriorgram x0 and the binary comparison, one above the other."""
-    fig, axes = plt.subplots(4, 1, figsize=(10, 9), sharex=True)
-    show_mel(mel, axes[0], fps, "c_mel")
-    show_roll(ref_roll, axes[1], fps, "reference roll")
-    show_roll(np.clip(_np(est_roll), 0, 1), axes[2], fps, "posteriorgram x0 (clipped to [0, 1])")
-    rgb = compare_rolls(ref_roll, est_roll)
-    axes[3].imshow(rgb, origin="lower", aspect="auto", interpolation="nearest",
-                   extent=(0, rgb.shape[1] / fps, LOWEST_MIDI - 0.5, LOWEST_MIDI + N_KEYS - 0.5))
-    axes[3].set_title("x0 > 0.5 vs reference: white hit, blue missed, red extra")
-    axes[3].set_xlabel("time (s)")
-    axes[3].set_ylabel("MIDI pitch")
+def plot_channels(roll, fps: float = 31.25, channels: Sequence[str] | None = None, title: str = "", path=None):
+    """Every channel of a roll (frame, onset, velocity) as its own panel, one above the other."""
+    roll = _np(roll)
+    names = roll_channels(roll, channels)
+    fig, axes = plt.subplots(len(names), 1, figsize=(10, 2.2 * len(names)), sharex=True, squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        rows = channel(roll, name, names)
+        ax.imshow(rows, origin="lower", aspect="auto", extent=(0, rows.shape[1] / fps, *PITCH_RANGE),
+                  vmin=0, vmax=1, cmap=ROLL_CMAP, interpolation="nearest")
+        ax.set_title(f"{name} channel", fontsize=9)
+        ax.set_ylabel("MIDI pitch")
+    axes[-1, 0].set_xlabel("time (s)")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -147,18 +202,35 @@ def plot_transcription(mel, ref_roll, est_roll, fps: float = 31.25, title: str =
     return fig
 
 
-def plot_rolls(rolls: Sequence, titles: Sequence[str], fps: float = 31.25, path=None, ncols: int = 1,
-               vmin=0.0, vmax=1.0, suptitle: str | None = None):
-    """Several rolls in a grid."""
-    n = len(rolls)
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, 2.4 * nrows), squeeze=False)
-    for ax, roll, title in zip(axes.flat, rolls, titles):
-        show_roll(roll, ax, fps, title, vmin=vmin, vmax=vmax)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    if suptitle:
-        fig.suptitle(suptitle)
+def shade_spans(ax, spans_s: Sequence[tuple[float, float]], color: str = "tab:green", alpha: float = 0.18,
+                label: str | None = None) -> None:
+    """Shade time spans (seconds) of an axis, e.g. where the sustain pedal is down."""
+    for k, (a, b) in enumerate(spans_s):
+        ax.axvspan(a, b, color=color, alpha=alpha, lw=0, label=label if k == 0 else None)
+
+
+def plot_piece(mel, roll, fps: float = 31.25, channels: Sequence[str] | None = None,
+               pedal: Sequence[tuple[float, float]] = (), title: str = "", path=None):
+    """c_mel above the roll (frame channel with onsets), the sustain pedal's down spans (seconds)
+    shaded in green on the roll and drawn as a strip below it."""
+    mel, roll = _np(mel), _np(roll)
+    seconds = roll.shape[1] / fps
+    fig, axes = plt.subplots(3, 1, figsize=(10, 6.4), sharex=True, gridspec_kw={"height_ratios": [3, 3, 0.5]})
+    show_mel(mel, axes[0], fps, "c_mel")
+    show_roll(roll, axes[1], fps, "x_roll (notes held by the pedal last until it is released)", channels=channels)
+    visible = [(a, min(b, seconds)) for a, b in pedal if a < seconds]
+    shade_spans(axes[1], visible, label="pedal down")
+    shade_spans(axes[2], visible, alpha=0.9)
+    axes[2].set_yticks([])
+    axes[2].set_ylabel("pedal", rotation=0, ha="right", va="center")
+    axes[2].set_xlim(0, seconds)
+    axes[2].set_xlabel("time (s)")
+    for ax in axes[:2]:
+        ax.set_xlabel("")
+    if visible:
+        axes[1].legend(loc="upper right", fontsize=8)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     _save(fig, path)
     return fig
@@ -187,8 +259,10 @@ def plot_schedule(diffusion, path=None):
     return fig
 
 
-def plot_forward(roll, diffusion, ts: Sequence[int], seed: int = 0, fps: float = 31.25, path=None):
-    """x_t = √ᾱ_t·x_roll + √(1−ᾱ_t)·ε (Eq. 1) of one roll at several t, one shared ε."""
+def plot_forward(roll, diffusion, ts: Sequence[int], seed: int = 0, fps: float = 31.25, path=None,
+                 channels: Sequence[str] | None = None):
+    """x_t = √ᾱ_t·x_roll + √(1−ᾱ_t)·ε (Eq. 1) of one roll at several t, one shared ε (the frame
+    channel of each x_t is drawn)."""
     import torch
 
     x0 = torch.as_tensor(_np(roll), dtype=torch.float32)[None]
@@ -204,7 +278,7 @@ def plot_forward(roll, diffusion, ts: Sequence[int], seed: int = 0, fps: float =
         titles.append(f"t = {t}   ᾱ_t = {ab:.3f}")
     ncols = 2 if len(ts) > 3 else 1
     return plot_rolls(rolls, titles, fps, path, ncols=ncols, vmin=-1.5, vmax=1.5,
-                      suptitle="forward process q(x_t | x_0), Eq. 1")
+                      suptitle="forward process q(x_t | x_0), Eq. 1", channels=channels, onsets=False)
 
 
 # --- trajectories (Algorithm 1, step by step) ------------------------------------------------------
@@ -212,7 +286,7 @@ def plot_forward(roll, diffusion, ts: Sequence[int], seed: int = 0, fps: float =
 @dataclass
 class Trajectory:
     """What the sampler's callback saw at every step: t, ᾱ_t, x_t and x̂0 (each (R, τ), R = 88
-    per roll channel of ``channels``)."""
+    per roll channel of ``channels``), and, once :meth:`score` ran, the note F1 of x̂0 and of x_t."""
 
     t: list[int] = field(default_factory=list)
     alpha_bar: list[float] = field(default_factory=list)
@@ -221,8 +295,10 @@ class Trajectory:
     x0: np.ndarray | None = None  # the sampler's final output
     fps: float = 31.25
     label: str = ""
-    f1: list[float] | None = None  # note F1 of x̂0 at each step, when a reference is known
     channels: tuple[str, ...] = ("frame",)
+    decode: Callable[[np.ndarray], list] | None = field(default=None, repr=False)  # roll -> notes
+    f1: list[float] | None = None  # note F1 of x̂0 at each step
+    f1_xt: list[float] | None = None  # note F1 of x_t itself (noise at t = T, the roll at t = 1)
 
     def __len__(self) -> int:
         return len(self.t)
@@ -233,21 +309,31 @@ class Trajectory:
         self.x_t.append(_np(info["x_t"])[0].astype(np.float16))
         self.x0_hat.append(_np(info["x0_hat"])[0].astype(np.float16))
 
-    def score(self, ref_notes, threshold: float = 0.5) -> list[float]:
-        """Note F1 (onset, 50 ms) of thresholded x̂0 at every step against ``ref_notes``."""
-        from .evaluate import note_scores
+    def notes(self, roll) -> list:
+        """Notes of a roll of this trajectory (the pipeline's decoding when recorded with one)."""
         from .roll import roll_to_notes
 
-        self.f1 = [note_scores(ref_notes, roll_to_notes(x.astype(np.float32), self.fps, threshold,
-                                                        channels=self.channels))["f1"]
-                   for x in self.x0_hat]
+        roll = np.asarray(roll, dtype=np.float32)
+        return self.decode(roll) if self.decode is not None else roll_to_notes(roll, self.fps, channels=self.channels)
+
+    def score(self, ref_notes) -> list[float]:
+        """Note F1 (onset, 50 ms) against ``ref_notes`` of x̂0 (``f1``) and of x_t read as a roll
+        (``f1_xt``) at every step; returns ``f1``."""
+        from .evaluate import note_scores
+
+        self.f1 = [note_scores(ref_notes, self.notes(x))["f1"] for x in self.x0_hat]
+        self.f1_xt = [note_scores(ref_notes, self.notes(x))["f1"] for x in self.x_t]
         return self.f1
 
+    def x0_change(self) -> np.ndarray:
+        """Mean |x̂0 − x0| at every step: how far x̂0 still is from the sampler's output."""
+        return np.array([float(np.abs(x.astype(np.float32) - self.x0).mean()) for x in self.x0_hat])
 
-def record_trajectory(pipe, mel, w: float = 0.5, sampler: str = "ddpm", steps: int | None = None,
+
+def record_trajectory(pipe: Pipeline, mel, w: float = 0.5, sampler: str = "ddpm", steps: int | None = None,
                       seed: int = 0, label: str = "") -> Trajectory:
     """Run Algorithm 1 once with a :class:`~diffroll.pipeline.Pipeline` on one c_mel (n_mels, τ)
-    (or (1, n_mels, τ)) and keep every step.
+    (or (1, n_mels, τ)) and keep every step; notes are read with ``pipe.decode``.
 
     ``w = -1`` is generation (§4.3): c_mel is then ignored.
     """
@@ -258,7 +344,7 @@ def record_trajectory(pipe, mel, w: float = 0.5, sampler: str = "ddpm", steps: i
     if mel.dim() == 2:
         mel = mel[None]
     mel = mel.to(pipe.device)
-    traj = Trajectory(fps=cfg.audio.fps, label=label, channels=tuple(cfg.roll.roll_channels))
+    traj = Trajectory(fps=cfg.audio.fps, label=label, channels=tuple(cfg.roll.roll_channels), decode=pipe.decode)
     g = torch.Generator().manual_seed(seed)
     x0 = pipe.diffusion.sample(pipe.model, mel, w=w, sampler=sampler, steps=steps, generator=g,
                                callback=traj.callback)
@@ -269,22 +355,43 @@ def record_trajectory(pipe, mel, w: float = 0.5, sampler: str = "ddpm", steps: i
 def _frame_title(traj: Trajectory, i: int) -> str:
     s = f"{traj.label}  step {i + 1}/{len(traj)}   t = {traj.t[i]}   ᾱ_t = {traj.alpha_bar[i]:.4f}"
     if traj.f1 is not None:
-        s += f"   note F1(x̂0) = {traj.f1[i]:.3f}"
+        s += f"   note F1: x̂0 {traj.f1[i]:.3f}, x_t {traj.f1_xt[i]:.3f}"
     return s
 
 
-def _trajectory_figure(traj: Trajectory, ref_roll=None, figsize=(9, 5)):
+@dataclass
+class _StepFigure:
+    """The figure the animation and the scrubber redraw: x_t, x̂0 (with its onsets) and the reference."""
+
+    fig: plt.Figure
+    im_xt: object
+    im_x0: object
+    onsets: object | None
+    title: object
+
+    def draw(self, traj: Trajectory, i: int) -> None:
+        self.im_xt.set_data(channel(traj.x_t[i], "frame", traj.channels))
+        self.im_x0.set_data(channel(traj.x0_hat[i], "frame", traj.channels))
+        if self.onsets is not None:
+            self.onsets.set_offsets(onset_points(traj.x0_hat[i], traj.fps, traj.channels))
+        self.title.set_text(_frame_title(traj, i))
+
+
+def _trajectory_figure(traj: Trajectory, ref_roll=None, figsize=(9, 5)) -> _StepFigure:
     n = 3 if ref_roll is not None else 2
     fig, axes = plt.subplots(n, 1, figsize=(figsize[0], figsize[1] * n / 2), sharex=True)
-    im_xt = show_roll(traj.x_t[0].astype(np.float32), axes[0], traj.fps, "x_t", vmin=-1.5, vmax=1.5)
-    im_x0 = show_roll(traj.x0_hat[0].astype(np.float32), axes[1], traj.fps, "x̂0 (Alg. 1 line 4)")
+    ch = traj.channels
+    im_xt = show_roll(traj.x_t[0], axes[0], traj.fps, "x_t (frame channel)", vmin=-1.5, vmax=1.5, channels=ch,
+                      onsets=False)
+    im_x0 = show_roll(traj.x0_hat[0], axes[1], traj.fps, "x̂0 (Alg. 1 line 4)" + (", onsets ticked" if "onset" in ch
+                                                                                 else ""), channels=ch)
     if ref_roll is not None:
-        show_roll(ref_roll, axes[2], traj.fps, "reference")
+        show_roll(ref_roll, axes[2], traj.fps, "reference", channels=ch)
     for ax in axes[:-1]:
         ax.set_xlabel("")
     title = fig.suptitle(_frame_title(traj, 0), fontsize=10)
     fig.tight_layout()
-    return fig, im_xt, im_x0, title
+    return _StepFigure(fig, im_xt, im_x0, getattr(axes[1], "onset_marks", None), title)
 
 
 def trajectory_frames(traj: Trajectory, max_frames: int = 60) -> list[int]:
@@ -295,24 +402,17 @@ def trajectory_frames(traj: Trajectory, max_frames: int = 60) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, n - 1, max_frames)})
 
 
-def animate_trajectory(traj: Trajectory, path, ref_roll=None, max_frames: int = 60, fps: int = 8):
+def animate_trajectory(traj: Trajectory, path, ref_roll=None, max_frames: int = 60, fps: int = 8) -> Path:
     """A GIF (matplotlib.animation + Pillow) of x_t and x̂0 over the reverse steps."""
     from matplotlib.animation import FuncAnimation, PillowWriter
 
-    fig, im_xt, im_x0, title = _trajectory_figure(traj, ref_roll)
-    frames = trajectory_frames(traj, max_frames)
-
-    def update(i):
-        im_xt.set_data(traj.x_t[i].astype(np.float32))
-        im_x0.set_data(traj.x0_hat[i].astype(np.float32))
-        title.set_text(_frame_title(traj, i))
-        return im_xt, im_x0, title
-
-    anim = FuncAnimation(fig, update, frames=frames, blit=False)
+    figure = _trajectory_figure(traj, ref_roll)
+    anim = FuncAnimation(figure.fig, lambda i: figure.draw(traj, i), frames=trajectory_frames(traj, max_frames),
+                         blit=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     anim.save(str(path), writer=PillowWriter(fps=fps), dpi=72)
-    plt.close(fig)
+    plt.close(figure.fig)
     return path
 
 
@@ -322,26 +422,32 @@ def plot_trajectory_steps(traj: Trajectory, n: int = 6, path=None):
     rolls = [np.clip(traj.x0_hat[i].astype(np.float32), 0, 1) for i in idx]
     titles = [f"t = {traj.t[i]}  ᾱ = {traj.alpha_bar[i]:.3f}"
               + (f"  F1 = {traj.f1[i]:.2f}" if traj.f1 is not None else "") for i in idx]
-    return plot_rolls(rolls, titles, traj.fps, path, ncols=2, suptitle=f"{traj.label}: x̂0 over the reverse steps")
+    return plot_rolls(rolls, titles, traj.fps, path, ncols=2, suptitle=f"{traj.label}: x̂0 over the reverse steps",
+                      channels=traj.channels)
 
 
 def plot_trajectory_curves(trajs: Sequence[Trajectory], path=None):
-    """Note F1 of x̂0 (when scored) and the range of x_t against t, for each trajectory."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
-    for traj in trajs:
+    """Against t, for each trajectory: note F1 of x̂0 (solid) and of x_t (dashed) when scored,
+    mean |x̂0 − x0| (x̂0 converging), and the 1st–99th percentile range of x_t."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.5))
+    for k, traj in enumerate(trajs):
         if traj.f1 is not None:
-            axes[0].plot(traj.t, traj.f1, label=traj.label)
+            axes[0].plot(traj.t, traj.f1, color=f"C{k}", label=f"{traj.label}: x̂0")
+            axes[0].plot(traj.t, traj.f1_xt, "--", color=f"C{k}", label=f"{traj.label}: x_t")
+        axes[1].plot(traj.t, traj.x0_change(), color=f"C{k}", label=traj.label)
         lo = [float(np.percentile(x.astype(np.float32), 1)) for x in traj.x_t]
         hi = [float(np.percentile(x.astype(np.float32), 99)) for x in traj.x_t]
-        axes[1].fill_between(traj.t, lo, hi, alpha=0.3, label=traj.label)
-    axes[0].set_title("note F1 of x̂0 vs t")
+        axes[2].fill_between(traj.t, lo, hi, color=f"C{k}", alpha=0.3, label=traj.label)
+    axes[0].set_title("note F1 vs t")
     axes[0].set_ylim(0, 1)
-    axes[1].set_title("1st–99th percentile of x_t vs t (§4.3: narrows to ~[0, 1])")
+    axes[1].set_title("mean |x̂0 − x0| vs t (x̂0 converging)")
+    axes[2].set_title("1st–99th percentile of x_t vs t (§4.3: narrows to ~[0, 1])")
     for ax in axes:
         ax.set_xlabel("t")
         ax.invert_xaxis()
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
     return fig
@@ -351,15 +457,15 @@ class TrajectoryScrubber:
     """An ipywidgets slider + Play button that scrub through a :class:`Trajectory`.
 
     Each move redraws x_t and x̂0 as a PNG in an ``ipywidgets.Image`` and shows t, ᾱ_t and the
-    note F1 of the current x̂0. ``widget`` is the box to display; :meth:`show` renders step i.
+    note F1 of the current x̂0 and x_t. ``widget`` is the box to display; :meth:`show` renders step i.
     """
 
     def __init__(self, traj: Trajectory, ref_roll=None, interval_ms: int = 150):
         import ipywidgets as widgets
 
         self.traj, self.ref_roll = traj, ref_roll
-        self._fig, self._im_xt, self._im_x0, self._title = _trajectory_figure(traj, ref_roll, figsize=(8, 4))
-        plt.close(self._fig)  # drawn into PNGs only; never shown by the inline backend
+        self._figure = _trajectory_figure(traj, ref_roll, figsize=(8, 4))
+        plt.close(self._figure.fig)  # drawn into PNGs only; never shown by the inline backend
         last = len(traj) - 1
         self.slider = widgets.IntSlider(value=0, min=0, max=last, step=1, description="step",
                                         continuous_update=True, layout=widgets.Layout(width="60%"))
@@ -377,18 +483,17 @@ class TrajectoryScrubber:
 
     def render(self, i: int) -> bytes:
         if i not in self._cache:
-            self._im_xt.set_data(self.traj.x_t[i].astype(np.float32))
-            self._im_x0.set_data(self.traj.x0_hat[i].astype(np.float32))
-            self._title.set_text(_frame_title(self.traj, i))
+            self._figure.draw(self.traj, i)
             buf = io.BytesIO()
-            self._fig.savefig(buf, format="png", dpi=72)
+            self._figure.fig.savefig(buf, format="png", dpi=72)
             self._cache[i] = buf.getvalue()
         return self._cache[i]
 
     def show(self, i: int) -> None:
         i = int(i)
         traj = self.traj
-        f1 = f" &nbsp; note F1(x̂0) = <b>{traj.f1[i]:.3f}</b>" if traj.f1 is not None else ""
+        f1 = (f" &nbsp; note F1: x̂0 <b>{traj.f1[i]:.3f}</b>, x_t <b>{traj.f1_xt[i]:.3f}</b>"
+              if traj.f1 is not None else "")
         self.label.value = (f"<span class='diffroll-status'>step {i + 1}/{len(traj)} &nbsp; t = <b>{traj.t[i]}</b>"
                             f" &nbsp; ᾱ_t = <b>{traj.alpha_bar[i]:.4f}</b>{f1}</span>")
         self.image.value = self.render(i)
@@ -408,24 +513,30 @@ def mask_spans(mask) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist()))
 
 
-def outline_spans(ax, spans, fps: float, ymin: float, ymax: float, color: str = "red"):
+def outline_spans(ax, spans, fps: float, ymin: float, ymax: float, color: str = "red") -> None:
+    """Red (by default) rectangles around [start, end) frame spans, from ``ymin`` to ``ymax``."""
     for s, e in spans:
         ax.add_patch(Rectangle((s / fps, ymin), (e - s) / fps, ymax - ymin, fill=False, edgecolor=color, lw=2.5))
 
 
-def plot_inpainting(mel, mask, x0, ref_roll=None, fps: float = 31.25, title: str = "", path=None):
-    """Fig. 5: the masked c_mel and the inpainted roll, masked spans outlined in red."""
+def plot_inpainting(mel, mask, x0, ref_roll=None, fps: float = 31.25, title: str = "", path=None,
+                    channels: Sequence[str] | None = None):
+    """Fig. 5: the masked c_mel and the inpainted roll (and the reference), masked spans
+    outlined in red on every panel."""
     mel, x0 = _np(mel), _np(x0)
     spans = mask_spans(mask)
     n = 3 if ref_roll is not None else 2
     fig, axes = plt.subplots(n, 1, figsize=(10, 2.6 * n), sharex=True)
     show_mel(mel, axes[0], fps, "c_mel with masked spans set to −1")
     outline_spans(axes[0], spans, fps, 0, mel.shape[0])
-    show_roll(np.clip(x0, 0, 1), axes[1], fps, "DiffRoll output x0: transcribed outside, generated inside red")
-    outline_spans(axes[1], spans, fps, LOWEST_MIDI - 0.5, LOWEST_MIDI + N_KEYS - 0.5)
+    show_roll(np.clip(x0, 0, 1), axes[1], fps, "DiffRoll output x0: transcribed outside, generated inside red",
+              channels=channels)
+    outline_spans(axes[1], spans, fps, *PITCH_RANGE)
     if ref_roll is not None:
-        show_roll(ref_roll, axes[2], fps, "reference roll")
-        outline_spans(axes[2], spans, fps, LOWEST_MIDI - 0.5, LOWEST_MIDI + N_KEYS - 0.5)
+        show_roll(ref_roll, axes[2], fps, "reference roll", channels=channels)
+        outline_spans(axes[2], spans, fps, *PITCH_RANGE)
+    for ax in axes[:-1]:
+        ax.set_xlabel("")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -433,12 +544,12 @@ def plot_inpainting(mel, mask, x0, ref_roll=None, fps: float = 31.25, title: str
     return fig
 
 
-# --- generation statistics (§4.3) ----------------------------------------------------------------
+# --- statistics of notes (corpus §4, generation §4.3) ----------------------------------------------
 
-def plot_roll_statistics(stats: dict[str, dict], path=None):
-    """Polyphony, pitch and note-length histograms of several sets of rolls.
+def plot_note_statistics(stats: dict[str, dict], path=None, title: str = ""):
+    """Polyphony, pitch and note-length histograms (densities) of several sets of notes.
 
-    ``stats`` maps a label to :func:`diffroll.experiments.roll_statistics`' dict.
+    ``stats`` maps a label to :func:`diffroll.data.note_statistics`' dict.
     """
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     for k, (label, s) in enumerate(stats.items()):
@@ -456,9 +567,34 @@ def plot_roll_statistics(stats: dict[str, dict], path=None):
     for ax in axes:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     _save(fig, path)
     return fig
+
+
+def plot_stacked_bars(rows: list[dict], x: str, stack: str, value: str = "hours", path=None, title: str = "",
+                      ax=None):
+    """Bars of ``value`` summed per ``x``, stacked by ``stack`` (e.g. hours per source, by split)."""
+    xs = list(dict.fromkeys(r[x] for r in rows))
+    stacks = list(dict.fromkeys(r[stack] for r in rows))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(5, 1.1 * len(xs)), 3.6))
+    bottom = np.zeros(len(xs))
+    for k, level in enumerate(stacks):
+        heights = np.array([sum(r[value] for r in rows if r[x] == v and r[stack] == level) for v in xs])
+        ax.bar(xs, heights, bottom=bottom, color=f"C{k}", label=str(level))
+        bottom += heights
+    ax.set_ylabel(value)
+    ax.set_xlabel(x)
+    ax.set_title(title or f"{value} per {x}, by {stack}")
+    ax.tick_params(axis="x", rotation=20)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    _save(ax.figure, path)
+    return ax.figure
 
 
 # --- tables of scores ---------------------------------------------------------------------------

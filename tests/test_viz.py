@@ -1,24 +1,37 @@
-"""Plots and widgets of diffroll.viz (and the statistics of diffroll.experiments) on a tiny model."""
+"""What the notebooks show: the plots and widgets of diffroll.viz (each test checks what a plot
+draws: its panels, the data on its lines and images, its titles, the file written), the
+statistics they plot (diffroll.data), and the notebook glue (diffroll.experiments)."""
 import matplotlib
 
 matplotlib.use("Agg")
+import csv  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from fixtures_data import make_midi, maestro_fixture  # noqa: E402
+from toy_data import toy_roll_only, toy_segments  # noqa: E402
 
-from diffroll import viz  # noqa: E402
-from diffroll.config import get_config  # noqa: E402
-from diffroll.pipeline import Pipeline  # noqa: E402
+from diffroll import data, viz  # noqa: E402
+from diffroll import experiments as ex  # noqa: E402
+from diffroll.config import NOTE_STATE, get_config  # noqa: E402
 from diffroll.diffusion import Diffusion  # noqa: E402
-from diffroll.experiments import notes_in_spans, roll_statistics, to_markdown, write_table  # noqa: E402
-from diffroll.model import DiffRoll  # noqa: E402
+from diffroll.pipeline import Pipeline, new_model  # noqa: E402
+from diffroll.roll import Note, notes_to_roll  # noqa: E402
+
+FPS = 31.25
+NOTES = [Note(0.32, 0.96, 60, 100), Note(0.64, 1.6, 64, 50)]  # frames 10-30 and 20-50
+
+
+def note_state_roll(frames: int = 64) -> np.ndarray:
+    return notes_to_roll(NOTES, FPS, n_frames=frames, channels=NOTE_STATE)
 
 
 @pytest.fixture(scope="module")
 def tiny():
     cfg = get_config("smoke")
     torch.manual_seed(0)
-    model = DiffRoll(cfg.model, len(cfg.roll.roll_channels)).eval()
+    model = new_model(cfg).eval()
     torch.nn.init.normal_(model.output_proj.weight, std=0.1)  # not all-zero output
     return Pipeline(model, cfg)
 
@@ -27,26 +40,134 @@ def tiny():
 def trajectory(tiny):
     mel = torch.rand(tiny.config.model.n_mels, 48)
     traj = viz.record_trajectory(tiny, mel, w=0.5, seed=0, label="test")
-    traj.score([(0.1, 0.5, 60), (0.6, 1.0, 64)])
+    traj.score([Note(0.1, 0.5, 60), Note(0.6, 1.0, 64)])
     return traj
 
 
-def test_plot_history_with_and_without_validation(tmp_path):
+def image_data(ax) -> np.ndarray:
+    return np.asarray(ax.images[0].get_array())
+
+
+# --- training history ---------------------------------------------------------------------------
+
+def test_plot_history_draws_the_losses_and_f1(tmp_path):
     hist = [{"step": s, "loss": 1.0 / s} for s in range(1, 50)]
     fig = viz.plot_history(hist, tmp_path / "h.png")
     assert len(fig.axes) == 1 and (tmp_path / "h.png").stat().st_size > 0
+    line = fig.axes[0].lines[0]
+    assert list(line.get_xdata()) == list(range(1, 50)) and np.allclose(line.get_ydata(), [1 / s for s in range(1, 50)])
+    assert fig.axes[0].get_yscale() == "log"
     hist += [{"step": 25, "val_loss": 0.1, "val_note_f1": 0.4}, {"step": 49, "val_loss": 0.05, "val_note_f1": 0.6}]
     fig = viz.plot_history(hist)
     assert len(fig.axes) == 2
-    assert list(fig.axes[1].lines[0].get_ydata()) == [0.4, 0.6]
+    assert list(fig.axes[0].lines[1].get_ydata()) == [0.1, 0.05]  # validation loss
+    assert list(fig.axes[1].lines[0].get_ydata()) == [0.4, 0.6] and fig.axes[1].get_ylim() == (0, 1)
 
+
+# --- rolls --------------------------------------------------------------------------------------
+
+def test_roll_channels_channel_and_onsets():
+    roll = note_state_roll()
+    assert viz.roll_channels(roll) == NOTE_STATE and viz.roll_channels(roll[:88]) == ("frame",)
+    with pytest.raises(ValueError, match="channels"):
+        viz.roll_channels(np.zeros((176, 8)))
+    with pytest.raises(ValueError, match="cannot hold"):
+        viz.roll_channels(roll, ("frame",))
+    np.testing.assert_array_equal(viz.channel(roll, "velocity"), roll[176:])
+    np.testing.assert_allclose(viz.onset_points(roll, FPS), [[10 / FPS, 60], [20 / FPS, 64]])
+    assert viz.onset_points(roll[:88], FPS).shape == (0, 2)
+
+
+def test_show_roll_draws_the_frame_channel_and_ticks_onsets():
+    roll = note_state_roll()
+    _, ax = matplotlib.pyplot.subplots()
+    viz.show_roll(roll, ax, FPS, title="x")
+    np.testing.assert_array_equal(image_data(ax), roll[:88])
+    np.testing.assert_allclose(ax.onset_marks.get_offsets(), viz.onset_points(roll, FPS))
+    assert ax.get_title() == "x" and ax.images[0].get_extent() == [0, 64 / FPS, 20.5, 108.5]
+    _, ax = matplotlib.pyplot.subplots()
+    viz.show_roll(roll[:88], ax, FPS)  # the paper's frame roll: no onsets to tick
+    assert not ax.collections and not hasattr(ax, "onset_marks")
+
+
+def test_plot_rolls_and_channels(tmp_path):
+    roll = note_state_roll()
+    fig = viz.plot_rolls([roll, 2 * roll, roll], ["a", "b", "c"], FPS, tmp_path / "r.png", ncols=2)
+    assert [ax.get_title() for ax in fig.axes if ax.images] == ["a", "b", "c"]
+    assert not fig.axes[3].axison  # the unused fourth cell is switched off
+    np.testing.assert_array_equal(image_data(fig.axes[1]), 2 * roll[:88])
+    fig = viz.plot_channels(roll, FPS, path=tmp_path / "c.png", title="piece")
+    assert [ax.get_title() for ax in fig.axes] == ["frame channel", "onset channel", "velocity channel"]
+    for k, ax in enumerate(fig.axes):
+        np.testing.assert_array_equal(image_data(ax), roll[88 * k:88 * (k + 1)])
+    assert fig._suptitle.get_text() == "piece" and (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_plot_piece_shades_the_pedal(tmp_path):
+    roll, mel = note_state_roll(), np.random.rand(229, 64)
+    fig = viz.plot_piece(mel, roll, FPS, pedal=[(0.2, 0.9), (1.5, 9.0), (5.0, 6.0)], path=tmp_path / "p.png")
+    mel_ax, roll_ax, pedal_ax = fig.axes
+    np.testing.assert_allclose(image_data(mel_ax), mel)
+    np.testing.assert_array_equal(image_data(roll_ax), roll[:88])
+    spans = [(p.get_x(), p.get_x() + p.get_width()) for p in pedal_ax.patches]
+    np.testing.assert_allclose(spans, [(0.2, 0.9), (1.5, 64 / FPS)])  # the span past the end is cut, the next dropped
+    assert len(roll_ax.patches) == 2 and roll_ax.get_legend() is not None
+    assert (tmp_path / "p.png").stat().st_size > 0
+
+
+# --- the schedule and the forward process ---------------------------------------------------------
+
+def test_schedule_plot_shows_alpha_and_alpha_bar(tmp_path):
+    d = Diffusion()
+    fig = viz.plot_schedule(d, tmp_path / "s.png")
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), d.alphas.numpy())
+    np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), d.alphas_cumprod.numpy())
+    np.testing.assert_allclose(fig.axes[1].lines[1].get_ydata() ** 2, d.alphas_cumprod.numpy(), rtol=1e-6)
+    assert fig.axes[1].get_title() == f"ᾱ_T = {d.alphas_cumprod[-1]:.4f}" and (tmp_path / "s.png").is_file()
+
+
+def test_forward_plot_shows_x_t_of_eq_1(tmp_path):
+    d, roll = Diffusion(), note_state_roll()
+    fig = viz.plot_forward(roll, d, [0, 50, 200], seed=3, path=tmp_path / "f.png")
+    axes = [a for a in fig.axes if a.images]
+    assert len(axes) == 3 and axes[1].get_title().startswith("t = 50")
+    x0 = torch.from_numpy(roll)[None]
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(3))
+    np.testing.assert_array_equal(image_data(axes[0]), roll[:88])  # t = 0: the roll itself
+    np.testing.assert_allclose(image_data(axes[2]), d.q_sample(x0, torch.tensor([200]), eps)[0, :88].numpy(), atol=1e-6)
+    assert not axes[2].collections  # noisy rolls: no onset ticks
+
+
+# --- trajectories -------------------------------------------------------------------------------
 
 def test_trajectory_records_every_step(tiny, trajectory):
     T = tiny.config.diffusion.T
     assert len(trajectory) == T and trajectory.t == list(range(T, 0, -1))
-    assert trajectory.x_t[0].shape == (3 * 88, 48) and len(trajectory.f1) == T  # frame, onset, velocity
+    assert trajectory.x_t[0].shape == (3 * 88, 48) and len(trajectory.f1) == len(trajectory.f1_xt) == T
+    assert trajectory.channels == NOTE_STATE
     assert np.all(np.diff(trajectory.alpha_bar) > 0)
     np.testing.assert_allclose(trajectory.x0, trajectory.x0_hat[-1].astype(np.float32), atol=1e-2)
+    change = trajectory.x0_change()
+    assert change.shape == (T,) and change[-1] < 1e-2 < change[0]
+
+
+def test_trajectory_scores_read_notes_with_the_pipeline(tiny):
+    roll = notes_to_roll(NOTES, FPS, n_frames=64, channels=NOTE_STATE)
+    traj = viz.Trajectory(x_t=[np.zeros_like(roll), roll], x0_hat=[roll, roll], t=[2, 1], alpha_bar=[0.5, 1.0],
+                          channels=NOTE_STATE, decode=tiny.decode)
+    assert traj.score(NOTES) == [1.0, 1.0] and traj.f1_xt == [0.0, 1.0]
+
+
+def test_trajectory_figures(tmp_path, trajectory):
+    fig = viz.plot_trajectory_curves([trajectory], tmp_path / "c.png")
+    f1_ax, change_ax, _ = fig.axes
+    assert list(f1_ax.lines[0].get_ydata()) == trajectory.f1 and list(f1_ax.lines[1].get_ydata()) == trajectory.f1_xt
+    np.testing.assert_allclose(change_ax.lines[0].get_ydata(), trajectory.x0_change())
+    fig = viz.plot_trajectory_steps(trajectory, 4, tmp_path / "s.png")
+    idx = viz.trajectory_frames(trajectory, 4)
+    assert idx[0] == 0 and idx[-1] == len(trajectory) - 1 and len(fig.axes) == 4
+    np.testing.assert_allclose(image_data(fig.axes[-1]), np.clip(trajectory.x0_hat[-1][:88].astype(np.float32), 0, 1))
+    assert fig.axes[-1].get_title().startswith(f"t = {trajectory.t[-1]}")
 
 
 def test_animation_gif(tmp_path, trajectory):
@@ -64,7 +185,12 @@ def test_scrubber_redraws_on_slider_move(trajectory):
     scrub.slider.value = len(trajectory) - 1
     assert scrub.image.value != png0 and scrub.label.value != label0
     assert scrub.play.max == scrub.slider.max == len(trajectory) - 1
+    last = trajectory.x0_hat[-1]
+    np.testing.assert_array_equal(scrub._figure.im_x0.get_array(), viz.channel(last, "frame", NOTE_STATE))
+    np.testing.assert_allclose(scrub._figure.onsets.get_offsets(), viz.onset_points(last, FPS, NOTE_STATE))
 
+
+# --- inpainting ---------------------------------------------------------------------------------
 
 def test_mask_spans_and_inpainting_plot(tmp_path):
     mask = np.zeros(40, bool)
@@ -73,35 +199,113 @@ def test_mask_spans_and_inpainting_plot(tmp_path):
     assert viz.mask_spans(np.ones(3, bool)) == [(0, 3)] and viz.mask_spans(np.zeros(3, bool)) == []
     mel = np.random.rand(229, 40)
     mel[:, mask] = -1
-    fig = viz.plot_inpainting(mel, mask, np.random.rand(88, 40), np.zeros((88, 40)), path=tmp_path / "i.png")
+    x0 = np.random.rand(264, 40) * 1.4 - 0.2
+    fig = viz.plot_inpainting(mel, mask, x0, np.zeros((264, 40)), path=tmp_path / "i.png")
     red = [p for ax in fig.axes for p in ax.patches if p.get_edgecolor()[:3] == (1.0, 0.0, 0.0)]
     assert len(red) == 2 * 3  # two spans outlined on each of the three panels
+    assert np.ma.getmaskarray(fig.axes[0].images[0].get_array())[:, mask].all()  # masked frames show as blank
+    np.testing.assert_allclose(image_data(fig.axes[1]), np.clip(x0, 0, 1)[:88])
+    assert (tmp_path / "i.png").stat().st_size > 0
 
 
-def test_schedule_forward_and_rolls(tmp_path):
-    d = Diffusion()
-    viz.plot_schedule(d, tmp_path / "s.png")
-    roll = np.zeros((88, 64), np.float32)
-    roll[40, 10:30] = 1
-    fig = viz.plot_forward(roll, d, [0, 50, 200], path=tmp_path / "f.png")
-    assert len([a for a in fig.axes if a.images]) == 3
-    rgb = viz.compare_rolls(roll, np.roll(roll, 5, axis=1))
-    assert rgb.shape == (88, 64, 3)
-    np.testing.assert_allclose(rgb[40, 10], (0.2, 0.5, 1.0))  # missed
-    np.testing.assert_allclose(rgb[40, 32], (1.0, 0.25, 0.2))  # extra
-    np.testing.assert_allclose(rgb[40, 20], (1, 1, 1))  # hit
+# --- statistics and tables ----------------------------------------------------------------------
 
-
-def test_roll_statistics_and_tables(tmp_path):
-    roll = np.zeros((88, 100), np.float32)
-    roll[39, 0:50] = roll[43, 0:25] = 1  # MIDI 60 for 1.6 s, MIDI 64 for 0.8 s
-    s = roll_statistics([roll], fps=31.25)
+def test_note_statistics_and_their_plot(tmp_path):
+    s = data.note_statistics([[Note(0.0, 1.6, 60), Note(0.0, 0.8, 64)]], fps=FPS, seconds=[3.2])
     assert sorted(s["pitches"].tolist()) == [60, 64]
     np.testing.assert_allclose(sorted(s["lengths"]), [0.8, 1.6])
-    assert s["polyphony"].max() == 2 and s["mean_polyphony"] == pytest.approx(0.75)
-    viz.plot_roll_statistics({"a": s, "b": s}, tmp_path / "st.png")
-    assert notes_in_spans([(0.5, 1, 60), (2, 3, 61)], [(0, 1)]) == [(0.5, 1, 60)]
-    assert notes_in_spans([(0.5, 1, 60), (2, 3, 61)], [(0, 1)], inside=False) == [(2, 3, 61)]
-    csv_path, md_path = write_table([{"x": 1, "f1": 0.5}], tmp_path / "t")
-    assert csv_path.read_text().splitlines()[0] == "x,f1"
-    assert to_markdown([{"x": 1, "f1": 0.5}]).splitlines()[-1] == "| 1 | 0.500 |"
+    assert len(s["polyphony"]) == 100 and s["polyphony"].max() == 2 and s["mean_polyphony"] == pytest.approx(0.75)
+    assert s["notes_per_second"] == pytest.approx(2 / 3.2)
+    fig = viz.plot_note_statistics({"a": s, "b": s}, tmp_path / "st.png")
+    poly_ax, pitch_ax, _ = fig.axes
+    heights = [p.get_height() for p in pitch_ax.patches]
+    assert len(heights) == 2 * 44 and sum(h > 0 for h in heights) == 2 * 2  # bins of 2 keys: 60 and 64, twice
+    assert [t.get_text() for t in poly_ax.get_legend().get_texts()] == ["a (mean 0.75)", "b (mean 0.75)"]
+
+
+def test_plot_stacked_bars_sums_and_stacks():
+    rows = [{"source": "score", "split": "train", "hours": 1.0}, {"source": "score", "split": "test", "hours": 0.5},
+            {"source": "study", "split": "train", "hours": 2.0}, {"source": "score", "split": "train", "hours": 0.25}]
+    fig = viz.plot_stacked_bars(rows, x="source", stack="split")
+    train, test = fig.axes[0].containers
+    assert [b.get_height() for b in train] == [1.25, 2.0] and [b.get_height() for b in test] == [0.5, 0.0]
+    assert [b.get_y() for b in test] == [1.25, 2.0]  # stacked on top of train
+
+
+def test_score_plots(tmp_path):
+    fig = viz.plot_f1_vs_w({"m": {0.5: 0.8, 0.0: 0.7}}, tmp_path / "w.png", baselines={"disc": 0.6})
+    ax = fig.axes[0]
+    assert list(ax.lines[0].get_xdata()) == [0.0, 0.5] and list(ax.lines[0].get_ydata()) == [0.7, 0.8]
+    assert list(ax.lines[1].get_ydata()) == [0.6, 0.6]
+    fig = viz.plot_bars({"a": 0.3, "b": 0.5}, tmp_path / "b.png", reference={"a": 0.4})
+    ours, paper = fig.axes[0].containers
+    assert [b.get_height() for b in ours] == [0.3, 0.5] and paper[0].get_height() == 0.4
+
+
+def test_pedal_statistics(tmp_path):
+    notes = [(0.0, 1.0, 60), (5.0, 10.0, 62)]
+    pedal = [(1.0, 127), (3.0, 0), (4.0, 100), (6.0, 0), (8.0, 127)]  # the last press is never released
+    make_midi(notes, pedal).write(str(tmp_path / "a.mid"))
+    make_midi(notes).write(str(tmp_path / "b.mid"))
+    assert data.pedal_spans(tmp_path / "a.mid") == [(1.0, 3.0), (4.0, 6.0), (8.0, 10.0)]
+    assert data.pedal_share(tmp_path / "a.mid") == pytest.approx(0.6)
+    (row,) = data.pedal_statistics({"x": [tmp_path / "a.mid", tmp_path / "b.mid"]})
+    assert row["performances"] == 2 and row["pedalled share"] == 0.5
+    assert row["pedal-down share"] == pytest.approx(6 / 20)  # 6 s of 2 × 10 s
+    assert row["presses per minute"] == pytest.approx(3 / (20 / 60))
+
+
+def test_manifest_hours_and_corpus_midis(tmp_path):
+    rows = [("a", "train", "TimGM6mb", "score", "seen", 3600), ("a", "train", "csound", "score", "seen", 1800),
+            ("b", "test", "FluidR3_GM", "study", "unseen", 900)]
+    with open(tmp_path / "manifest.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["piece", "split", "soundfont", "audio", "midi", "seconds", "source",
+                                               "base", "copy", "program", "detune", "timbre"])
+        writer.writeheader()
+        for piece, split, font, source, timbre, seconds in rows:
+            writer.writerow({"piece": piece, "split": split, "soundfont": font, "audio": f"audio/{font}/{piece}.flac",
+                             "midi": f"midi/{piece}.mid", "seconds": seconds, "source": source, "base": piece,
+                             "copy": 0, "program": 0, "detune": 0, "timbre": timbre})
+    assert data.manifest_hours(tmp_path, ("split", "source")) == [
+        {"split": "test", "source": "study", "renders": 1, "hours": 0.25},
+        {"split": "train", "source": "score", "renders": 2, "hours": 1.5}]
+    assert data.corpus_midis(tmp_path) == {"score": [tmp_path / "midi/a.mid"], "study": [tmp_path / "midi/b.mid"]}
+    assert data.corpus_midis(tmp_path, splits=("train",)) == {"score": [tmp_path / "midi/a.mid"]}
+
+
+# --- pieces and notebook glue -------------------------------------------------------------------
+
+def test_load_pieces_cuts_wave_and_reference(tmp_path):
+    root = maestro_fixture(tmp_path)
+    cfg = get_config("smoke")
+    (whole,) = data.load_pieces(root, "train", n=1, cfg=cfg, dataset="maestro")
+    (cut,) = data.load_pieces(root, "train", n=1, max_seconds=0.75, cfg=cfg, dataset="maestro")
+    assert isinstance(cut, data.LoadedPiece) and cut.name == whole.name and cut.group == "2004"
+    assert len(cut.wave) == 12000 and len(whole.wave) > 12000
+    assert [n[:3] for n in cut.notes] == [(0.0, 0.5, 60), (0.5, 0.75, 64)]  # the second note clipped, not dropped
+    assert [n[:3] for n in whole.notes[:2]] == [(0.0, 0.5, 60), (0.5, 1.0, 64)]
+
+
+def test_fixed_loss_and_train_run_reuse(tmp_path):
+    cfg = get_config("smoke", max_steps=4, log_every=2, validate_every=0, checkpoint_every=100)
+    paired, rolls = toy_segments(8, 32), toy_roll_only(8, 32)
+    run = ex.train_run(cfg, tmp_path, "cell", paired=paired)
+    assert run.checkpoint.parent.name == f"cell-{ex.config_key(cfg)}" and run.history[-1]["step"] == 4
+    before, after = ex.loss_before_after(run, paired)
+    assert before == pytest.approx(ex.fixed_loss(Pipeline.from_config(cfg), paired))  # x̂0 = 0 for any init
+    assert ex.fixed_loss(run.pipeline, paired) == after  # fixed draws: the same number every time
+    assert ex.fixed_loss(run.pipeline, rolls, p=1.0) > 0  # roll-only sets get c_mel = -1
+    again = ex.train_run(cfg, tmp_path, "cell", paired=paired)  # reused, not retrained
+    assert again.history == run.history
+    assert ex.config_key(cfg.override(p=0.3)) != ex.config_key(cfg)
+
+
+def test_tables_and_spans(tmp_path):
+    assert ex.notes_in_spans([(0.5, 1, 60), (2, 3, 61)], [(0, 1)]) == [(0.5, 1, 60)]
+    assert ex.notes_in_spans([(0.5, 1, 60), (2, 3, 61)], [(0, 1)], inside=False) == [(2, 3, 61)]
+    csv_path, md_path = ex.write_table([{"x": 1, "f1": 0.5}, {"x": 2, "w": None}], tmp_path / "t")
+    assert csv_path.read_text().splitlines() == ["x,f1,w", "1,0.5,", "2,,"]
+    assert md_path.read_text().splitlines()[-1] == "| 2 |  |  |"
+    assert ex.to_markdown([{"x": 1, "f1": 0.5}]).splitlines()[-1] == "| 1 | 0.500 |"
+    cfg = get_config("smoke")
+    assert [ex.timbre_of(g, cfg) for g in ("TimGM6mb", "FluidR3_GM", "csound")] == ["seen", "unseen", "unseen"]

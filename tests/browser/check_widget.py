@@ -4,7 +4,8 @@ Starts JupyterLab (random localhost port, random token) on a temporary copy of t
 drives headless Chromium over the DevTools protocol (a tiny CDP client on websocket-client),
 runs every cell, then drags the step slider with real mouse events and checks that the status
 line (t, ᾱ_t, note F1) and the picture (screenshots of the image widget) change; finally presses
-Play and checks that the steps advance on their own.
+Play and checks that the steps advance on their own. It returns the status lines it saw, read
+as numbers (:func:`parse_status`).
 
     .venv/bin/python tests/browser/check_widget.py [--keep] [--timeout 300]
 
@@ -17,6 +18,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -139,6 +141,18 @@ def click(cdp: CDP, selector: str) -> None:
     cdp("Input.dispatchMouseEvent", type="mouseReleased", x=x, y=y, button="left", clickCount=1)
 
 
+STATUS = re.compile(r"step\s*(?P<step>\d+)/(?P<steps>\d+)\s+t\s*=\s*(?P<t>\d+)\s+ᾱ_t\s*=\s*(?P<alpha_bar>[\d.]+)"
+                    r"(?:\s+note F1:\s*x̂0\s*(?P<f1_x0>[\d.]+),\s*x_t\s*(?P<f1_xt>[\d.]+))?")
+
+
+def parse_status(text: str) -> dict:
+    """The scrubber's status line ("step i/N  t = …  ᾱ_t = …  note F1: x̂0 …, x_t …") as numbers."""
+    m = STATUS.search(text.replace("\xa0", " "))
+    if m is None:
+        raise WidgetCheckError(f"unreadable status line {text!r}")
+    return {k: (None if v is None else float(v) if "." in v else int(v)) for k, v in m.groupdict().items()}
+
+
 def check(timeout: float = 300.0, keep: bool = False, log=print) -> dict:
     """Run the whole check; returns what it saw, raises WidgetCheckError when the widget fails."""
     work = Path(tempfile.mkdtemp(prefix="diffroll-widget-"))
@@ -212,6 +226,7 @@ def check(timeout: float = 300.0, keep: bool = False, log=print) -> dict:
             raise WidgetCheckError("Play advanced the steps but the picture did not change")
         cdp.close()
         return {"before": label0, "after_drag": label1, "after_play": label2,
+                "status": [parse_status(label) for label in (label0, label1, label2)],
                 "pictures": [pic0[:12], pic1[:12], pic2[:12]]}
     finally:
         for p in reversed(procs):
