@@ -75,6 +75,18 @@ def split_notes(ref: list[Note], est: list[Note], onset_tolerance: float = ONSET
     return count
 
 
+def split_reference_notes(ref: list[Note], est: list[Note], min_seconds: float = 0.5,
+                          onset_tolerance: float = ONSET_TOLERANCE) -> list[Note]:
+    """The reference notes of at least ``min_seconds`` that ``est`` splits (see :func:`split_notes`)."""
+    out = []
+    for r in (Note(*n) for n in ref):
+        if r.offset - r.onset < min_seconds:
+            continue
+        if split_notes([r], [n for n in est if int(n[2]) == r.pitch], onset_tolerance):
+            out.append(r)
+    return out
+
+
 def _roll_to_freqs(roll: np.ndarray) -> list[np.ndarray]:
     return [mir_eval.util.midi_to_hz(np.flatnonzero(col) + LOWEST_MIDI) for col in roll.T]
 

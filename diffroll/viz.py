@@ -637,3 +637,30 @@ def plot_bars(values: dict[str, float], path=None, title: str = "", ylabel: str 
     fig.tight_layout()
     _save(fig, path)
     return fig
+
+
+def plot_split_example(ref_notes, estimates: dict[str, tuple], note, fps: float = 31.25, margin_s: float = 1.0,
+                       span: int = 6, path=None, title: str = ""):
+    """One held reference ``note`` (onset, offset, pitch) and what each model made of it: per model
+    (label -> (posteriorgram, its notes, its roll channels)) the frame channel around the note
+    (± ``span`` keys, ± ``margin_s``) with the reference note outlined in white and the estimated
+    notes of that pitch drawn as red bars (a note split in two shows as two bars)."""
+    from matplotlib.patches import Rectangle
+
+    on, off, pitch = float(note[0]), float(note[1]), int(note[2])
+    t0, t1 = max(on - margin_s, 0.0), off + margin_s
+    fig, axes = plt.subplots(1, len(estimates), figsize=(4.2 * len(estimates), 3.2), sharey=True, squeeze=False)
+    for ax, (label, (x0, notes, channels)) in zip(axes[0], estimates.items()):
+        show_roll(x0, ax, fps, channels=channels, onsets=True)
+        ax.add_patch(Rectangle((on, pitch - 0.5), off - on, 1, fill=False, ec="white", lw=1.5, ls="--"))
+        mine = [n for n in notes if int(n[2]) == pitch and n[1] > t0 and n[0] < t1]
+        for i, n in enumerate(mine):
+            ax.plot([n[0], n[1]], [pitch + 0.8, pitch + 0.8], color="red", lw=3, solid_capstyle="butt")
+        ax.set_xlim(t0, t1)
+        ax.set_ylim(pitch - span, pitch + span)
+        ax.set_title(f"{label}: {len(mine)} note{'s' if len(mine) != 1 else ''} for one held note", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig

@@ -309,3 +309,20 @@ def test_tables_and_spans(tmp_path):
     assert ex.to_markdown([{"x": 1, "f1": 0.5}]).splitlines()[-1] == "| 1 | 0.500 |"
     cfg = get_config("smoke")
     assert [ex.timbre_of(g, cfg) for g in ("TimGM6mb", "FluidR3_GM", "csound")] == ["seen", "unseen", "unseen"]
+
+
+def test_split_example_draws_each_models_notes_for_the_held_note(tmp_path):
+    from diffroll.evaluate import split_reference_notes
+    from diffroll.roll import Note, notes_to_roll
+
+    ref = [Note(0.5, 2.5, 60, 80)]
+    split = [Note(0.5, 1.2, 60, 80), Note(1.4, 2.5, 60, 80)]  # a dip read as a re-strike
+    assert split_reference_notes(ref, split) == ref and split_reference_notes(ref, ref) == []
+    fr = notes_to_roll(split, n_frames=100)
+    st = notes_to_roll(ref, n_frames=100, channels=("frame", "onset", "velocity"))
+    fig = viz.plot_split_example(ref, {"frame": (fr, split, ["frame"]), "state": (st, ref, ["frame", "onset", "velocity"])},
+                                 ref[0], path=tmp_path / "split.png")
+    assert (tmp_path / "split.png").stat().st_size > 0
+    left, right = fig.axes[:2]
+    assert "2 notes" in left.get_title() and "1 note " in right.get_title()
+    assert len([ln for ln in left.lines if ln.get_color() == "red"]) == 2
