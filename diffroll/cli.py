@@ -1,28 +1,47 @@
-"""The ``diffroll`` command: transcribe recordings to MIDI, generate rolls, inpaint.
+"""The ``diffroll`` command: transcribe recordings to MIDI (and CSV, and audio), generate, inpaint.
 
-    diffroll transcribe INPUT... -o OUTDIR [--checkpoint PATH] [--sampler S] [--steps N] [--w W]
+    diffroll transcribe INPUT... -o OUTDIR [--samples K] [--notes-csv] [--sonify] [--overwrite] ...
     diffroll generate -o out.mid [--seconds S] [--seed S]          (w = -1, §4.3)
     diffroll inpaint INPUT --mask START:END[,START:END...] -o out.mid   (c_mel = -1 there, §4.4)
     diffroll train [--scale S] [--run-dir DIR] [--max-steps N] ...  (also under torchrun)
 
 Exit status: 0 when every input was written (silent or empty audio gives an empty MIDI and a
 note saying so), 1 when an input or the checkpoint failed (the other inputs are still
-transcribed), 2 for a usage error. Each output is written to a temporary file and renamed, so a
-failed input never leaves a partial file behind.
+transcribed), 2 for a usage error (a bad option value, an output folder that is a file or not
+writable, --steps above the model's T: all found before any transcription).
+
+No silent wrong results:
+- audio with NaN or infinite samples is refused (exit 1, naming the file, how many samples and
+  where), unless ``--nonfinite zero`` replaces them by 0 (with a warning naming them);
+- existing outputs are never replaced unless ``--overwrite`` is given (that input fails);
+- every output is written to a temporary file and renamed once all of an input's outputs are
+  done, so a failed input leaves nothing behind;
+- ``--sampler ddpm`` draws its per-step noise per batch: its result depends on ``--batch-size``
+  (and ``--samples``); ddim and dpmpp do not.
+
+Long files are streamed (read, sampled and decoded window by window; only the notes are kept), so
+memory does not grow with the length of the audio (``--sonify`` too renders a minute at a time).
 """
 from __future__ import annotations
 
 import argparse
+import logging
+import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from .diffusion import SAMPLERS
-from .inference import DEFAULT_SAMPLER, DEFAULT_STEPS
+from .inference import DEFAULT_SAMPLER, DEFAULT_STEPS, NONFINITE_POLICIES, SILENCE_PEAK
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+MAX_GENERATE_SECONDS = 24 * 3600.0
+EPILOG = ("Exit status: 0 every input written; 1 an input or the checkpoint failed (the other inputs are still "
+          "done; nothing is written for a failed input, NaN / infinite audio is refused unless --nonfinite zero, "
+          "and existing outputs are kept unless --overwrite); 2 usage error, found before any work (option "
+          "values, an output folder that is a file or not writable, --steps above the model's T). Long audio is "
+          "streamed: memory does not grow with its length.")
 
 
 class CliError(Exception):
@@ -41,7 +60,52 @@ def _error(msg: str) -> None:
     print(f"diffroll: error: {msg}", file=sys.stderr, flush=True)
 
 
+class _StderrLog(logging.Handler):
+    """The package's warnings (NaN samples replaced, a stuck note cut) as ``diffroll: warning: ...``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"diffroll: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr, flush=True)
+
+
+def _log_to_stderr() -> None:
+    logger = logging.getLogger("diffroll")
+    if not any(isinstance(h, _StderrLog) for h in logger.handlers):
+        handler = _StderrLog(logging.WARNING)
+        logger.addHandler(handler)
+
+
 # --- arguments ----------------------------------------------------------------------------------
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def _threshold(text: str) -> float:
+    value = _finite(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1 (x̂0 rolls are 0 or 1), got {text}")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = _finite(text)
+    if not 0 < value <= MAX_GENERATE_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be > 0 and at most {MAX_GENERATE_SECONDS:.0f} (24 hours), got {text}")
+    return value
+
 
 def _spans(text: str) -> list[tuple[float, float]]:
     spans = []
@@ -50,6 +114,8 @@ def _spans(text: str) -> list[tuple[float, float]]:
             start, end = (float(x) for x in part.split(":"))
         except ValueError:
             raise argparse.ArgumentTypeError(f"bad mask span {part!r}: expected START:END in seconds")
+        if not (math.isfinite(start) and math.isfinite(end)):
+            raise argparse.ArgumentTypeError(f"bad mask span {part!r}: START and END must be finite seconds")
         if not 0 <= start < end:
             raise argparse.ArgumentTypeError(f"bad mask span {part!r}: need 0 <= START < END")
         spans.append((start, end))
@@ -57,28 +123,72 @@ def _spans(text: str) -> list[tuple[float, float]]:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
-def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True) -> None:
+def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True, samples: bool = True) -> None:
     g = p.add_argument_group("model and sampling")
     g.add_argument("--checkpoint", type=Path, default=None,
                    help="model checkpoint (default: the bundled checkpoints/diffroll-cpu.pt)")
     g.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
                    help=f"ddpm (the paper's), ddim or dpmpp (DPM-Solver++ 2M) (default: {DEFAULT_SAMPLER})")
     g.add_argument("--steps", type=_positive_int, default=DEFAULT_STEPS,
-                   help=f"sampling steps out of T (default: {DEFAULT_STEPS}; the paper: all 200)")
+                   help=f"sampling steps, at most the model's T (default: {DEFAULT_STEPS}; the paper: all 200)")
     if guidance:
-        g.add_argument("--w", type=float, default=None,
+        g.add_argument("--w", type=_finite, default=None,
                        help="guidance weight of Algorithm 1 (default: the checkpoint's, 0.5 in the paper)")
+    if samples:
+        g.add_argument("--samples", type=_positive_int, default=1, metavar="K",
+                       help="draw K transcriptions (different noise, batched together) and keep the notes a "
+                            "majority (more than K/2) holds; each note's confidence is the share of samples "
+                            "holding it (same pitch, onset within 50 ms) (default: 1, confidence 1.0)")
     g.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     g.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
-    g.add_argument("--batch-size", type=_positive_int, default=4, help="windows sampled at once (default: 4)")
-    g.add_argument("--threshold", type=float, default=None, help="x0 -> note threshold (default: 0.5)")
+    g.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch CPU threads (default: torch's, one per core; on a machine busy with other work "
+                        "1 is often much faster)")
+    g.add_argument("--batch-size", type=_positive_int, default=4,
+                   help="rolls (windows x samples) sampled per network call (default: 4). With --sampler ddpm "
+                        "the result depends on it: DDPM's per-step noise is drawn per batch")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    d = p.add_argument_group("reading notes from the roll")
+    d.add_argument("--frame-threshold", "--threshold", dest="frame_threshold", type=_threshold, default=None,
+                   metavar="X",
+                   help="x̂0 frame value above which a key sounds (default: the checkpoint's, 0.5)")
+    d.add_argument("--onset-threshold", type=_threshold, default=None, metavar="X",
+                   help="x̂0 onset value above which a note starts, for note-state models (default: the "
+                        "checkpoint's, 0.5; frame-only models have no onsets)")
+    d.add_argument("--min-note-ms", type=_milliseconds, default=None, metavar="MS",
+                   help="minimum length of a note read without an onset. Note-state models (frame + onset "
+                        "rolls): a frame run that no onset starts becomes a note when it lasts at least MS "
+                        "(default: never). Frame-only models (no onsets at all): notes shorter than MS are "
+                        "dropped (default: 0, none)")
+
+
+def _output_options(p: argparse.ArgumentParser, where: str) -> None:
+    o = p.add_argument_group("outputs")
+    o.add_argument("--notes-csv", action="store_true",
+                   help=f"also write {where}.csv: onset_s,offset_s,pitch,velocity,confidence, one row a note")
+    o.add_argument("--sonify", action="store_true",
+                   help=f"also write {where}.sonified.wav: the transcription played by FluidSynth, to listen "
+                        "to beside the original")
+    o.add_argument("--soundfont", default=None,
+                   help="soundfont for --sonify: FluidR3_GM, TimGM6mb, MuseScore_General, csound or a "
+                        ".sf2/.sf3 file (default: FluidR3_GM when installed, else TimGM6mb)")
+    o.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (default: refuse, and that input fails)")
+
+
+def _input_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nonfinite", choices=NONFINITE_POLICIES, default="error",
+                   help="audio with NaN or infinite samples: error (default) refuses the file (exit 1), naming "
+                        "the bad samples; zero replaces them by 0 and warns")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,24 +199,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("transcribe", help="audio files or folders -> one MIDI file each",
                        description="Transcribe audio files (wav, flac, ogg, mp3, aiff; any rate, mono or "
-                                   "stereo, any length) or folders of them to OUTDIR/<name>.mid.")
+                                   "stereo, any length: streamed) or folders of them to OUTDIR/<name>.mid.",
+                       epilog=EPILOG)
     t.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="audio file or folder (searched recursively)")
     t.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the MIDI files")
+    _input_options(t)
     _sampling_options(t)
+    _output_options(t, "OUTDIR/<name>")
 
     g = sub.add_parser("generate", help="sample a piano roll without audio (w = -1)",
-                       description="Unconditional generation (§4.3): c_mel = -1 everywhere.")
+                       description="Unconditional generation (§4.3): c_mel = -1 everywhere.", epilog=EPILOG)
     g.add_argument("-o", "--output", type=Path, required=True, help="MIDI file to write")
-    g.add_argument("--seconds", type=float, default=20.48, help="length in seconds (default: 20.48)")
-    _sampling_options(g, guidance=False)
+    g.add_argument("--seconds", type=_seconds, default=20.48, help="length in seconds (default: 20.48; at most 24 h)")
+    _sampling_options(g, guidance=False, samples=False)
+    _output_options(g, "<output without .mid>")
 
     i = sub.add_parser("inpaint", help="transcribe, generating notes where the audio is masked",
-                       description="Inpainting (§4.4): c_mel = -1 in the masked seconds.")
+                       description="Inpainting (§4.4): c_mel = -1 in the masked seconds.", epilog=EPILOG)
     i.add_argument("input", type=Path, metavar="INPUT", help="audio file")
     i.add_argument("--mask", type=_spans, required=True, metavar="START:END[,START:END...]",
                    help="seconds whose spectrogram is replaced by -1")
     i.add_argument("-o", "--output", type=Path, required=True, help="MIDI file to write")
+    _input_options(i)
     _sampling_options(i)
+    _output_options(i, "<output without .mid>")
     _train_parser(sub)
     return parser
 
@@ -179,15 +295,103 @@ def collect_inputs(inputs: list[Path]) -> tuple[list[tuple[Path, Path]], list[st
     return jobs, errors
 
 
+def output_paths(midi: Path, args) -> dict[str, Path]:
+    """The files written for one transcription: the MIDI, and the CSV / sonified WAV next to it."""
+    out = {"midi": midi}
+    if args.notes_csv:
+        out["csv"] = midi.with_suffix(".csv")
+    if args.sonify:
+        out["wav"] = midi.with_suffix(".sonified.wav")
+    return out
+
+
+def check_output_folder(folder: Path, what: str = "output folder") -> None:
+    """UsageError naming ``folder`` unless it is a writable folder or can be created as one (its
+    nearest existing ancestor is a writable folder). Creates nothing."""
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "" if existing == folder else f" ({existing} is a file)"
+        raise UsageError(f"{what} {folder} is not a folder{where}: give a folder with -o")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError("permission denied")
+    except OSError as err:
+        raise UsageError(f"{what} {folder} is not writable ({existing}: {err.strerror or err}): "
+                         "choose another folder with -o") from err
+
+
+def check_output_file(path: Path) -> None:
+    """UsageError unless ``path`` can be a file written in a writable folder."""
+    if path.is_dir():
+        raise UsageError(f"-o {path} is a folder: give the MIDI file to write, e.g. {path / 'out.mid'}")
+    check_output_folder(path.parent, f"the folder of -o {path},")
+
+
+def existing_outputs(paths: dict[str, Path], overwrite: bool) -> list[Path]:
+    """The outputs that exist and would be replaced (none when ``overwrite``)."""
+    return [] if overwrite else [p for p in paths.values() if p.exists() or p.is_symlink()]
+
+
+def _refusal(existing: list[Path]) -> str:
+    names = ", ".join(str(p) for p in existing)
+    return f"{names} already exist{'s' if len(existing) == 1 else ''}: not overwritten (pass --overwrite to replace)"
+
+
+def _check_sonify(args) -> None:
+    """A usage error for a soundfont that is not there, before any work (FluidSynth is checked too)."""
+    if not getattr(args, "sonify", False):
+        return
+    from .pipeline import SONIFY_RATE, default_soundfont
+    from .render import PianoSynth, RenderError, soundfont_path
+
+    args.soundfont = args.soundfont or default_soundfont()
+    try:
+        soundfont_path(args.soundfont)
+    except RenderError as err:
+        raise UsageError(f"--soundfont: {err}") from err
+    try:
+        PianoSynth(args.soundfont, SONIFY_RATE).close()  # FluidSynth itself, and the soundfont loads
+    except RenderError as err:
+        raise CliError(f"--sonify: {err}") from err
+
+
+def _temp_of(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 def write_midi_atomically(pm, path: Path) -> None:
     """Write to a temporary file next to ``path``, then rename: no partial file on failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _temp_of(path)
     try:
         pm.write(str(tmp))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_outputs(result, paths: dict[str, Path], soundfont: str | None = None) -> None:
+    """The MIDI (and CSV, WAV) of a :class:`~diffroll.pipeline.Transcription`, each written to a
+    temporary file; renamed only when all are written, so a failure leaves none of them."""
+    temps = {kind: _temp_of(p) for kind, p in paths.items()}
+    try:
+        for kind, tmp in temps.items():
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            if kind == "midi":
+                result.write_midi(tmp)
+            elif kind == "csv":
+                result.write_csv(tmp)
+            else:
+                result.sonify(tmp, soundfont)
+        for kind, tmp in temps.items():
+            os.replace(tmp, paths[kind])
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
 
 
 def _load(args):
@@ -198,42 +402,63 @@ def _load(args):
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise CliError("--device cuda: no CUDA device is available")
-    return load_pipeline(args.checkpoint, device=device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pipe = load_pipeline(args.checkpoint, device=device)
+    T = pipe.config.diffusion.T
+    if args.steps > T:
+        raise UsageError(f"--steps {args.steps} is more than the model's T = {T} diffusion steps: "
+                         f"give --steps {T} or fewer")
+    return pipe
 
 
 def _kwargs(args, **extra) -> dict:
+    """Pipeline.transcribe's keyword arguments from the options."""
     kw = dict(sampler=args.sampler, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
-              progress=not args.quiet, threshold=args.threshold)
+              progress=not args.quiet, frame_threshold=args.frame_threshold, onset_threshold=args.onset_threshold,
+              min_note_ms=args.min_note_ms, keep_roll=False, keep_samples=False)
+    if hasattr(args, "samples"):
+        kw["samples"] = args.samples
+    if hasattr(args, "w"):
+        kw["w"] = args.w
+    if hasattr(args, "nonfinite"):
+        kw["nonfinite"] = args.nonfinite
     kw.update(extra)
     return kw
 
 
-def _transcribe_file(pipe, src: Path, dst: Path, args, mask_spans=None) -> tuple[float, int, str]:
-    """Transcribe one file to ``dst``; returns (audio seconds, notes, remark)."""
-    from .inference import SILENCE_PEAK, frames_mask, read_audio, transcribe_notes
-    from .roll import notes_to_midi
+def _remark(info, hop: int, masked: bool = False) -> str:
+    """Why a transcription is empty by construction (empty, too short or silent audio)."""
+    if info.samples == 0:
+        return "empty audio (0 samples): wrote an empty MIDI"
+    if info.samples < hop:
+        return f"audio shorter than one frame ({info.samples} samples): wrote an empty MIDI"
+    if not masked and info.peak < SILENCE_PEAK:
+        return "silent audio: wrote an empty MIDI"
+    return ""
+
+
+def _transcribe_file(pipe, src: Path, paths: dict[str, Path], args, mask_spans=None) -> tuple[float, int, str]:
+    """Transcribe one file (streamed) to ``paths``; returns (audio seconds, notes, remark)."""
+    from .inference import frames_mask
 
     cfg = pipe.config
-    wave = read_audio(src, sr=cfg.audio.sample_rate)
-    seconds = len(wave) / cfg.audio.sample_rate
-    frames = len(wave) // cfg.audio.hop_length
-    remark = ""
-    if len(wave) == 0:
-        notes, remark = [], "empty audio (0 samples): wrote an empty MIDI"
-    elif frames == 0:
-        notes, remark = [], f"audio shorter than one frame ({len(wave)} samples): wrote an empty MIDI"
-    elif mask_spans is None and np.abs(wave).max() < SILENCE_PEAK:
-        notes, remark = [], "silent audio: wrote an empty MIDI"
-    else:
-        extra = {"w": args.w, "desc": src.name}
-        if mask_spans is not None:
-            mask = frames_mask(mask_spans, frames, cfg.audio.fps)
-            if not mask.any():
-                raise CliError(f"{src}: the mask lies outside the audio ({seconds:.2f} s)")
-            extra["mask"] = mask
-        notes, _ = transcribe_notes(pipe, wave, **_kwargs(args, **extra))
-    write_midi_atomically(notes_to_midi(notes), dst)
-    return seconds, len(notes), remark
+    kwargs = _kwargs(args, desc=src.name)
+    audio = pipe.open(src, kwargs.pop("nonfinite", "error"))
+    if mask_spans is not None:
+        frames = audio.info.samples // cfg.audio.hop_length
+        mask = frames_mask(mask_spans, frames, cfg.audio.fps)
+        if not mask.any():
+            raise CliError(f"{src}: the mask lies outside the audio ({audio.info.seconds:.2f} s)")
+        kwargs["mask"] = mask
+    result = pipe.transcribe(audio, **kwargs)
+    write_outputs(result, paths, getattr(args, "soundfont", None))
+    return audio.info.seconds, len(result.notes), _remark(audio.info, cfg.audio.hop_length, mask_spans is not None)
+
+
+def _done(src, paths: dict[str, Path], n: int, seconds: float, remark: str) -> None:
+    _say(f"{src} -> {', '.join(str(p) for p in paths.values())} ({n} notes, {seconds:.1f} s)"
+         f"{': ' + remark if remark else ''}")
 
 
 def _summary(files: int, failed: int, audio_s: float, wall_s: float) -> None:
@@ -244,63 +469,88 @@ def _summary(files: int, failed: int, audio_s: float, wall_s: float) -> None:
 
 # --- commands -----------------------------------------------------------------------------------
 
+def _plan(jobs: list[tuple[Path, Path]], args) -> tuple[list[tuple[Path, dict[str, Path]]], list[str]]:
+    """(input, its outputs) to transcribe, and one error per input refused before any work: an
+    output that is another input's, or that exists (without --overwrite)."""
+    planned, errors = [], []
+    claimed: dict[Path, Path] = {}
+    for src, name in jobs:
+        paths = output_paths(args.outdir / name, args)
+        dst = paths["midi"]
+        if dst in claimed:
+            errors.append(f"{src}: its output {dst} is already the output of {claimed[dst]}; skipped")
+            continue
+        claimed[dst] = src
+        existing = existing_outputs(paths, args.overwrite)
+        if existing:
+            errors.append(f"{src}: {_refusal(existing)}")
+            continue
+        planned.append((src, paths))
+    return planned, errors
+
+
 def cmd_transcribe(args) -> int:
+    check_output_folder(args.outdir)
+    _check_sonify(args)
     jobs, errors = collect_inputs(args.inputs)
-    for e in errors:
+    planned, refused = _plan(jobs, args)
+    for e in errors + refused:
         _error(e)
     if not jobs:
         _error("nothing to transcribe")
         return EXIT_FAILED
+    failed = len(errors) + len(refused)
+    if not planned:
+        return EXIT_FAILED
     pipe = _load(args)
     start = time.perf_counter()
-    done, failed, audio_s = 0, len(errors), 0.0
-    claimed: dict[Path, Path] = {}
-    for src, name in jobs:
-        dst = args.outdir / name
-        if dst in claimed:
-            _error(f"{src}: its output {dst} is already the output of {claimed[dst]}; skipped")
-            failed += 1
-            continue
-        claimed[dst] = src
+    done, audio_s = 0, 0.0
+    for src, paths in planned:
         try:
-            seconds, n, remark = _transcribe_file(pipe, src, dst, args)
+            seconds, n, remark = _transcribe_file(pipe, src, paths, args)
         except Exception as err:  # one bad input must not stop the others
             _error(_one_line(err, src))
             failed += 1
             continue
         done += 1
         audio_s += seconds
-        _say(f"{src} -> {dst} ({n} notes, {seconds:.1f} s){': ' + remark if remark else ''}")
+        _done(src, paths, n, seconds, remark)
     _summary(done, failed, audio_s, time.perf_counter() - start)
     return EXIT_OK if failed == 0 else EXIT_FAILED
 
 
-def cmd_generate(args) -> int:
-    from .inference import transcribe_notes
-    from .roll import notes_to_midi
+def _single_output(args) -> dict[str, Path]:
+    """The outputs of generate / inpaint, checked before any work."""
+    check_output_file(args.output)
+    _check_sonify(args)
+    paths = output_paths(args.output, args)
+    existing = existing_outputs(paths, args.overwrite)
+    if existing:
+        raise CliError(_refusal(existing))
+    return paths
 
-    if args.seconds <= 0:
-        raise CliError(f"--seconds must be positive, got {args.seconds}")
+
+def cmd_generate(args) -> int:
+    paths = _single_output(args)
     pipe = _load(args)
-    sr = pipe.config.audio.sample_rate
     start = time.perf_counter()
-    silence = np.zeros(int(round(args.seconds * sr)), dtype=np.float32)
-    notes, _ = transcribe_notes(pipe, silence, **_kwargs(args, w=-1.0, desc="generate"))
-    write_midi_atomically(notes_to_midi(notes), args.output)
-    _say(f"generated {args.output} ({len(notes)} notes, {args.seconds:.1f} s)")
+    result = pipe.generate(args.seconds, **_kwargs(args, desc="generate"))
+    write_outputs(result, paths, args.soundfont)
+    _say(f"generated {', '.join(str(p) for p in paths.values())} ({len(result.notes)} notes, {args.seconds:.1f} s)")
     _summary(1, 0, args.seconds, time.perf_counter() - start)
     return EXIT_OK
 
 
 def cmd_inpaint(args) -> int:
+    paths = _single_output(args)
     pipe = _load(args)
     start = time.perf_counter()
     try:
-        seconds, n, remark = _transcribe_file(pipe, args.input, args.output, args, mask_spans=args.mask)
+        seconds, n, remark = _transcribe_file(pipe, args.input, paths, args, mask_spans=args.mask)
     except Exception as err:
         _error(_one_line(err, args.input))
         return EXIT_FAILED
-    _say(f"{args.input} -> {args.output} ({n} notes, {seconds:.1f} s){': ' + remark if remark else ''}")
+    _done(args.input, paths, n, seconds, remark)
     _summary(1, 0, seconds, time.perf_counter() - start)
     return EXIT_OK
 
@@ -373,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .loaders import DataError
 
+    _log_to_stderr()
     commands = {"transcribe": cmd_transcribe, "generate": cmd_generate, "inpaint": cmd_inpaint, "train": cmd_train}
     try:
         return commands[args.command](args)

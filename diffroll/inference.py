@@ -1,26 +1,48 @@
-"""Transcription of any-length audio with the sampler of Algorithm 1.
+"""Transcription of any-length audio with the sampler of Algorithm 1, streamed window by window.
 
 The official DiffRoll code transcribes one fixed 20.48 s window. Here the audio is cut into
 overlapping windows of the training segment length (640 frames for the paper's settings, §4);
-each window gets its own c_mel (normalised per window, exactly like a training segment), windows
-are sampled a batch at a time (so memory stays bounded for any length: the network only ever sees
-``batch_size`` windows), and the posteriorgrams are stitched by keeping the central part of each
-window: window i owns the frames from the middle of its overlap with window i-1 to the middle of
-its overlap with window i+1. Notes are read from the stitched roll, so a note held across a
-window edge is neither cut nor doubled.
+each window gets its own c_mel (normalised per window, exactly like a training segment), and the
+posteriorgrams are stitched by keeping the central part of each window: window i owns the frames
+from the middle of its overlap with window i-1 to the middle of its overlap with window i+1.
 
-Noise: x_T of window k is drawn from one generator seeded by ``seed``, window after window, so the
-deterministic samplers (ddim, dpmpp) give the same roll for any ``batch_size``. DDPM's per-step
-noise is drawn per batch: it is reproducible for a given (seed, batch_size).
+Streaming: nothing proportional to the audio's length is held. A file is read block by block
+(soundfile), mixed to mono and resampled chunk by chunk (:func:`resample_chunked`'s arithmetic),
+and only the samples of the windows being sampled are kept. Each window's kept frames go, in
+order, to a :class:`NoteStream`, which reads notes as soon as they are over and forgets the frames
+before them, so a note held across a window edge is neither cut nor doubled. Only the notes are
+kept (the roll too if asked for). The network sees ``batch_size`` rolls at a time, and the
+memory freed after each batch and window is handed back to the OS (:func:`return_freed_memory`).
+Measured (``diffroll transcribe --notes-csv``, bundled model, one thread): 10 hours of piano
+audio peak at 535 MiB resident, 92 MiB above a 30-second file.
+
+Several samples (``samples`` = K): each window is sampled K times from different x_T, batched
+together with the windows; K note streams give K transcriptions (see :mod:`diffroll.confidence`).
+
+Noise: x_T of sample j is drawn window after window from its own generator (:func:`sample_seed`:
+``seed`` itself for sample 0, so the first of K samples is the single transcription of that seed),
+so the deterministic samplers (ddim, dpmpp) give the same result for any ``batch_size``.
+**DDPM's per-step noise is drawn per batch: a ddpm result is reproducible for a given (seed,
+batch_size, samples) but changes with the batch size.**
 
 Silent windows (peak below ``SILENCE_PEAK``) are not sampled at all when transcribing: their roll
 is 0. Generation (w = -1) and masked (inpainted) windows are always sampled.
+
+Non-finite input: NaN or ±inf samples would silently wipe every window they fall in (the mel and
+the network turn them into NaN, and NaN is never above a threshold). By default
+(``nonfinite="error"``) such audio is refused with a :class:`NonFiniteAudioError` naming the file,
+how many samples are bad and where the first and the last are (seconds and sample index);
+``nonfinite="zero"`` replaces them by 0 (a click of silence) and logs a warning with the same
+details (:attr:`AudioInfo.nonfinite`).
 """
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -29,13 +51,276 @@ from scipy.signal import resample_poly
 from tqdm.auto import tqdm
 
 from .audio import AudioError, MelFrontend, load_audio
-from .config import Config
+from .confidence import array_notes, note_array
+from .config import N_KEYS, Config, RollConfig
 from .diffusion import mask_mel, model_rows
-from .roll import Note, decode
+from .roll import Note, roll_to_notes
+
+log = logging.getLogger("diffroll.inference")
 
 SILENCE_PEAK = 1e-4  # a window whose peak is below this is silence: c_mel = 0, not amplified noise
 READ_BLOCK = 1 << 20  # frames per block when streaming a file from disk
+RESAMPLE_CHUNK_SECONDS = 30.0
+MAX_PENDING_SECONDS = 600.0  # a key sounding without a break for longer than this is cut there
+NONFINITE_POLICIES = ("error", "zero")
 
+
+class NonFiniteAudioError(AudioError):
+    """Audio with NaN or infinite samples (refused unless ``nonfinite="zero"``)."""
+
+
+# --- audio in, as a stream ----------------------------------------------------------------------
+
+@dataclass
+class AudioInfo:
+    """What was read: the source's name and rate, the model's rate ``sr`` and the length there,
+    its peak and the NaN / ±inf samples found (their count, the first and the last: sample
+    indices of the source, one per frame of all channels)."""
+
+    name: str
+    rate: int
+    sr: int
+    samples: int
+    peak: float = 0.0
+    nonfinite: int = 0
+    first_bad: int | None = None
+    last_bad: int | None = None
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / self.sr
+
+    def bad_summary(self) -> str:
+        """E.g. ``3 samples are NaN or infinite, from 1.000 s (sample 16000) to 3.000 s (sample 48000)``."""
+        n, first, last = self.nonfinite, self.first_bad, self.last_bad
+        where = (f"at {first / self.rate:.3f} s (sample {first})" if first == last else
+                 f"from {first / self.rate:.3f} s (sample {first}) to {last / self.rate:.3f} s (sample {last})")
+        return f"{n} sample{'s' if n != 1 else ''} {'are' if n != 1 else 'is'} NaN or infinite, {where}"
+
+
+@dataclass
+class AudioStream:
+    """Mono float32 blocks at the model's rate, in order, to be consumed once; ``info.samples``
+    is known before reading (the file header), ``info.peak`` and ``info.nonfinite`` fill in as
+    the blocks are read."""
+
+    info: AudioInfo
+    blocks: Iterator[np.ndarray]
+
+
+def _check_policy(nonfinite: str) -> None:
+    if nonfinite not in NONFINITE_POLICIES:
+        raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
+
+
+def _record_bad(info: AudioInfo, bad_rows: np.ndarray, offset: int) -> None:
+    """Count the bad frames of a block starting at source frame ``offset``; remember the first and last."""
+    idx = np.flatnonzero(bad_rows)
+    info.nonfinite += len(idx)
+    if info.first_bad is None:
+        info.first_bad = offset + int(idx[0])
+    info.last_bad = offset + int(idx[-1])
+
+
+def _bad_audio_error(info: AudioInfo) -> NonFiniteAudioError:
+    return NonFiniteAudioError(f"{info.name}: {info.bad_summary()}; refusing to transcribe corrupt audio: repair "
+                               "the file, or replace them by 0 with --nonfinite zero (API: nonfinite='zero')")
+
+
+def _warn_repaired(info: AudioInfo) -> None:
+    if info.nonfinite:
+        log.warning("%s: %s; replaced them by 0", info.name, info.bad_summary())
+
+
+def _file_blocks(path: Path, info: AudioInfo, nonfinite: str) -> Iterator[np.ndarray]:
+    """Mono blocks at the file's rate; bad samples counted, then refused or zeroed."""
+    try:
+        with sf.SoundFile(str(path)) as f:
+            pos = 0
+            for raw in f.blocks(blocksize=READ_BLOCK, dtype="float32", always_2d=True):
+                bad = ~np.isfinite(raw)
+                if bad.any():
+                    _record_bad(info, bad.any(axis=1), pos)
+                    raw = np.where(bad, np.float32(0), raw)
+                pos += len(raw)
+                if not (info.nonfinite and nonfinite == "error"):  # refusing: only count the rest
+                    yield raw.mean(axis=1)
+    except AudioError:
+        raise
+    except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
+        raise AudioError(f"{path}: not a readable audio file ({err})") from err
+    if info.nonfinite and nonfinite == "error":
+        raise _bad_audio_error(info)
+    _warn_repaired(info)
+
+
+def _tracked(blocks: Iterator[np.ndarray], info: AudioInfo) -> Iterator[np.ndarray]:
+    for b in blocks:
+        if len(b):
+            info.peak = max(info.peak, float(np.abs(b).max()))
+        yield b
+
+
+def open_audio(path: str | Path, sr: int = 16000, nonfinite: str = "error") -> AudioStream:
+    """A stream of any file libsndfile reads, as float32 mono at ``sr`` (channels averaged,
+    polyphase resampling as :func:`resample_chunked`). ``nonfinite``: see the module docstring.
+    Raises :class:`~diffroll.audio.AudioError` naming the file when it is missing or unreadable
+    (while reading, too)."""
+    _check_policy(nonfinite)
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such audio file")
+    try:
+        head = sf.info(str(path))
+    except Exception as err:
+        raise AudioError(f"{path}: not a readable audio file ({err})") from err
+    file_sr, frames = int(head.samplerate), max(int(head.frames), 0)
+    info = AudioInfo(str(path), file_sr, sr, resampled_length(frames, file_sr, sr))
+    blocks = _resampled(_file_blocks(path, info, nonfinite), frames, file_sr, sr)
+    return AudioStream(info, _tracked(blocks, info))
+
+
+def array_audio(wave: np.ndarray, sr: int = 16000, nonfinite: str = "error", name: str = "<array>") -> AudioStream:
+    """A stream over a mono array already at ``sr`` (checked for NaN / inf as a file is)."""
+    _check_policy(nonfinite)
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim != 1:
+        raise ValueError(f"expected a mono 1-D array at {sr} Hz, got shape {wave.shape}")
+    info = AudioInfo(name, sr, sr, len(wave))
+    bad = ~np.isfinite(wave)
+    if bad.any():
+        _record_bad(info, bad, 0)
+        if nonfinite == "error":
+            raise _bad_audio_error(info)
+        wave = np.where(bad, np.float32(0), wave)
+        _warn_repaired(info)
+    return AudioStream(info, _tracked(iter([wave]), info))
+
+
+def silence_audio(samples: int, sr: int = 16000) -> AudioStream:
+    """``samples`` zeros, made block by block (generation: no audio, any length)."""
+    def blocks():
+        for start in range(0, samples, READ_BLOCK):
+            yield np.zeros(min(READ_BLOCK, samples - start), dtype=np.float32)
+    return AudioStream(AudioInfo("<silence>", sr, sr, samples), blocks())
+
+
+def read_audio(path: str | Path, sr: int = 16000, nonfinite: str = "error") -> np.ndarray:
+    """Any file libsndfile reads -> float32 mono at ``sr``, streamed from disk: the whole of
+    :func:`open_audio`'s stream (same samples as :func:`diffroll.audio.load_audio`, which reads
+    the file at once). A file with 0 samples gives an empty array (the caller decides)."""
+    parts = list(open_audio(path, sr, nonfinite).blocks)
+    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
+
+
+# --- resampling, chunk by chunk -----------------------------------------------------------------
+
+def _ratio(from_sr: int, to_sr: int) -> tuple[int, int]:
+    g = gcd(int(from_sr), int(to_sr))
+    return to_sr // g, from_sr // g
+
+
+def resampled_length(n: int, from_sr: int, to_sr: int) -> int:
+    """Samples at ``to_sr`` of ``n`` samples at ``from_sr`` (ceil, as resample_poly)."""
+    up, down = _ratio(from_sr, to_sr)
+    return -(-n * up // down)
+
+
+def _chunking(from_sr: int, to_sr: int, chunk_seconds: float) -> tuple[int, int, int, int]:
+    """(up, down, step, pad): chunks of ``step`` input samples (a multiple of ``down``, so they map
+    to whole output samples) read with ``pad`` samples of context on each side, more than the
+    filter's half-length."""
+    up, down = _ratio(from_sr, to_sr)
+    step = max(int(chunk_seconds * from_sr) // down, 1) * down
+    half = 10 * max(up, down)  # resample_poly's default filter half-length, at the upsampled rate
+    pad = (half // up + 2 + down) // down * down  # input samples of context, a multiple of down
+    return up, down, step, pad
+
+
+def resample_chunked(wave: np.ndarray, from_sr: int, to_sr: int, chunk_seconds: float | None = None) -> np.ndarray:
+    """``scipy.signal.resample_poly`` of the whole signal, computed chunk by chunk.
+
+    Chunks start on multiples of ``down`` input samples and carry ``pad`` samples of context on
+    each side, which is trimmed: inside the signal the result equals the one-shot resampling.
+    """
+    parts = list(_resampled(iter([np.asarray(wave)]), len(wave), from_sr, to_sr, chunk_seconds))
+    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
+
+
+def _resampled(blocks: Iterator[np.ndarray], n_in: int, from_sr: int, to_sr: int,
+               chunk_seconds: float | None = None) -> Iterator[np.ndarray]:
+    """The blocks (``n_in`` samples in all, as the header says) resampled chunk by chunk
+    (``chunk_seconds``, default :data:`RESAMPLE_CHUNK_SECONDS`), yielded in order; only a chunk and
+    its context are held. Blocks past ``n_in`` are read and ignored; a stream that ends early is
+    resampled as if it were ``n_in`` long with zeros."""
+    if from_sr == to_sr:
+        for b in blocks:
+            yield np.ascontiguousarray(b, dtype=np.float32)
+        return
+    up, down, step, pad = _chunking(from_sr, to_sr, chunk_seconds or RESAMPLE_CHUNK_SECONDS)
+    buf = _Buffer(blocks)
+    if n_in <= 2 * step:
+        yield resample_poly(buf.take(0, n_in), up, down).astype(np.float32)
+        buf.drain()
+        return
+    n_out = resampled_length(n_in, from_sr, to_sr)
+    for i0 in range(0, n_in, step):
+        lo, hi = max(i0 - pad, 0), min(i0 + step + pad, n_in)
+        y = resample_poly(buf.take(lo, hi), up, down)
+        o0, o1 = i0 * up // down, min((i0 + step) * up // down, n_out)
+        skip = (i0 - lo) * up // down
+        yield y[skip:skip + o1 - o0].astype(np.float32)
+        buf.release(i0 + step - pad)
+    buf.drain()
+
+
+class _Buffer:
+    """Samples of a block stream by absolute index, read on demand and forgotten once released:
+    ``take(lo, hi)`` (zero-padded past the end) with ``lo`` never below the last ``release``."""
+
+    def __init__(self, blocks: Iterator[np.ndarray]):
+        self.blocks = blocks
+        self.data = np.zeros(0, dtype=np.float32)
+        self.start = 0  # absolute index of data[0]
+        self.ended = False
+
+    def _fill(self, hi: int) -> None:
+        parts = [self.data]
+        have = self.start + len(self.data)
+        while have < hi and not self.ended:
+            try:
+                b = next(self.blocks)
+            except StopIteration:
+                self.ended = True
+                break
+            parts.append(np.asarray(b, dtype=np.float32))
+            have += len(b)
+        if len(parts) > 1:
+            self.data = np.concatenate(parts)
+
+    def take(self, lo: int, hi: int) -> np.ndarray:
+        if lo < self.start:
+            raise RuntimeError(f"samples from {lo} were already released (buffer starts at {self.start})")
+        self._fill(hi)
+        out = np.zeros(max(hi - lo, 0), dtype=np.float32)
+        part = self.data[lo - self.start: hi - self.start]
+        out[:len(part)] = part
+        return out
+
+    def release(self, lo: int) -> None:
+        if lo > self.start:
+            self.data = self.data[lo - self.start:].copy()
+            self.start = lo
+
+    def drain(self) -> None:
+        """Read (and drop) the rest of the stream: its checks (NaN, read errors) still run."""
+        for _ in self.blocks:
+            pass
+        self.ended = True
+        self.data = np.zeros(0, dtype=np.float32)
+
+
+# --- windows ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Windows:
@@ -69,6 +354,15 @@ def plan_windows(total_frames: int, size: int, overlap: int) -> Windows:
     return Windows(starts, keep, size, total_frames)
 
 
+def chunk_mels(chunks: np.ndarray, frontend: MelFrontend) -> torch.Tensor:
+    """c_mel (B, n_mels, frames) of equal-length audio chunks (B, samples); silent chunks: 0."""
+    device = next(frontend.buffers(), torch.empty(0)).device  # the frontend may live on a GPU
+    with torch.no_grad():
+        mel = frontend(torch.from_numpy(np.ascontiguousarray(chunks, dtype=np.float32)).to(device))
+    mel[torch.from_numpy(silent_chunks(chunks)).to(mel.device)] = 0.0
+    return mel
+
+
 def window_mels(wave: np.ndarray, starts: list[int], cfg: Config, frontend: MelFrontend) -> torch.Tensor:
     """c_mel of each window (B, n_mels, size), zero-padding audio past the end."""
     hop, size = cfg.audio.hop_length, cfg.audio.segment_frames
@@ -77,10 +371,7 @@ def window_mels(wave: np.ndarray, starts: list[int], cfg: Config, frontend: MelF
     for i, s in enumerate(starts):
         piece = wave[s * hop: s * hop + n]
         chunks[i, :len(piece)] = piece
-    with torch.no_grad():
-        mel = frontend(torch.from_numpy(chunks))
-    mel[torch.from_numpy(silent_chunks(chunks))] = 0.0
-    return mel
+    return chunk_mels(chunks, frontend)
 
 
 def silent_chunks(chunks: np.ndarray) -> np.ndarray:
@@ -92,73 +383,336 @@ def frames_mask(spans: list[tuple[float, float]], total_frames: int, fps: float)
     """(frames,) bool: True in the frames that overlap any (start, end) span in seconds."""
     mask = np.zeros(total_frames, dtype=bool)
     for start, end in spans:
+        if not (math.isfinite(start) and math.isfinite(end)):
+            raise ValueError(f"mask span {start}:{end} is not finite")
         if end <= start:
             raise ValueError(f"mask span {start}:{end} is empty (end must be after start)")
         mask[max(int(np.floor(start * fps)), 0):max(int(np.ceil(end * fps)), 0)] = True
     return mask
 
 
+def check_sampling(*, batch_size: int = 4, samples: int = 1, w: float | None = None,
+                   steps: int | None = None, overlap: int | None = None, size: int | None = None) -> None:
+    """ValueError naming the setting for a value that cannot work (instead of an internal error)."""
+    for name, value in (("batch_size", batch_size), ("samples", samples)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
+        raise ValueError(f"steps must be a whole number >= 1 (or None: all T), got {steps!r}")
+    if w is not None and not math.isfinite(w):
+        raise ValueError(f"w (the guidance weight) must be a finite number, got {w}")
+    if overlap is not None and size is not None and not 0 <= overlap < size:
+        raise ValueError(f"overlap must be in [0, {size}) frames (the window size), got {overlap}")
+
+
 @torch.no_grad()
-def transcribe_wave(pipe, wave: np.ndarray, *, w: float | None = None, sampler: str = "ddpm",
-                    steps: int | None = None, seed: int = 0, batch_size: int = 4,
-                    overlap: int | None = None, mask: np.ndarray | None = None,
-                    progress: bool = True, callback=None, desc: str = "windows") -> np.ndarray:
-    """16 kHz mono audio -> posteriorgram x0 (R, frames) with frames = len(wave) // hop and R the
-    model's rows (88 per roll channel). ``pipe``: a :class:`diffroll.pipeline.Pipeline` (its
-    ``model``, ``config`` and ``diffusion``).
+def stream_rolls(pipe, audio: AudioStream, *, w: float | None = None, sampler: str = "ddpm",
+                 steps: int | None = None, seed: int = 0, batch_size: int = 4, overlap: int | None = None,
+                 mask: np.ndarray | None = None, samples: int = 1, progress: bool = True,
+                 callback=None, desc: str = "windows") -> Iterator[tuple[int, int, np.ndarray]]:
+    """Posteriorgrams x0 of ``audio``, stitched and yielded in order as (lo, hi, x0) with x0 of
+    shape (samples, R, hi - lo): frames [lo, hi) of each of the K samples. R: the model's rows
+    (88 per roll channel); frames = samples of audio // hop. ``pipe``: a
+    :class:`diffroll.pipeline.Pipeline` (its ``model``, ``config`` and ``diffusion``).
 
     ``w``: guidance weight of Algorithm 1 (None: the config's; -1: generation, §4.3, which
     ignores the audio). ``sampler``/``steps``: see :meth:`diffroll.diffusion.Diffusion.sample`.
-    ``overlap``: frames shared by neighbouring windows (None: a quarter window).
-    ``mask`` (frames,) bool marks frames whose c_mel is set to -1 (inpainting, §4.4).
-    ``callback`` is passed to the sampler (for a single-window trajectory record).
+    ``overlap``: frames shared by neighbouring windows (None: a quarter window). ``mask``
+    (frames,) bool marks frames whose c_mel is set to -1 (inpainting, §4.4). ``batch_size``:
+    (window, sample) pairs per network call. ``callback`` is passed to the sampler.
     """
     cfg: Config = pipe.config
     model, diffusion = pipe.model, pipe.diffusion
+    hop, size = cfg.audio.hop_length, cfg.audio.segment_frames
+    overlap = size // 4 if overlap is None else overlap
+    check_sampling(batch_size=batch_size, samples=samples, w=w, steps=steps, overlap=overlap, size=size)
     device = next(model.parameters()).device
     w = cfg.diffusion.w if w is None else w
-    keys, size = model_rows(model), cfg.audio.segment_frames
-    total = len(wave) // cfg.audio.hop_length
-    if total == 0:
-        return np.zeros((keys, 0), dtype=np.float32)
+    keys, total = model_rows(model), audio.info.samples // hop
     if mask is not None and len(mask) < total:
         raise ValueError(f"mask has {len(mask)} frames, the audio {total}")
-    plan = plan_windows(total, size, size // 4 if overlap is None else overlap)
+    buffer = _Buffer(audio.blocks)
+    if total == 0:
+        buffer.drain()
+        return
+    plan = plan_windows(total, size, overlap)
     frontend = MelFrontend(cfg.audio).to(device)
-    init_gen = torch.Generator().manual_seed(seed)  # x_T, window after window
+    init_gens = [torch.Generator().manual_seed(sample_seed(seed, j)) for j in range(samples)]  # x_T
     step_gen = torch.Generator().manual_seed(seed + 1)  # DDPM's per-step noise
-    discriminative = cfg.train.mode == "discriminative"
-    out = np.zeros((keys, total), dtype=np.float32)
+    n_pairs = len(plan.starts) * samples
+    pending: dict[int, np.ndarray] = {}  # window -> (samples, R, size), filled sample by sample
     bar = tqdm(total=len(plan.starts), desc=desc, unit="window", disable=not progress, leave=False)
-    for b in range(0, len(plan.starts), batch_size):
-        starts = plan.starts[b:b + batch_size]
-        x_T = torch.randn((len(starts), keys, size), generator=init_gen)
-        mel = window_mels(wave, starts, cfg, frontend).to(device)
-        masked = np.zeros((len(starts), size), dtype=bool)
+    for b in range(0, n_pairs, batch_size):
+        pairs = [divmod(p, samples) for p in range(b, min(b + batch_size, n_pairs))]
+        x_T = torch.stack([torch.randn((keys, size), generator=init_gens[j]) for _, j in pairs])
+        windows = sorted({i for i, _ in pairs})
+        chunks = np.stack([buffer.take(plan.starts[i] * hop, (plan.starts[i] + size) * hop) for i in windows])
+        mel = chunk_mels(chunks, frontend).to(device)
+        masked = np.zeros((len(windows), size), dtype=bool)
         if mask is not None:
-            for i, s in enumerate(starts):
-                part = mask[s:s + size]
-                masked[i, :len(part)] = part
+            for r, i in enumerate(windows):
+                part = mask[plan.starts[i]:plan.starts[i] + size]
+                masked[r, :len(part)] = part
             mel = mask_mel(mel, torch.from_numpy(masked).to(device))
-        hop = cfg.audio.hop_length
-        quiet = [np.abs(wave[s * hop:(s + size) * hop]).max(initial=0.0) < SILENCE_PEAK for s in starts]
-        run = [i for i in range(len(starts)) if w == -1 or masked[i].any() or not quiet[i]]
-        x0 = np.zeros((len(starts), keys, size), dtype=np.float32)
+        quiet = silent_chunks(chunks)
+        row = {i: r for r, i in enumerate(windows)}
+        run = [k for k, (i, _) in enumerate(pairs) if w == -1 or masked[row[i]].any() or not quiet[row[i]]]
+        x0 = np.zeros((len(pairs), keys, size), dtype=np.float32)
         if run:
-            sel = torch.tensor(run)
-            if discriminative:  # §4.1 baseline: one pass with x_t = 0, t = 1
-                est = model(torch.zeros(len(run), keys, size, device=device),
-                            torch.ones(len(run), dtype=torch.long, device=device), mel[sel])
-            else:
-                est = diffusion.sample(model, mel[sel], w=w, sampler=sampler, steps=steps,
-                                       generator=step_gen, callback=callback, x_T=x_T[sel].to(device))
-            x0[run] = est.float().cpu().numpy()
-        for i, s in enumerate(starts):
-            lo, hi = plan.keep[b + i]
-            out[:, lo:hi] = x0[i, :, lo - s:hi - s]
-        bar.update(len(starts))
+            x0[run] = _sample(pipe, mel[[row[pairs[k][0]] for k in run]], x_T[run].to(device), w, sampler, steps,
+                              step_gen, callback)
+        del mel, x_T, chunks
+        return_freed_memory()  # the network's and the mel's temporaries
+        for k, (i, j) in enumerate(pairs):
+            pending.setdefault(i, np.zeros((samples, keys, size), dtype=np.float32))[j] = x0[k]
+            if j == samples - 1:
+                lo, hi = plan.keep[i]
+                s = plan.starts[i]
+                yield lo, hi, pending.pop(i)[:, :, lo - s:hi - s]
+                return_freed_memory()  # after the caller has used the window
+                bar.update(1)
+        if b + batch_size < n_pairs:
+            buffer.release(plan.starts[(b + batch_size) // samples] * hop)
     bar.close()
+    buffer.drain()
+
+
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None on other C libraries."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def return_freed_memory() -> None:
+    """Give the memory freed since the last call back to the OS (glibc: ``malloc_trim(0)``; else
+    nothing). The window loop frees arrays of ever-changing sizes, and glibc keeps such freed
+    blocks in its heap: without this the resident memory of an hour's transcription creeps up by
+    a hundred MB or more while the memory in use stays flat."""
+    if _TRIM is not None:
+        _TRIM(0)
+
+
+def sample_seed(seed: int, sample: int) -> int:
+    """The seed of sample ``sample``'s x_T generator: ``seed`` itself for sample 0 (so sample 0 of K
+    is the single transcription of that seed), a hash of both for the others."""
+    if sample == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed) % 2 ** 63, sample]).generate_state(1, np.uint64)[0] % 2 ** 63)
+
+
+def _sample(pipe, mel: torch.Tensor, x_T: torch.Tensor, w: float, sampler: str, steps: int | None,
+            generator: torch.Generator, callback) -> np.ndarray:
+    """x̂0 of one batch: Algorithm 1, or one pass with x_t = 0, t = 1 for the discriminative
+    baseline (§4.1)."""
+    model = pipe.model
+    if pipe.config.train.mode == "discriminative":
+        est = model(torch.zeros_like(x_T), torch.ones(len(x_T), dtype=torch.long, device=x_T.device), mel)
+    else:
+        est = pipe.diffusion.sample(model, mel, w=w, sampler=sampler, steps=steps, generator=generator,
+                                    callback=callback, x_T=x_T)
+    return est.float().cpu().numpy()
+
+
+def transcribe_wave(pipe, wave: np.ndarray, *, w: float | None = None, sampler: str = "ddpm",
+                    steps: int | None = None, seed: int = 0, batch_size: int = 4,
+                    overlap: int | None = None, mask: np.ndarray | None = None,
+                    progress: bool = True, callback=None, desc: str = "windows",
+                    nonfinite: str = "error") -> np.ndarray:
+    """16 kHz mono audio -> posteriorgram x0 (R, frames) with frames = len(wave) // hop: the
+    whole roll of :func:`stream_rolls` (one sample) in memory. Arguments: see there."""
+    cfg: Config = pipe.config
+    audio = array_audio(wave, cfg.audio.sample_rate, nonfinite)
+    out = np.zeros((model_rows(pipe.model), len(wave) // cfg.audio.hop_length), dtype=np.float32)
+    for lo, hi, x0 in stream_rolls(pipe, audio, w=w, sampler=sampler, steps=steps, seed=seed, batch_size=batch_size,
+                                   overlap=overlap, mask=mask, progress=progress, callback=callback, desc=desc):
+        out[:, lo:hi] = x0[0]
     return out
+
+
+# --- notes out, as a stream ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How notes are read from x̂0 (see :func:`diffroll.roll.roll_to_notes`).
+
+    ``min_frames_without_onset``: with an onset channel, a frame run that no onset starts becomes
+    a note from this many frames (None: never). ``min_frames``: without an onset channel (frame
+    rolls), notes shorter than this many frames are dropped (0: none). Both come from one
+    user setting, the minimum length of a note read without an onset (:func:`decode_settings`).
+    """
+
+    channels: tuple[str, ...]
+    frame_threshold: float
+    onset_threshold: float
+    min_frames_without_onset: int | None
+    min_frames: int = 0
+
+
+def _check_threshold(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a number strictly between 0 and 1 (x̂0 rolls are 0 or 1), got {value!r}")
+    return float(value)
+
+
+def min_note_frames(ms: float, fps: float) -> int:
+    """Frames a note needs to last at least ``ms`` milliseconds (0 ms: 0 frames)."""
+    if isinstance(ms, bool) or not isinstance(ms, (int, float, np.floating)) or not (math.isfinite(ms) and ms >= 0):
+        raise ValueError(f"min_note_ms must be a finite number >= 0, got {ms!r}")
+    return int(math.ceil(ms * fps / 1000.0 - 1e-9))
+
+
+def decode_settings(cfg: Config, frame_threshold: float | None = None, onset_threshold: float | None = None,
+                    min_note_ms: float | None = None, min_frames_without_onset: int | None = None) -> DecodeSettings:
+    """The config's decoding settings with overrides, checked (ValueError naming a bad one).
+
+    ``min_note_ms``: the minimum length of a note read without an onset. With an onset channel
+    (note-state rolls) a frame run that no onset starts becomes a note when it lasts at least
+    this long (default: the config's ``min_frames_without_onset``, None = never); without one
+    (frame rolls, where no note has an onset) it is the minimum note length (default 0).
+    """
+    roll_cfg: RollConfig = cfg.roll
+    channels = tuple(roll_cfg.roll_channels)
+    frame = _check_threshold("frame_threshold", cfg.diffusion.threshold if frame_threshold is None else frame_threshold)
+    onset = _check_threshold("onset_threshold", roll_cfg.onset_threshold if onset_threshold is None
+                             else onset_threshold)
+    if min_note_ms is not None and min_frames_without_onset is not None:
+        raise ValueError("give min_note_ms or min_frames_without_onset, not both")
+    without = roll_cfg.min_frames_without_onset if min_frames_without_onset is None else min_frames_without_onset
+    min_frames = 0
+    if min_note_ms is not None:
+        frames = min_note_frames(min_note_ms, cfg.audio.fps)
+        without, min_frames = (frames, 0) if "onset" in channels else (without, frames)
+    if without is not None and (isinstance(without, bool) or not isinstance(without, (int, np.integer)) or without < 0):
+        raise ValueError(f"min_frames_without_onset must be a whole number >= 0 or None, got {without!r}")
+    return DecodeSettings(channels, frame, onset, without, min_frames)
+
+
+def decode_roll(roll: np.ndarray, fps: float, settings: DecodeSettings) -> list[Note]:
+    """Notes of a whole roll (frame indices as times: frame / fps)."""
+    notes = roll_to_notes(roll, fps=fps, threshold=settings.frame_threshold, channels=settings.channels,
+                          onset_threshold=settings.onset_threshold,
+                          min_frames_without_onset=settings.min_frames_without_onset)
+    if settings.min_frames and "onset" not in settings.channels:
+        notes = [n for n in notes if round((n.offset - n.onset) * fps) >= settings.min_frames]
+    return notes
+
+
+class NoteStream:
+    """Notes of a roll fed in time order, block by block: the notes :func:`decode_roll` reads from
+    the whole roll, holding only the frames of notes not yet over (and the notes, compactly: 32
+    bytes each, as :func:`note_array` rows).
+
+    Keys are read independently. A frame where a key is silent (frame and onset at or below their
+    thresholds) ends any note of that key and starts nothing, so the frames before a key's last
+    silent frame are decoded at once and dropped. A key that sounds without a single silent frame
+    for more than ``max_pending`` frames (:data:`MAX_PENDING_SECONDS`: a stuck note) is cut there,
+    with a warning.
+    """
+
+    def __init__(self, fps: float, settings: DecodeSettings, max_pending: int | None = None):
+        self.fps, self.settings = fps, settings
+        self.max_pending = int(MAX_PENDING_SECONDS * fps) if max_pending is None else max_pending
+        self.rows = N_KEYS * len(settings.channels)
+        self.pending = np.zeros((self.rows, 0), dtype=np.float32)
+        self.base = 0  # absolute frame of pending[:, 0]
+        self.start = np.zeros(N_KEYS, dtype=np.int64)  # per key: frames before this are decoded
+        self.found: list[np.ndarray] = []  # note_array blocks
+        self.frames = 0
+
+    def feed(self, block: np.ndarray) -> None:
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim != 2 or block.shape[0] != self.rows:
+            raise ValueError(f"expected blocks of shape ({self.rows}, frames), got {block.shape}")
+        self.pending = np.concatenate([self.pending, block], axis=1)
+        self.frames += block.shape[1]
+        self._flush(final=False)
+
+    def close_array(self) -> np.ndarray:
+        """The notes of everything fed as a sorted :func:`note_array` (the stream is then done)."""
+        self._flush(final=True)
+        arr = np.concatenate(self.found) if self.found else note_array([])
+        self.found = []
+        return arr[np.lexsort(arr.T[::-1])]
+
+    def close(self) -> list[Note]:
+        """The notes of everything fed, sorted (the stream is then done)."""
+        return array_notes(self.close_array())
+
+    def _sounding(self, x: np.ndarray) -> np.ndarray:
+        ch, s = self.settings.channels, self.settings
+        on = x[ch.index("frame")] > s.frame_threshold
+        if "onset" in ch:
+            on |= x[ch.index("onset")] > s.onset_threshold
+        return on
+
+    def _cuts(self, x: np.ndarray, rel_start: np.ndarray, final: bool) -> np.ndarray:
+        """Per key, the relative frame up to which it can be decoded now."""
+        n = x.shape[-1]
+        if final:
+            return np.full(N_KEYS, n, dtype=np.int64)
+        silent = ~self._sounding(x)
+        last = n - 1 - np.argmax(silent[:, ::-1], axis=1)
+        last = np.where(silent.any(axis=1), last, -1)
+        cut = np.maximum(last, rel_start)
+        stuck = n - cut > self.max_pending
+        if stuck.any():
+            log.warning("keys %s sound for over %.0f s without a break (a stuck note?): their notes are cut at %.1f s",
+                        [int(k) + 21 for k in np.flatnonzero(stuck)], self.max_pending / self.fps,
+                        (self.base + n) / self.fps)
+            cut[stuck] = n
+        return cut
+
+    def _flush(self, final: bool) -> None:
+        n = self.pending.shape[1]
+        x = self.pending.reshape(len(self.settings.channels), N_KEYS, n)
+        rel_start = self.start - self.base
+        cut = self._cuts(x, rel_start, final)
+        if (cut > rel_start).any():
+            idx = np.arange(n)
+            active = (idx >= rel_start[:, None]) & (idx < cut[:, None])
+            notes = note_array(decode_roll((x * active[None]).reshape(self.rows, n), self.fps, self.settings))
+            frames = np.round(notes[:, :2] * self.fps) + self.base  # whole frames: exact times
+            notes[:, :2] = frames / self.fps
+            self.found.append(notes)
+        self.start = self.base + cut
+        drop = int(cut.min())
+        if drop > 0:
+            self.pending = self.pending[:, drop:].copy()
+            self.base += drop
+
+
+@dataclass
+class StreamResult:
+    """K transcriptions of one audio stream: the notes of each sample (:func:`note_array`), the
+    roll of the first (when kept), and what was read."""
+
+    samples: list[np.ndarray]
+    roll: np.ndarray | None
+    audio: AudioInfo
+
+
+def transcribe_stream(pipe, audio: AudioStream, settings: DecodeSettings, *, samples: int = 1,
+                      keep_roll: bool = False, **kwargs) -> StreamResult:
+    """Notes of ``samples`` transcriptions of ``audio`` (:func:`stream_rolls`, its keyword
+    arguments), read window by window; the roll of the first sample too with ``keep_roll``."""
+    fps = pipe.config.audio.fps
+    streams = [NoteStream(fps, settings) for _ in range(samples)]
+    total = audio.info.samples // pipe.config.audio.hop_length
+    roll = np.zeros((model_rows(pipe.model), total), dtype=np.float32) if keep_roll else None
+    for lo, hi, x0 in stream_rolls(pipe, audio, samples=samples, **kwargs):
+        for stream, x in zip(streams, x0):
+            stream.feed(x)
+        if roll is not None:
+            roll[:, lo:hi] = x0[0]
+    return StreamResult([s.close_array() for s in streams], roll, audio.info)
 
 
 def transcribe_notes(pipe, wave: np.ndarray, threshold: float | None = None, **kwargs) -> tuple[list[Note], np.ndarray]:
@@ -166,63 +720,7 @@ def transcribe_notes(pipe, wave: np.ndarray, threshold: float | None = None, **k
     :func:`transcribe_wave`."""
     x0 = transcribe_wave(pipe, wave, **kwargs)
     cfg: Config = pipe.config
-    th = cfg.diffusion.threshold if threshold is None else threshold
-    return decode(x0, cfg.audio.fps, cfg.roll, th), x0
-
-
-def read_audio(path: str | Path, sr: int = 16000) -> np.ndarray:
-    """Any file libsndfile reads -> float32 mono at ``sr``, streamed from disk.
-
-    Same result as :func:`diffroll.audio.load_audio` (channels averaged, polyphase resampling),
-    but the file is read block by block and resampled in chunks, so an hour of 44.1 kHz stereo
-    needs one mono copy at the file's rate rather than several float64 copies of the whole.
-    A file with 0 samples gives an empty array (the caller decides what that means).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such audio file")
-    try:
-        with sf.SoundFile(str(path)) as f:
-            file_sr, frames = f.samplerate, f.frames
-            mono = np.zeros(max(frames, 0), dtype=np.float32)
-            pos = 0
-            for block in f.blocks(blocksize=READ_BLOCK, dtype="float32", always_2d=True):
-                n = min(len(block), len(mono) - pos)
-                mono[pos:pos + n] = block[:n].mean(axis=1)
-                pos += n
-            mono = mono[:pos]
-    except AudioError:
-        raise
-    except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
-        raise AudioError(f"{path}: not a readable audio file ({err})") from err
-    return resample_chunked(mono, file_sr, sr)
-
-
-def resample_chunked(wave: np.ndarray, from_sr: int, to_sr: int, chunk_seconds: float = 30.0) -> np.ndarray:
-    """``scipy.signal.resample_poly`` of the whole signal, computed chunk by chunk.
-
-    Chunks start on multiples of ``down`` input samples (so they map to whole output samples)
-    and carry ``pad`` samples of context on each side, more than the filter's half-length,
-    which is trimmed: inside the signal the result equals the one-shot resampling.
-    """
-    if from_sr == to_sr:
-        return np.ascontiguousarray(wave, dtype=np.float32)
-    g = gcd(int(from_sr), int(to_sr))
-    up, down = to_sr // g, from_sr // g
-    n_out = -(-len(wave) * up // down)  # ceil, as resample_poly
-    step = max(int(chunk_seconds * from_sr) // down, 1) * down
-    if len(wave) <= 2 * step:
-        return resample_poly(wave, up, down).astype(np.float32)
-    half = 10 * max(up, down)  # resample_poly's default filter half-length, at the upsampled rate
-    pad = (half // up + 2 + down) // down * down  # input samples of context, a multiple of down
-    out = np.empty(n_out, dtype=np.float32)
-    for i0 in range(0, len(wave), step):
-        lo, hi = max(i0 - pad, 0), min(i0 + step + pad, len(wave))
-        y = resample_poly(wave[lo:hi], up, down)
-        o0, o1 = i0 * up // down, min((i0 + step) * up // down, n_out)
-        skip = (i0 - lo) * up // down
-        out[o0:o1] = y[skip:skip + o1 - o0]
-    return out
+    return decode_roll(x0, cfg.audio.fps, decode_settings(cfg, frame_threshold=threshold)), x0
 
 
 # Chosen by benchmarks/bench_samplers.py (figures/bench.md): the fastest setting of at least 5 steps
@@ -232,5 +730,9 @@ DEFAULT_SAMPLER = "ddim"
 DEFAULT_STEPS = 5
 
 
-__all__ = ["DEFAULT_SAMPLER", "DEFAULT_STEPS", "SILENCE_PEAK", "Windows", "frames_mask", "load_audio", "plan_windows",
-           "read_audio", "resample_chunked", "transcribe_notes", "transcribe_wave", "window_mels"]
+__all__ = ["DEFAULT_SAMPLER", "DEFAULT_STEPS", "SILENCE_PEAK", "AudioInfo", "AudioStream", "DecodeSettings",
+           "NonFiniteAudioError", "NoteStream", "StreamResult", "Windows", "array_audio", "check_sampling",
+           "chunk_mels", "decode_roll", "decode_settings", "frames_mask", "load_audio", "min_note_frames",
+           "open_audio", "plan_windows", "read_audio", "resample_chunked", "resampled_length", "sample_seed",
+           "silence_audio", "stream_rolls", "transcribe_notes", "transcribe_stream", "transcribe_wave",
+           "window_mels"]

@@ -37,7 +37,7 @@ def tone(seconds=3.0, sr=SR, channels=1, freq=440.0):
 
 def run(*argv, ckpt=None):
     args = [str(a) for a in argv] + (["--checkpoint", str(ckpt)] if ckpt else [])
-    return cli.main(args + ["--steps", "2", "--quiet"])
+    return cli.main(args + ["--steps", "2", "--quiet", "--threads", "1"])
 
 
 def midi_files(folder: Path) -> list[str]:
@@ -173,3 +173,171 @@ def test_console_script(tmp_path, ckpt):
     assert "gone.wav: no such file or folder" in proc.stderr
     assert "1 file written, 1 failed" in proc.stdout
     assert (tmp_path / "out" / "x.mid").is_file()
+
+
+# --- outputs musicians expect -------------------------------------------------------------------
+
+def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+def test_notes_csv_holds_the_midi_notes(tmp_path, ckpt):
+    sf.write(tmp_path / "x.wav", tone(5.0), SR)
+    assert run("transcribe", tmp_path / "x.wav", "-o", tmp_path / "o", "--notes-csv", ckpt=ckpt) == 0
+    header, rows = read_csv(tmp_path / "o" / "x.csv")
+    assert header == ["onset_s", "offset_s", "pitch", "velocity", "confidence"]
+    midi = sorted((n.start, n.end, n.pitch, n.velocity)
+                  for n in pretty_midi.PrettyMIDI(str(tmp_path / "o" / "x.mid")).instruments[0].notes)
+    assert len(rows) == len(midi) > 0
+    rows.sort(key=lambda r: (float(r[0]), float(r[1]), int(r[2])))
+    for row, (start, end, pitch, velocity) in zip(rows, midi):
+        assert (int(row[2]), int(row[3])) == (pitch, velocity)
+        assert abs(float(row[0]) - start) < 1e-3 and abs(float(row[1]) - end) < 1e-3  # a MIDI tick is 0.5 ms
+        assert row[4] == "1.0"  # one sample: certain
+    assert run("transcribe", tmp_path / "x.wav", "-o", tmp_path / "k", "--notes-csv", "--samples", "3", ckpt=ckpt) == 0
+    _, rows = read_csv(tmp_path / "k" / "x.csv")
+    assert rows and {r[4] for r in rows} <= {"0.6667", "1.0"}  # a majority of 3: 2 or 3 votes
+    assert len(rows) == len(pretty_midi.PrettyMIDI(str(tmp_path / "k" / "x.mid")).instruments[0].notes)
+
+
+def test_sonify_writes_the_transcription_as_audio(tmp_path, ckpt):
+    sf.write(tmp_path / "x.wav", tone(4.0), SR)
+    assert run("transcribe", tmp_path / "x.wav", "-o", tmp_path / "o", "--sonify", "--soundfont", "TimGM6mb",
+               ckpt=ckpt) == 0
+    audio, rate = sf.read(tmp_path / "o" / "x.sonified.wav")
+    assert rate == 44100 and len(audio) >= 4.0 * rate and np.abs(audio).max() > 0.01
+    with pytest.raises(SystemExit) as exc:
+        run("transcribe", tmp_path / "x.wav", "-o", tmp_path / "p", "--sonify", "--soundfont", "NoSuchFont", ckpt=ckpt)
+    assert exc.value.code == 2 and not (tmp_path / "p").exists()
+
+
+def test_sonify_renders_in_segments_like_a_whole(tmp_path):
+    """Rendering a minute of onsets at a time and adding the overlaps sounds like one render."""
+    from diffroll.pipeline import sonify
+    from diffroll.render import render_midi
+    from diffroll.roll import Note, notes_to_midi
+
+    notes = [Note(0.5 + 0.7 * i, 1.5 + 0.7 * i, 60 + i % 12, 90) for i in range(12)]
+    sonify(notes, tmp_path / "seg.wav", "TimGM6mb", 16000, seconds=12.0, segment_seconds=2.0)
+    seg, _ = sf.read(tmp_path / "seg.wav")
+    whole = render_midi(notes_to_midi(notes), "TimGM6mb", 16000)
+    n = min(len(seg), len(whole))
+    assert len(seg) >= 12 * 16000
+    assert np.abs(seg[:n] - whole[:n]).max() < 0.05 * np.abs(whole).max() + 2 / 32768
+
+
+# --- no silent wrong results ----------------------------------------------------------------------
+
+def test_nan_audio_is_refused_and_the_others_still_done(tmp_path, ckpt, capsys):
+    bad = tone(3.0)
+    bad[[8000, 8001, 24000]] = [np.nan, np.inf, -np.inf]
+    sf.write(tmp_path / "bad.wav", bad, SR, subtype="FLOAT")
+    sf.write(tmp_path / "good.wav", tone(3.0), SR)
+    out = tmp_path / "out"
+    assert run("transcribe", tmp_path / "bad.wav", tmp_path / "good.wav", "-o", out, "--notes-csv", ckpt=ckpt) == 1
+    err = capsys.readouterr().err
+    assert "bad.wav: 3 samples are NaN or infinite, from 0.500 s (sample 8000) to 1.500 s (sample 24000)" in err
+    assert "--nonfinite zero" in err
+    assert midi_files(out) == ["good.csv", "good.mid"]  # nothing written for bad.wav, no temp files
+    assert run("transcribe", tmp_path / "bad.wav", "-o", out, "--nonfinite", "zero", ckpt=ckpt) == 0
+    err = capsys.readouterr().err
+    assert "warning: " in err and "bad.wav: 3 samples are NaN" in err and "replaced them by 0" in err
+    assert (out / "bad.mid").is_file()
+
+
+def _exits_2(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exc:
+        cli.main([str(a) for a in argv])
+    assert exc.value.code == 2, argv
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [
+    ["--w", "nan"], ["--w", "inf"], ["--w", "-inf"], ["--threshold", "nan"], ["--frame-threshold", "1.5"],
+    ["--frame-threshold", "0"], ["--onset-threshold", "nan"], ["--min-note-ms", "-5"], ["--min-note-ms", "nan"],
+    ["--samples", "0"], ["--batch-size", "0"], ["--nonfinite", "ignore"],
+])
+def test_bad_numbers_are_usage_errors(tmp_path, capsys, extra):
+    sf.write(tmp_path / "x.wav", tone(), SR)
+    err = _exits_2(["transcribe", tmp_path / "x.wav", "-o", tmp_path / "o", *extra], capsys)
+    assert extra[0] in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", "-o", "g.mid", "--seconds", "nan"], ["generate", "-o", "g.mid", "--seconds", "inf"],
+    ["generate", "-o", "g.mid", "--seconds", "1e9"], ["generate", "-o", "g.mid", "--seconds", "0"],
+    ["inpaint", "x.wav", "--mask", "1:inf", "-o", "y.mid"], ["inpaint", "x.wav", "--mask", "nan:2", "-o", "y.mid"],
+])
+def test_bad_lengths_and_spans_are_usage_errors(tmp_path, capsys, argv, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _exits_2(argv, capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_steps_above_T_is_a_usage_error_naming_T(tmp_path, ckpt, capsys):
+    sf.write(tmp_path / "x.wav", tone(), SR)
+    err = _exits_2(["transcribe", tmp_path / "x.wav", "-o", tmp_path / "o", "--checkpoint", ckpt, "--steps", "21"],
+                   capsys)
+    assert "--steps 21 is more than the model's T = 20" in err
+    assert not (tmp_path / "o").exists()
+    assert run("transcribe", tmp_path / "x.wav", "-o", tmp_path / "o", "--steps", "20", ckpt=ckpt) == 0
+
+
+def test_output_folder_is_checked_first_and_named(tmp_path, capsys, monkeypatch):
+    sf.write(tmp_path / "x.wav", tone(), SR)
+    (tmp_path / "afile").write_text("not a folder")
+    bogus = tmp_path / "no-model.pt"  # never loaded: the folder is checked before anything else
+    for outdir in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        err = _exits_2(["transcribe", tmp_path / "x.wav", "-o", outdir, "--checkpoint", bogus], capsys)
+        assert f"output folder {outdir} is not a folder" in err
+    import tempfile
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    err = _exits_2(["transcribe", tmp_path / "x.wav", "-o", tmp_path / "locked", "--checkpoint", bogus], capsys)
+    assert f"output folder {tmp_path / 'locked'} is not writable" in err and "Permission denied" in err
+
+
+def test_generate_to_a_folder_is_a_usage_error(tmp_path, capsys):
+    err = _exits_2(["generate", "-o", tmp_path, "--seconds", "2"], capsys)
+    assert f"-o {tmp_path} is a folder" in err
+
+
+def test_existing_outputs_are_not_overwritten_without_overwrite(tmp_path, ckpt, capsys):
+    sf.write(tmp_path / "a.wav", tone(), SR)
+    sf.write(tmp_path / "b.wav", tone(), SR)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.mid").write_bytes(b"precious")
+    (out / "b.csv").write_text("precious")
+    assert run("transcribe", tmp_path / "a.wav", tmp_path / "b.wav", "-o", out, "--notes-csv", ckpt=ckpt) == 1
+    err = capsys.readouterr().err
+    assert f"{out / 'a.mid'} already exists: not overwritten (pass --overwrite to replace)" in err
+    assert f"{out / 'b.csv'} already exists" in err
+    assert (out / "a.mid").read_bytes() == b"precious" and (out / "b.csv").read_text() == "precious"
+    assert midi_files(out) == ["a.mid", "b.csv"]  # both refused before any work
+    sf.write(tmp_path / "c.wav", tone(), SR)
+    assert run("transcribe", tmp_path / "a.wav", tmp_path / "c.wav", "-o", out, ckpt=ckpt) == 1
+    assert (out / "c.mid").is_file()  # the other input is still done
+    assert run("transcribe", tmp_path / "a.wav", tmp_path / "b.wav", "-o", out, "--notes-csv", "--overwrite",
+               ckpt=ckpt) == 0
+    pretty_midi.PrettyMIDI(str(out / "a.mid"))
+    assert (out / "b.csv").read_text().startswith("onset_s,")
+    assert run("generate", "-o", out / "a.mid", "--seconds", "2", ckpt=ckpt) == 1
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_help_says_ddpm_depends_on_the_batch_size(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["transcribe", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--sampler ddpm the result depends on it" in text
+    for option in ("--samples", "--notes-csv", "--sonify", "--overwrite", "--nonfinite", "--onset-threshold",
+                   "--frame-threshold", "--min-note-ms", "--threads"):
+        assert option in text

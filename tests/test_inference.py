@@ -315,3 +315,233 @@ def test_note_state_notes_across_window_edges_are_one_note_each():
     assert [n.pitch for n in notes] == [69, 72, 76]
     for (on, off, p, vel), (ton, toff, tp) in zip(notes, truth):
         assert abs(on - ton) <= 0.1 and abs(off - toff) <= 0.1 and vel == round(0.5 * 127)
+
+
+# --- streaming: notes read window by window ---------------------------------------------------
+
+@pytest.mark.parametrize("channels", [["frame"], ["frame", "onset", "velocity"], ["frame", "onset"]])
+@pytest.mark.parametrize("min_note_ms", [None, 0.0, 100.0])
+def test_note_stream_reads_the_notes_of_the_whole_roll(channels, min_note_ms):
+    """Fed in random blocks, the stream finds exactly the notes of decoding the whole roll."""
+    from diffroll.inference import NoteStream, decode_roll, decode_settings
+
+    rng = np.random.default_rng(len(channels))
+    settings = decode_settings(get_config("smoke", roll_channels=channels), min_note_ms=min_note_ms)
+    for trial in range(8):
+        n = int(rng.integers(1, 500))
+        density = rng.uniform(0.05, 0.9)
+        roll = ((rng.random((88 * len(channels), n)) < density) * rng.random((88 * len(channels), n)) * 1.2)
+        roll = roll.astype(np.float32)
+        stream = NoteStream(31.25, settings)
+        i = 0
+        while i < n:
+            k = int(rng.integers(1, 60))
+            stream.feed(roll[:, i:i + k])
+            i += k
+        assert stream.close() == decode_roll(roll, 31.25, settings), trial
+
+
+def test_note_stream_holds_only_unfinished_frames_and_cuts_a_stuck_key(caplog):
+    from diffroll.inference import NoteStream, decode_settings
+
+    settings = decode_settings(smoke())
+    stream = NoteStream(31.25, settings, max_pending=100)
+    block = np.zeros((88, 40), np.float32)
+    block[10, 5:20] = 1.0  # a note that ends inside the block
+    for _ in range(5):
+        stream.feed(block)
+        assert stream.pending.shape[1] < 40  # the finished notes' frames are gone
+    stuck = np.zeros((88, 40), np.float32)
+    stuck[30] = 1.0  # a key that never stops
+    with caplog.at_level("WARNING", logger="diffroll"):
+        for _ in range(5):
+            stream.feed(stuck)
+    assert "without a break" in caplog.text and stream.pending.shape[1] <= 100 + 40
+    notes = stream.close()
+    assert sum(n.pitch == 51 for n in notes) == 2  # cut once, at the limit
+    assert sum(n.pitch == 31 for n in notes) == 5
+
+
+def test_file_is_streamed_block_by_block_with_the_same_notes(tmp_path, monkeypatch):
+    """A long stereo 44.1 kHz file read in many small blocks and resampling chunks gives the notes
+    (and roll) of the whole array at 16 kHz."""
+    import diffroll.inference as inference
+
+    cfg = smoke()
+    truth = [(0.3, 2.0, 69), (2.5, 6.1, 76), (6.5, 14.0, 72), (15.0, 19.5, 69)]
+    t = np.arange(20 * 44100) / 44100
+    left = np.zeros_like(t)
+    for on, off, p in truth:
+        left += np.where((t >= on) & (t < off), 0.3 * np.sin(2 * np.pi * 440 * 2 ** ((p - 69) / 12) * t), 0)
+    sf.write(tmp_path / "x.flac", np.stack([left, left], axis=1), 44100)
+    monkeypatch.setattr(inference, "READ_BLOCK", 30_000)
+    monkeypatch.setattr(inference, "RESAMPLE_CHUNK_SECONDS", 2.0)
+    pipe = ArgmaxModel(cfg)
+    streamed = pipe.transcribe(tmp_path / "x.flac", sampler="ddim", steps=2, batch_size=3, progress=False)
+    whole = read_audio(tmp_path / "x.flac")
+    np.testing.assert_allclose(whole, load_audio(tmp_path / "x.flac"), atol=1e-6)
+    direct = pipe.transcribe(whole, sampler="ddim", steps=2, progress=False)
+    assert streamed.notes == direct.notes and [n.pitch for n in streamed.notes] == [69, 76, 72, 69]
+    np.testing.assert_array_equal(streamed.roll, direct.roll)
+    assert streamed.audio.samples == len(whole) and streamed.audio.peak == pytest.approx(0.3, abs=0.01)
+
+
+# --- several samples ------------------------------------------------------------------------------
+
+def test_samples_are_batched_with_windows_and_voted():
+    cfg = smoke()
+    wave = melody(9.0, [(0.3, 2.0, 69), (2.5, 6.1, 76), (6.5, 8.7, 72)])
+    pipe = ArgmaxModel(cfg)
+    one = pipe.transcribe(wave, sampler="ddim", steps=2, progress=False)
+    assert one.confidence == [1.0] * len(one.notes) and one.sample_notes is None
+    pipe.model.batches.clear()
+    three = pipe.transcribe(wave, samples=3, w=0.0, sampler="ddim", steps=1, batch_size=5, progress=False)
+    assert three.notes == one.notes and three.confidence == [1.0] * len(one.notes)  # x_T is ignored: all agree
+    assert len(three.sample_notes) == 3 and max(pipe.model.batches) == 5
+    windows = len(plan_windows(len(wave) // 512, 128, 32).starts)
+    assert sum(pipe.model.batches) == windows * 3  # every (window, sample) pair once, 5 to a batch
+
+
+def test_samples_differ_and_do_not_depend_on_the_batch_size():
+    cfg = smoke()
+    pipe = random_model(cfg)
+    wave = melody(6.0, [(0.5, 5.0, 72)])
+    runs = [pipe.transcribe(wave, samples=3, sampler="ddim", steps=3, batch_size=b, progress=False) for b in (1, 4)]
+    assert runs[0].sample_notes == runs[1].sample_notes and runs[0].notes == runs[1].notes
+    assert runs[0].sample_notes[0] != runs[0].sample_notes[1]  # different x_T, different transcriptions
+    assert all(0.5 < c <= 1 for c in runs[0].confidence)
+    single = pipe.transcribe(wave, sampler="ddim", steps=3, progress=False)
+    assert single.notes == runs[0].sample_notes[0]  # sample 0 draws the x_T a single run draws
+
+
+# --- no silent wrong results ----------------------------------------------------------------------
+
+def test_nonfinite_samples_are_refused_or_repaired(tmp_path, caplog):
+    from diffroll.inference import NonFiniteAudioError
+
+    cfg = smoke()
+    pipe = ArgmaxModel(cfg)
+    wave = melody(6.0, [(0.3, 5.5, 72)])
+    bad = wave.copy()
+    bad[[16000, 16001, 48000]] = [np.nan, np.inf, -np.inf]
+    says = r"<array>: 3 samples are NaN or infinite, from 1.000 s \(sample 16000\) to 3.000 s \(sample 48000\)"
+    with pytest.raises(NonFiniteAudioError, match=says):
+        pipe.transcribe(bad, progress=False)
+    with caplog.at_level("WARNING", logger="diffroll"):
+        fixed = pipe.transcribe(bad, nonfinite="zero", sampler="ddim", steps=2, progress=False)
+    assert "replaced them by 0" in caplog.text and fixed.audio.nonfinite == 3
+    zeroed = np.where(np.isfinite(bad), bad, 0).astype(np.float32)
+    assert fixed.notes == pipe.transcribe(zeroed, sampler="ddim", steps=2, progress=False).notes
+    stereo = np.stack([wave, wave], axis=1)
+    stereo[32000 + np.arange(5), 1] = np.nan
+    sf.write(tmp_path / "nan.wav", stereo, SR, subtype="FLOAT")
+    says = r"nan.wav: 5 samples are NaN or infinite, from 2.000 s \(sample 32000\) to 2.000 s \(sample 32004\)"
+    with pytest.raises(NonFiniteAudioError, match=says):
+        pipe.transcribe(tmp_path / "nan.wav", progress=False)
+    with pytest.raises(NonFiniteAudioError, match="nan.wav"):
+        read_audio(tmp_path / "nan.wav")
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    (dict(batch_size=0), "batch_size"), (dict(batch_size=2.5), "batch_size"), (dict(samples=0), "samples"),
+    (dict(w=float("nan")), "w"), (dict(w=float("inf")), "w"), (dict(steps=0), "steps"),
+    (dict(threshold=float("nan")), "frame_threshold"), (dict(frame_threshold=1.0), "frame_threshold"),
+    (dict(onset_threshold=float("nan")), "onset_threshold"), (dict(min_note_ms=-1.0), "min_note_ms"),
+    (dict(min_note_ms=float("inf")), "min_note_ms"), (dict(nonfinite="ignore"), "nonfinite"),
+    (dict(threshold=0.4, frame_threshold=0.6), "same setting"), (dict(overlap=128), "overlap"),
+])
+def test_bad_settings_are_value_errors_naming_them(kwargs, says):
+    pipe = ArgmaxModel(smoke())
+    with pytest.raises(ValueError, match=says):
+        pipe.transcribe(melody(2.0, [(0.1, 1.0, 72)]), progress=False, **kwargs)
+
+
+def test_bad_generate_lengths_and_mask_spans_are_value_errors():
+    pipe = ArgmaxModel(smoke())
+    for seconds in (float("nan"), float("inf"), 0.0, -1.0):
+        with pytest.raises(ValueError, match="seconds"):
+            pipe.generate(seconds)
+    for span in ((1.0, float("inf")), (float("nan"), 2.0)):
+        with pytest.raises(ValueError, match="not finite"):
+            frames_mask([span], 100, 31.25)
+
+
+def test_min_note_ms_for_frame_and_note_state_rolls():
+    from diffroll.inference import decode_settings, min_note_frames
+
+    assert min_note_frames(64, 31.25) == 2 and min_note_frames(65, 31.25) == 3 and min_note_frames(0, 31.25) == 0
+    frame_only = decode_settings(smoke(), min_note_ms=100)
+    assert (frame_only.min_frames, frame_only.min_frames_without_onset) == (4, None)
+    note_state = decode_settings(get_config("smoke"), min_note_ms=100)
+    assert (note_state.min_frames, note_state.min_frames_without_onset) == (0, 4)
+    roll = np.zeros((88, 40), np.float32)
+    roll[0, 2:4] = 1  # 2 frames: 64 ms
+    roll[1, 10:20] = 1  # 10 frames
+    pipe = ArgmaxModel(smoke())
+    assert [n.pitch for n in pipe.decode(roll)] == [21, 22]
+    assert [n.pitch for n in pipe.decode(roll, min_note_ms=100)] == [22]
+    ns_roll = np.concatenate([roll, np.zeros((176, 40), np.float32)])  # frames without any onset
+    ns_pipe = ArgmaxModel(get_config("smoke"), NoteStateNet)
+    assert ns_pipe.decode(ns_roll) == []  # the config: onset-less runs are never notes
+    assert [n.pitch for n in ns_pipe.decode(ns_roll, min_note_ms=100)] == [22]
+    assert [n.pitch for n in ns_pipe.decode(ns_roll, min_note_ms=0)] == [21, 22]
+
+
+# --- memory: a long file ----------------------------------------------------------------------------
+
+MEMORY_SCRIPT = r"""
+import json, resource, sys
+import numpy as np, soundfile as sf, torch
+torch.set_num_threads(1)
+from diffroll.pipeline import Pipeline
+from diffroll.config import get_config
+from diffroll.model import DiffRoll
+
+def peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+path, minutes = sys.argv[1], int(sys.argv[2])
+sr = 16000
+rng = np.random.default_rng(0)
+
+
+def write(path, seconds):  # quiet noise, and a tone every few minutes, written a minute at a time
+    with sf.SoundFile(path, "w", sr, 1, "PCM_16") as f:
+        for i in range(0, seconds, 60):
+            x = 0.002 * rng.standard_normal(sr * min(60, seconds - i))
+            if i % 420 == 0:
+                x[: sr * 5] += 0.3 * np.sin(2 * np.pi * 440 * np.arange(sr * 5) / sr)
+            f.write(x.astype(np.float32))
+
+
+write(path, 60 * minutes)
+write(path + ".short.wav", 90)  # more than one read block (READ_BLOCK samples)
+cfg = get_config("smoke")
+torch.manual_seed(0)
+model = DiffRoll(cfg.model, len(cfg.roll.roll_channels))
+torch.nn.init.normal_(model.output_proj.weight, std=0.05)  # a few notes a second on noise
+pipe = Pipeline(model.eval(), cfg)
+kw = dict(steps=1, samples=2, progress=False, keep_roll=False, keep_samples=False)
+pipe.transcribe(path + ".short.wav", **kw)  # warm-up: the buffers of reading, sampling and decoding
+before = peak_mib()
+result = pipe.transcribe(path, **kw)
+print(json.dumps({"growth_mib": peak_mib() - before, "notes": len(result.notes),
+                  "seconds": result.audio.seconds}))
+"""
+
+
+def test_a_long_file_is_transcribed_in_bounded_memory(tmp_path):
+    """Half an hour of audio, two samples (held whole: 115 MB as a 16 kHz float32 array, 59 MB a
+    note-state roll): streamed, the peak memory of the process grows by far less than either
+    beyond what a minute and a half of the same audio needed."""
+    import json
+    import subprocess
+    import sys
+
+    env = dict(__import__("os").environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(tmp_path / "long.wav"), "30"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["seconds"] == 1800.0 and out["notes"] > 1000
+    assert out["growth_mib"] < 25, out

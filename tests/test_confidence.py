@@ -1,0 +1,117 @@
+"""Per-note confidence: matching notes across samples, the majority vote, calibration metrics."""
+import numpy as np
+import pytest
+
+from diffroll.confidence import (array_notes, cluster_notes, consensus, expected_calibration_error, note_array,
+                                 reliability, true_positives, vote_bins)
+from diffroll.roll import Note
+
+F = 1 / 31.25  # one frame
+
+
+def test_identical_samples_are_certain_and_one_sample_is_itself():
+    notes = [Note(0.0, 0.5, 60, 70), Note(0.5, 1.0, 64, 90), Note(0.5, 0.8, 60, 50)]
+    kept, conf = consensus([notes] * 4)
+    assert kept == sorted(notes) and conf == [1.0] * 3
+    kept, conf = consensus([notes])
+    assert kept == sorted(notes) and conf == [1.0] * 3
+    assert consensus([[], [], []]) == ([], [])
+
+
+def test_onset_jitter_within_50_ms_is_one_note():
+    samples = [[Note(0.0, 0.5, 60)], [Note(F, 0.5, 60)], [Note(F, 0.6, 60)], [Note(2 * F, 0.4, 60)]]
+    (cand,) = cluster_notes(samples)
+    assert cand.votes == 4 and cand.confidence == 1.0
+    assert cand.note.onset == pytest.approx(F)  # the centre gathering all four
+    assert cand.note.offset == 0.5  # the lower median of 0.4, 0.5, 0.5, 0.6
+
+
+def test_majority_rule_and_minority_candidates():
+    a, b = Note(1.0, 1.5, 60, 40), Note(3.0, 3.2, 72, 100)
+    samples = [[a, b], [a, b], [a], [Note(5.0, 5.5, 50)]]
+    cands = cluster_notes(samples)
+    assert [(c.note.pitch, c.votes) for c in cands] == [(60, 3), (72, 2), (50, 1)]
+    assert sum(c.votes for c in cands) == sum(len(s) for s in samples)  # every note counted once
+    kept, conf = consensus(samples)  # a majority of 4 is 3
+    assert kept == [a] and conf == [0.75]
+    kept, conf = consensus(samples, min_votes=2)
+    assert kept == [a, b] and conf == [0.75, 0.5]
+    with pytest.raises(ValueError, match="min_votes"):
+        consensus(samples, min_votes=5)
+
+
+def test_pitch_and_tolerance_separate_notes():
+    samples = [[Note(0.0, 0.5, 60)], [Note(0.0, 0.5, 61)], [Note(0.06, 0.5, 60)]]
+    cands = cluster_notes(samples)
+    assert sorted((c.note.pitch, c.votes) for c in cands) == [(60, 1), (60, 1), (61, 1)]
+    # exactly 50 ms apart still matches (mir_eval's rule is <= tolerance)
+    assert cluster_notes([[Note(0.0, 0.5, 60)], [Note(0.05, 0.5, 60)]])[0].votes == 2
+
+
+def test_each_sample_counts_once_per_note():
+    """Sample 0 plays the key twice within 50 ms; it still gives one vote to each candidate."""
+    samples = [[Note(0.0, 0.03, 60), Note(0.04, 0.5, 60)], [Note(0.02, 0.5, 60)]]
+    cands = cluster_notes(samples)
+    assert sorted(c.votes for c in cands) == [1, 2]
+    for c in cands:
+        assert c.votes <= 2
+
+
+def test_confidence_is_the_share_of_samples_with_a_matching_note():
+    """The definition, on random samples: every member of a candidate matches its note (same
+    pitch, onset within 50 ms), votes never exceed the samples that hold such a note, and the
+    vote conserves notes."""
+    rng = np.random.default_rng(0)
+    truth = [(float(t), int(p)) for t, p in zip(rng.uniform(0, 20, 60), rng.integers(60, 64, 60))]
+    samples = []
+    for _ in range(5):
+        notes = [Note(round(t / F + rng.integers(-2, 3)) * F, t + 0.3, p, 80) for t, p in truth if rng.random() < 0.8]
+        samples.append(sorted(set(notes)))
+    cands = cluster_notes(samples)
+    assert sum(c.votes for c in cands) == sum(len(s) for s in samples)
+    for c in cands:
+        holders = sum(any(n.pitch == c.note.pitch and abs(n.onset - c.note.onset) <= 0.05 + 1e-9 for n in s)
+                      for s in samples)
+        assert 1 <= c.votes <= holders
+    kept, conf = consensus(samples)
+    assert all(0.5 < x <= 1.0 for x in conf) and len(kept) == len(conf)
+
+
+def test_kept_notes_of_one_key_do_not_overlap():
+    samples = [[Note(0.0, 1.0, 60), Note(0.5, 1.0, 60)]] * 2 + [[Note(0.0, 0.4, 60), Note(0.5, 1.0, 60)]]
+    kept, _ = consensus(samples)
+    assert kept == [Note(0.0, 0.5, 60), Note(0.5, 1.0, 60)]
+
+
+def test_arrays_and_lists_give_the_same_vote():
+    samples = [[Note(0.0, 0.5, 60, 70), Note(1.0, 1.5, 62, 20)], [Note(F, 0.5, 60, 90)], [Note(1.0, 1.4, 62, 30)]]
+    arrays = [note_array(s) for s in samples]
+    assert arrays[0].shape == (2, 4) and array_notes(arrays[0]) == samples[0]
+    assert consensus(arrays) == consensus(samples)
+    assert note_array([]).shape == (0, 4)
+
+
+def test_true_positives_follow_mir_eval_matching():
+    ref = [Note(1.0, 2.0, 60), Note(3.0, 3.5, 64)]
+    est = [Note(1.04, 1.5, 60), Note(1.0, 2.0, 61), Note(3.06, 3.5, 64), Note(1.02, 2.0, 60)]
+    np.testing.assert_array_equal(true_positives(ref, est), [True, False, False, False])  # one match per reference
+    assert true_positives([], est).tolist() == [False] * 4
+    assert true_positives(ref, []).shape == (0,)
+
+
+def test_reliability_and_ece():
+    conf = np.array([1.0, 1.0, 1.0, 1.0, 0.25, 0.25, 0.25, 0.25])
+    ok = np.array([1, 1, 1, 0, 1, 0, 0, 0], dtype=bool)
+    rows = reliability(conf, ok, bins=vote_bins(4))
+    assert [(r["count"], r["confidence"], r["accuracy"]) for r in rows] == [(4, 0.25, 0.25), (4, 1.0, 0.75)]
+    assert expected_calibration_error(conf, ok, bins=vote_bins(4)) == pytest.approx(0.5 * 0 + 0.5 * 0.25)
+    assert expected_calibration_error(np.ones(10), np.ones(10, bool)) == 0.0
+    assert np.isnan(expected_calibration_error([], []))
+    np.testing.assert_allclose(vote_bins(4), [0, 0.375, 0.625, 0.875, 1.0])
+    rng = np.random.default_rng(1)  # calibrated by construction: ECE near 0
+    c = rng.uniform(0, 1, 20000)
+    assert expected_calibration_error(c, rng.uniform(0, 1, c.size) < c) < 0.02
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        reliability([1.5], [True])
+    with pytest.raises(ValueError, match="differ in length"):
+        reliability([0.5, 0.5], [True])
