@@ -102,13 +102,15 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-basic-pitch", action="store_true")
     p.add_argument("--out", type=Path, default=ROOT / "figures" / "model_card.md")
+    p.add_argument("--label", default="DiffRoll (bundled)", help="the checkpoint's name in the tables")
+    p.add_argument("--raw", type=Path, default=ROOT / "runs" / "model_card" / "results.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     bundled = load_pipeline(args.checkpoint)
     cfg = bundled.config
     sets = {s: load_set(args.data, s, cfg, args.max_seconds) for s in args.sets}
-    models = [("DiffRoll (bundled)", args.checkpoint, args.ws)]
+    models = [(args.label, args.checkpoint, args.ws)]
     if args.snapshot is not None and args.snapshot.is_file():
         models.append(("DiffRoll, baseline's budget", args.snapshot, args.ws))
     if args.baseline is not None and args.baseline.is_file():
@@ -133,7 +135,7 @@ def main(argv=None):
             m = mean_scores(scored, by=())[0]
             print(f"{'basic-pitch':30s}       {split:10s} F1 {m['f1']:.3f} offset {m['f1_offset']:.3f}", flush=True)
 
-    raw = ROOT / "runs" / "model_card" / "results.json"
+    raw = args.raw
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_text(json.dumps(rows, indent=1, default=str))
     minutes = {s: sum(len(w) for _, _, w, _ in ps) / cfg.audio.sample_rate / 60 for s, ps in sets.items()}

@@ -81,12 +81,25 @@ def load_pipeline(path: str | Path | None = None, device: str | torch.device = "
     return Pipeline(model.to(device).eval(), cfg)
 
 
-def export_weights(src: str | Path, dst: str | Path, use_ema: bool = True, half: bool = False) -> Path:
+def export_weights(src: str | Path, dst: str | Path, use_ema: bool = True, half: bool = False,
+                   settings: dict[str, dict[str, Any]] | None = None) -> Path:
     """A small inference-only copy of a training checkpoint: config + (EMA) weights + summary;
-    ``half`` stores the weights in float16 (the bundled model: half the size, loaded as float32)."""
+    ``half`` stores the weights in float16 (the bundled model: half the size, loaded as float32).
+    ``settings`` replaces config values per section, e.g. decoding thresholds tuned on the
+    validation split: ``{"roll": {"onset_threshold": 0.4}, "diffusion": {"w": 0.5}}``."""
     state = load_checkpoint(src)
     weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
     if half:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    config = {section: dict(values) if isinstance(values, dict) else values
+              for section, values in state["config"].items()}
+    for section, values in (settings or {}).items():
+        if not isinstance(config.get(section), dict):
+            raise CheckpointError(f"{src}: config has no section {section!r} to set {sorted(values)} in")
+        unknown = sorted(set(values) - set(config[section]))
+        if unknown:
+            raise CheckpointError(f"{src}: config section {section!r} has no setting(s) {unknown}")
+        config[section].update(values)
+    config_of({"config": config}, dst)  # the new values must make a valid config
     keep = {k: state[k] for k in ("step", "history", "summary", "wall_seconds") if k in state}
-    return save_checkpoint(dst, {"config": state["config"], "model": weights, **keep})
+    return save_checkpoint(dst, {"config": config, "model": weights, **keep})

@@ -160,14 +160,15 @@ def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True, samples
     d = p.add_argument_group("reading notes from the roll")
     d.add_argument("--frame-threshold", "--threshold", dest="frame_threshold", type=_threshold, default=None,
                    metavar="X",
-                   help="x̂0 frame value above which a key sounds (default: the checkpoint's, 0.5)")
+                   help="x̂0 frame value above which a key sounds (default: the checkpoint's; 0.5 in the paper; the "
+                        "bundled model's was tuned on the validation split)")
     d.add_argument("--onset-threshold", type=_threshold, default=None, metavar="X",
                    help="x̂0 onset value above which a note starts, for note-state models (default: the "
-                        "checkpoint's, 0.5; frame-only models have no onsets)")
+                        "checkpoint's, tuned on the validation split for the bundled model; frame-only models have no onsets)")
     d.add_argument("--min-note-ms", type=_milliseconds, default=None, metavar="MS",
                    help="minimum length of a note read without an onset. Note-state models (frame + onset "
                         "rolls): a frame run that no onset starts becomes a note when it lasts at least MS "
-                        "(default: never). Frame-only models (no onsets at all): notes shorter than MS are "
+                        "(default: the checkpoint's min_frames_without_onset; none: never). Frame-only models (no onsets at all): notes shorter than MS are "
                         "dropped (default: 0, none)")
 
 

@@ -227,21 +227,16 @@ def test_split_notes_counts_spurious_restrikes_inside_held_notes():
     assert split_notes(ref, est) == 1
 
 
-def test_threshold_sweep_finds_the_threshold_that_reads_the_notes():
-    """A fake note-state model whose onsets peak at 0.3: onset threshold 0.5 finds nothing, 0.2 all."""
+def _sweep_oracle(roll: np.ndarray, **sweep_kwargs) -> list[dict]:
+    """sweep_thresholds on a fake model whose x̂0 is always ``roll`` (128 frames), with its notes."""
     import torch
 
     from diffroll.config import get_config
     from diffroll.evaluate import sweep_thresholds
     from diffroll.pipeline import Pipeline
 
-    cfg = get_config("smoke", w=0.0)
-    ref = [Note(0.5, 1.5, 60, 80), Note(2.0, 3.0, 64, 80)]
-    roll = notes_to_roll(ref, n_frames=128, channels=NOTE_STATE)
-    roll[88:176] *= 0.3  # weak onsets
-
     class Oracle(torch.nn.Module):
-        rows = 264
+        rows = roll.shape[0]
 
         def __init__(self):
             super().__init__()
@@ -251,8 +246,18 @@ def test_threshold_sweep_finds_the_threshold_that_reads_the_notes():
             return torch.from_numpy(roll).expand(x_t.shape[0], -1, -1).clone()
 
     wave = np.random.default_rng(0).standard_normal(128 * 512).astype(np.float32) * 0.1
-    rows = sweep_thresholds(Pipeline(Oracle(), cfg), [("x", "g", wave, ref)], onset_thresholds=(0.2, 0.5),
-                            frame_thresholds=(0.5,), sampler="ddim", steps=1)
+    return sweep_thresholds(Pipeline(Oracle(), get_config("smoke", w=0.0)), [("x", "g", wave, SWEEP_NOTES)],
+                            frame_thresholds=(0.5,), sampler="ddim", steps=1, **sweep_kwargs)
+
+
+SWEEP_NOTES = [Note(0.5, 1.5, 60, 80), Note(2.0, 3.0, 64, 80)]
+
+
+def test_threshold_sweep_finds_the_threshold_that_reads_the_notes():
+    """A fake note-state model whose onsets peak at 0.3: onset threshold 0.5 finds nothing, 0.2 all."""
+    roll = notes_to_roll(SWEEP_NOTES, n_frames=128, channels=NOTE_STATE)
+    roll[88:176] *= 0.3  # weak onsets
+    rows = _sweep_oracle(roll, onset_thresholds=(0.2, 0.5))
     by = {r["onset_threshold"]: r["f1"] for r in rows}
     assert by == {0.2: 1.0, 0.5: 0.0}
 
@@ -260,29 +265,8 @@ def test_threshold_sweep_finds_the_threshold_that_reads_the_notes():
 def test_threshold_sweep_over_min_frames_without_onset():
     """A fake model that marks no onset for one of two notes: without a minimum length the frame
     run without onset is dropped (F1 2/3), from 3 frames it is read as a note (F1 1)."""
-    import torch
-
-    from diffroll.config import get_config
-    from diffroll.evaluate import sweep_thresholds
-    from diffroll.pipeline import Pipeline
-
-    cfg = get_config("smoke", w=0.0)
-    ref = [Note(0.5, 1.5, 60, 80), Note(2.0, 3.0, 64, 80)]
-    roll = notes_to_roll(ref, n_frames=128, channels=NOTE_STATE)
+    roll = notes_to_roll(SWEEP_NOTES, n_frames=128, channels=NOTE_STATE)
     roll[88 + 64 - 21] = 0.0  # key 64 (row 43 of the 88 onset rows): no onset
-
-    class Oracle(torch.nn.Module):
-        rows = 264
-
-        def __init__(self):
-            super().__init__()
-            self.anchor = torch.nn.Parameter(torch.zeros(()))
-
-        def forward(self, x_t, t, mel):
-            return torch.from_numpy(roll).expand(x_t.shape[0], -1, -1).clone()
-
-    wave = np.random.default_rng(0).standard_normal(128 * 512).astype(np.float32) * 0.1
-    rows = sweep_thresholds(Pipeline(Oracle(), cfg), [("x", "g", wave, ref)], onset_thresholds=(0.5,),
-                            frame_thresholds=(0.5,), min_frames_without_onset=(None, 3), sampler="ddim", steps=1)
+    rows = _sweep_oracle(roll, onset_thresholds=(0.5,), min_frames_without_onset=(None, 3))
     by = {r["min_frames_without_onset"]: round(r["f1"], 3) for r in rows}
     assert by == {None: round(2 / 3, 3), 3: 1.0}

@@ -95,6 +95,14 @@ def test_load_pipeline_and_export(tmp_path):
     halved = load_pipeline(half)
     for a, b in zip(halved.model.state_dict().values(), trainer.ema.state_dict().values()):
         assert a.dtype == torch.float32 and torch.allclose(a, b, rtol=1e-3, atol=1e-4)
+    tuned = export_weights(tmp_path / "checkpoint.pt", tmp_path / "tuned.pt",
+                           settings={"roll": {"onset_threshold": 0.3}, "diffusion": {"w": 0.25}})
+    cfg = load_pipeline(tuned).config
+    assert (cfg.roll.onset_threshold, cfg.diffusion.w) == (0.3, 0.25)
+    assert load_pipeline(small).config.roll.onset_threshold != 0.3
+    with pytest.raises(CheckpointError, match="no setting"):
+        export_weights(tmp_path / "checkpoint.pt", tmp_path / "bad.pt", settings={"roll": {"onset_treshold": 0.3}})
+    assert not (tmp_path / "bad.pt").exists()
 
 
 def test_discriminative_and_mixed_modes_train(tmp_path):

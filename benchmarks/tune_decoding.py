@@ -1,0 +1,97 @@
+"""Tune how notes are read from x̂0 -- onset threshold, frame threshold, the minimum length of a
+frame run without onset, and the guidance weight w -- on the VALIDATION split, never on a test split;
+optionally export the bundled model with the chosen values in its config.
+
+    .venv/bin/python benchmarks/tune_decoding.py --checkpoint runs/bundled-v2/checkpoint.pt \
+        [--pieces 24] [--max-seconds 30] [--ws 0 0.5 1] [--export checkpoints/diffroll-cpu.pt]
+
+Every validation piece is sampled once per w with the CLI's default sampler and steps, and decoded
+with every threshold setting (:func:`diffroll.evaluate.sweep_thresholds`). The best setting is the
+one of highest mean note F1 (ties: note-with-offset F1). Writes runs/tune/<checkpoint>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+from diffroll.checkpoint import export_weights, load_pipeline  # noqa: E402
+from diffroll.data import list_pieces, load_piece  # noqa: E402
+from diffroll.evaluate import sweep_thresholds  # noqa: E402
+from diffroll.inference import DEFAULT_SAMPLER, DEFAULT_STEPS  # noqa: E402
+from diffroll.roll import clip_notes  # noqa: E402
+
+
+def validation_pieces(root: Path, cfg, n: int, max_seconds: float) -> list[tuple]:
+    """``n`` validation renderings spread evenly over the split, each cut to ``max_seconds``."""
+    pieces = list_pieces(root, dataset="offline", split="validation")
+    if not pieces:
+        raise SystemExit(f"{root}: no validation pieces (build the corpus: make data)")
+    step = max(len(pieces) / n, 1.0)
+    chosen = [pieces[int(i * step)] for i in range(min(n, len(pieces)))]
+    out = []
+    for piece in chosen:
+        wave, ref = load_piece(piece, cfg)
+        out.append((piece.name, piece.group, wave[: int(max_seconds * cfg.audio.sample_rate)],
+                    clip_notes(ref, max_seconds)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--data", type=Path, default=ROOT / "data" / "offline-cpu")
+    p.add_argument("--pieces", type=int, default=24)
+    p.add_argument("--max-seconds", type=float, default=30.0)
+    p.add_argument("--ws", type=float, nargs="+", default=[0.0, 0.5, 1.0])
+    p.add_argument("--onset-thresholds", type=float, nargs="+", default=[0.2, 0.3, 0.4, 0.5, 0.6])
+    p.add_argument("--frame-thresholds", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6])
+    p.add_argument("--min-frames", type=int, nargs="+", default=[0, 4, 8],
+                   help="min_frames_without_onset values (0: a frame run without onset is never a note)")
+    p.add_argument("--sampler", default=DEFAULT_SAMPLER)
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--export", type=Path, default=None, help="write the fp16 EMA weights with the best settings here")
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    pipe = load_pipeline(args.checkpoint)
+    pieces = validation_pieces(args.data, pipe.config, args.pieces, args.max_seconds)
+    minutes = sum(len(w) for _, _, w, _ in pieces) / pipe.config.audio.sample_rate / 60
+    print(f"{len(pieces)} validation pieces, {minutes:.1f} min; sampler {args.sampler} x {args.steps}")
+    mins = [None if m == 0 else m for m in args.min_frames]
+    rows = []
+    for w in args.ws:
+        t0 = time.perf_counter()
+        got = sweep_thresholds(pipe, pieces, onset_thresholds=args.onset_thresholds,
+                               frame_thresholds=args.frame_thresholds, min_frames_without_onset=mins,
+                               progress=True, sampler=args.sampler, steps=args.steps, w=w, seed=0)
+        rows += [{"w": w, **r} for r in got]
+        best_w = max(got, key=lambda r: (r["f1"], r["f1_offset"]))
+        print(f"w={w}: best note F1 {best_w['f1']:.4f} at {best_w} ({time.perf_counter() - t0:.0f} s)")
+    best = max(rows, key=lambda r: (r["f1"], r["f1_offset"]))
+    print("best:", json.dumps(best))
+    out = ROOT / "runs" / "tune" / f"{args.checkpoint.parent.name}-{args.checkpoint.stem}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"checkpoint": str(args.checkpoint), "pieces": [p[0] + "/" + p[1] for p in pieces],
+                               "max_seconds": args.max_seconds, "sampler": args.sampler, "steps": args.steps,
+                               "best": best, "rows": rows}, indent=1))
+    print(f"wrote {out}")
+    if args.export:
+        settings = {"diffusion": {"w": best["w"], "threshold": best["frame_threshold"]}}
+        if best["onset_threshold"] is not None:
+            settings["roll"] = {"onset_threshold": best["onset_threshold"],
+                                "min_frames_without_onset": best["min_frames_without_onset"]}
+        path = export_weights(args.checkpoint, args.export, half=True, settings=settings)
+        print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB) with {settings}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
