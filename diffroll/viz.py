@@ -658,7 +658,8 @@ def plot_split_example(ref_notes, estimates: dict[str, tuple], note, fps: float 
             ax.plot([n[0], n[1]], [pitch + 0.8, pitch + 0.8], color="red", lw=3, solid_capstyle="butt")
         ax.set_xlim(t0, t1)
         ax.set_ylim(pitch - span, pitch + span)
-        ax.set_title(f"{label}: {len(mine)} note{'s' if len(mine) != 1 else ''} for one held note", fontsize=9)
+        held = sum(1 for n in mine if n[1] > on and n[0] < off)  # estimated notes sounding during the held note
+        ax.set_title(f"{label}: {held} note{'s' if held != 1 else ''} for one held note", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

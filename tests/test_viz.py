@@ -316,7 +316,8 @@ def test_split_example_draws_each_models_notes_for_the_held_note(tmp_path):
     from diffroll.roll import Note, notes_to_roll
 
     ref = [Note(0.5, 2.5, 60, 80)]
-    split = [Note(0.5, 1.2, 60, 80), Note(1.4, 2.5, 60, 80)]  # a dip read as a re-strike
+    split = [Note(0.5, 1.2, 60, 80), Note(1.4, 2.5, 60, 80),  # a dip read as a re-strike
+             Note(2.8, 3.0, 60, 80)]  # the next note of the key, after the held one: drawn, not counted
     assert split_reference_notes(ref, split) == ref and split_reference_notes(ref, ref) == []
     fr = notes_to_roll(split, n_frames=100)
     st = notes_to_roll(ref, n_frames=100, channels=("frame", "onset", "velocity"))
@@ -325,4 +326,4 @@ def test_split_example_draws_each_models_notes_for_the_held_note(tmp_path):
     assert (tmp_path / "split.png").stat().st_size > 0
     left, right = fig.axes[:2]
     assert "2 notes" in left.get_title() and "1 note " in right.get_title()
-    assert len([ln for ln in left.lines if ln.get_color() == "red"]) == 2
+    assert len([ln for ln in left.lines if ln.get_color() == "red"]) == 3
