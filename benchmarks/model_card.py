@@ -96,7 +96,8 @@ def main(argv=None):
     p.add_argument("--data", type=Path, default=ROOT / "data" / "offline-cpu")
     p.add_argument("--sampler", default="ddim")
     p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--ws", type=float, nargs="+", default=[0.0, 0.5])
+    p.add_argument("--ws", type=float, nargs="+", default=None,
+                   help="guidance weights (default: each checkpoint's own, as the CLI uses it)")
     p.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
     p.add_argument("--max-seconds", type=float, default=None)
     p.add_argument("--threads", type=int, default=2)
@@ -120,7 +121,7 @@ def main(argv=None):
     for label, path, ws in models:
         pipe = bundled if path == args.checkpoint else load_pipeline(path)
         trained = load_checkpoint(path).get("step", "?")
-        for w in ws:
+        for w in ws or [pipe.config.diffusion.w if pipe.config.train.mode == "diffusion" else None]:
             for split, pieces in sets.items():
                 start = time.perf_counter()
                 scored = evaluate_pieces(pipe, pieces, sampler=args.sampler, steps=args.steps, w=w, progress=False)

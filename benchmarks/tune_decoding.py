@@ -1,5 +1,5 @@
 """Tune how notes are read from x̂0 -- onset threshold, frame threshold, the minimum length of a
-frame run without onset, and the guidance weight w -- on the VALIDATION split, never on a test split;
+frame run without onset, the minimum velocity of a note, and the guidance weight w -- on the VALIDATION split, never on a test split;
 optionally export the bundled model with the chosen values in its config.
 
     .venv/bin/python benchmarks/tune_decoding.py --checkpoint runs/bundled-v2/checkpoint.pt \
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frame-thresholds", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6])
     p.add_argument("--min-frames", type=int, nargs="+", default=[0, 4, 8],
                    help="min_frames_without_onset values (0: a frame run without onset is never a note)")
+    p.add_argument("--min-velocities", type=int, nargs="+", default=[0, 5, 10, 20],
+                   help="min_velocity values (notes read below are dropped; 0: none)")
     p.add_argument("--sampler", default=DEFAULT_SAMPLER)
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     p.add_argument("--threads", type=int, default=2)
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         got = sweep_thresholds(pipe, pieces, onset_thresholds=args.onset_thresholds,
                                frame_thresholds=args.frame_thresholds, min_frames_without_onset=mins,
+                               min_velocity=args.min_velocities,
                                progress=True, sampler=args.sampler, steps=args.steps, w=w, seed=0)
         rows += [{"w": w, **r} for r in got]
         best_w = max(got, key=lambda r: (r["f1"], r["f1_offset"]))
@@ -87,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = {"diffusion": {"w": best["w"], "threshold": best["frame_threshold"]}}
         if best["onset_threshold"] is not None:
             settings["roll"] = {"onset_threshold": best["onset_threshold"],
-                                "min_frames_without_onset": best["min_frames_without_onset"]}
+                                "min_frames_without_onset": best["min_frames_without_onset"],
+                                "min_velocity": best["min_velocity"]}
         path = export_weights(args.checkpoint, args.export, half=True, settings=settings)
         print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB) with {settings}")
     return 0

@@ -91,8 +91,7 @@ def export_weights(src: str | Path, dst: str | Path, use_ema: bool = True, half:
     weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
     if half:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
-    config = {section: dict(values) if isinstance(values, dict) else values
-              for section, values in state["config"].items()}
+    config = config_of(state, src).to_dict()  # every setting, also those newer than the checkpoint
     for section, values in (settings or {}).items():
         if not isinstance(config.get(section), dict):
             raise CheckpointError(f"{src}: config has no section {section!r} to set {sorted(values)} in")

@@ -81,6 +81,7 @@ class RollConfig:
     onset_frames: int = 1  # onset marks 1 frame (> 1: a linear ramp down over that many frames)
     onset_threshold: float = 0.5
     min_frames_without_onset: int | None = None  # a frame run with no onset is a note from this length (None: never)
+    min_velocity: int = 0  # with a velocity channel: notes read below this velocity (1-127) are dropped (0: none)
     channel_weights: list[float] | None = None  # weight of each channel's squared error in Eq. 3 (None: equal)
 
 

@@ -144,10 +144,10 @@ def evaluate_pieces(pipe, pieces, max_seconds: float | None = None, progress: bo
 
 
 def sweep_thresholds(pipe, pieces, onset_thresholds=(0.1, 0.2, 0.3, 0.4, 0.5),
-                     frame_thresholds=(0.3, 0.4, 0.5), min_frames_without_onset=None,
+                     frame_thresholds=(0.3, 0.4, 0.5), min_frames_without_onset=None, min_velocity=None,
                      progress: bool = False, **transcribe_kwargs) -> list[dict]:
     """Mean note F1 (and offset, velocity F1) of every (onset, frame) threshold pair -- and every
-    ``min_frames_without_onset`` when a sequence of them is given -- each piece sampled once and
+    ``min_frames_without_onset`` and ``min_velocity`` when sequences of them are given -- each piece sampled once and
     decoded with each setting. Tune on a validation split, never on a test split.
     Frame-only models have no onset threshold: their rows carry ``onset_threshold=None``."""
     from dataclasses import replace
@@ -162,18 +162,22 @@ def sweep_thresholds(pipe, pieces, onset_thresholds=(0.1, 0.2, 0.3, 0.4, 0.5),
     onsets = onset_thresholds if onset_model else (None,)
     mins = (roll_cfg.min_frames_without_onset,) if min_frames_without_onset is None or not onset_model \
         else tuple(min_frames_without_onset)
+    velocities = (roll_cfg.min_velocity,) if min_velocity is None or "velocity" not in roll_cfg.roll_channels \
+        else tuple(min_velocity)
     scores: dict[tuple, list[dict]] = {}
     for _, _, wave, ref in tqdm(list(pieces), desc="thresholds", disable=not progress):
         x0 = transcribe_wave(pipe, wave, progress=False, **transcribe_kwargs)
         for on in onsets:
             for m in mins:
-                cfg = roll_cfg if on is None else replace(roll_cfg, onset_threshold=on, min_frames_without_onset=m)
-                for fr in frame_thresholds:
-                    est = decode(x0, pipe.config.audio.fps, cfg, fr)
-                    scores.setdefault((on, m, fr), []).append(note_scores(ref, est))
-    return [{"onset_threshold": on, "min_frames_without_onset": m, "frame_threshold": fr,
+                for v in velocities:
+                    cfg = replace(roll_cfg, min_velocity=v) if on is None else \
+                        replace(roll_cfg, onset_threshold=on, min_frames_without_onset=m, min_velocity=v)
+                    for fr in frame_thresholds:
+                        est = decode(x0, pipe.config.audio.fps, cfg, fr)
+                        scores.setdefault((on, m, v, fr), []).append(note_scores(ref, est))
+    return [{"onset_threshold": on, "min_frames_without_onset": m, "min_velocity": v, "frame_threshold": fr,
              **{k: float(np.mean([s[k] for s in rs])) for k in ("f1", "f1_offset", "f1_velocity")}}
-            for (on, m, fr), rs in scores.items()]
+            for (on, m, v, fr), rs in scores.items()]
 
 
 SCORE_KEYS = ("precision", "recall", "f1", "f1_offset", "f1_velocity", "frame_f1", "split_notes")

@@ -554,6 +554,7 @@ class DecodeSettings:
     onset_threshold: float
     min_frames_without_onset: int | None
     min_frames: int = 0
+    min_velocity: int = 0  # RollConfig.min_velocity
 
 
 def _check_threshold(name: str, value: float) -> float:
@@ -592,14 +593,18 @@ def decode_settings(cfg: Config, frame_threshold: float | None = None, onset_thr
         without, min_frames = (frames, 0) if "onset" in channels else (without, frames)
     if without is not None and (isinstance(without, bool) or not isinstance(without, (int, np.integer)) or without < 0):
         raise ValueError(f"min_frames_without_onset must be a whole number >= 0 or None, got {without!r}")
-    return DecodeSettings(channels, frame, onset, without, min_frames)
+    loud = roll_cfg.min_velocity
+    if isinstance(loud, bool) or not isinstance(loud, (int, np.integer)) or not 0 <= loud <= 127:
+        raise ValueError(f"min_velocity must be a whole number in 0..127, got {loud!r}")
+    return DecodeSettings(channels, frame, onset, without, min_frames, int(loud))
 
 
 def decode_roll(roll: np.ndarray, fps: float, settings: DecodeSettings) -> list[Note]:
     """Notes of a whole roll (frame indices as times: frame / fps)."""
     notes = roll_to_notes(roll, fps=fps, threshold=settings.frame_threshold, channels=settings.channels,
                           onset_threshold=settings.onset_threshold,
-                          min_frames_without_onset=settings.min_frames_without_onset)
+                          min_frames_without_onset=settings.min_frames_without_onset,
+                          min_velocity=settings.min_velocity)
     if settings.min_frames and "onset" not in settings.channels:
         notes = [n for n in notes if round((n.offset - n.onset) * fps) >= settings.min_frames]
     return notes

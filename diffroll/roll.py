@@ -192,7 +192,8 @@ def _velocity_at(velocity: np.ndarray | None, key: int, start: int, end: int) ->
 
 
 def roll_to_notes(roll, fps: float = FPS, threshold: float = 0.5, channels: Sequence[str] = ("frame",),
-                  onset_threshold: float = 0.5, min_frames_without_onset: int | None = None) -> list[Note]:
+                  onset_threshold: float = 0.5, min_frames_without_onset: int | None = None,
+                  min_velocity: int = 0) -> list[Note]:
     """Read notes from x̂0 (a roll of ``channels``, thresholds as in §4).
 
     - Frame-only rolls: onset = rising edge of frame > ``threshold``, offset = falling edge.
@@ -202,7 +203,8 @@ def roll_to_notes(roll, fps: float = FPS, threshold: float = 0.5, channels: Sequ
       an onset never splits a note. A frame run that no onset starts gives a note only when
       ``min_frames_without_onset`` is set and the run is at least that long.
     - Velocity (with a ``velocity`` channel) is read at the onset: the mean of its first two
-      frames × 127; otherwise :data:`DEFAULT_VELOCITY`.
+      frames × 127; otherwise :data:`DEFAULT_VELOCITY`. Notes read below ``min_velocity`` are
+      dropped: the velocity channel says the key was not struck (a spurious onset).
     """
     channels = check_channels(channels)
     x = np.asarray(roll, dtype=np.float32)
@@ -217,8 +219,7 @@ def roll_to_notes(roll, fps: float = FPS, threshold: float = 0.5, channels: Sequ
         for key in range(N_KEYS):
             for s, e in zip(*_runs(frame[key])):
                 notes.append(Note(s / fps, e / fps, key + LOWEST_MIDI, _velocity_at(velocity, key, s, e)))
-        notes.sort()
-        return notes
+        return _loud_enough(sorted(notes), velocity, min_velocity)
     onset = x[channels.index("onset")] > onset_threshold
     sounding = frame | onset
     n_frames = x.shape[-1]
@@ -236,15 +237,22 @@ def roll_to_notes(roll, fps: float = FPS, threshold: float = 0.5, channels: Sequ
             for s, e in zip(*_runs(frame[key] & ~covered)):
                 if e - s >= min_frames_without_onset and not covered[max(s - 1, 0)]:
                     notes.append(Note(s / fps, e / fps, key + LOWEST_MIDI, _velocity_at(velocity, key, s, e)))
-    notes.sort()
-    return notes
+    return _loud_enough(sorted(notes), velocity, min_velocity)
+
+
+def _loud_enough(notes: list[Note], velocity: np.ndarray | None, min_velocity: int) -> list[Note]:
+    """The notes at or above ``min_velocity`` (all of them without a velocity channel)."""
+    if velocity is None or min_velocity <= 0:
+        return notes
+    return [n for n in notes if n.velocity >= min_velocity]
 
 
 def decode(roll, fps: float, roll_cfg: RollConfig, threshold: float) -> list[Note]:
     """:func:`roll_to_notes` with the settings of a :class:`~diffroll.config.RollConfig`."""
     return roll_to_notes(roll, fps=fps, threshold=threshold, channels=roll_cfg.roll_channels,
                          onset_threshold=roll_cfg.onset_threshold,
-                         min_frames_without_onset=roll_cfg.min_frames_without_onset)
+                         min_frames_without_onset=roll_cfg.min_frames_without_onset,
+                         min_velocity=roll_cfg.min_velocity)
 
 
 def notes_to_midi(notes: Sequence[Note], path: str | Path | None = None, velocity: int | None = None,

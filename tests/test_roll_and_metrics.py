@@ -198,6 +198,23 @@ def test_frame_run_without_onset_is_a_note_only_past_the_minimum_length():
     assert [n[:3] for n in notes] == [(0.5, 2.5, 20 + 21)]
 
 
+def test_notes_read_below_min_velocity_are_dropped():
+    """A spurious onset whose velocity channel stays near 0 is dropped with min_velocity; the
+    loud notes stay, and without a velocity channel nothing is dropped."""
+    notes = [Note(0.5, 1.0, 60, 90), Note(1.5, 2.0, 64, 3), Note(2.5, 3.0, 67, 50)]
+    roll = notes_to_roll(notes, n_frames=128, channels=NOTE_STATE)
+    assert roll_to_notes(roll, channels=NOTE_STATE) == roll_to_notes(roll, channels=NOTE_STATE, min_velocity=0)
+    kept = roll_to_notes(roll, channels=NOTE_STATE, min_velocity=10)
+    assert [n.pitch for n in kept] == [60, 67]
+    assert [n.pitch for n in roll_to_notes(roll, channels=NOTE_STATE, min_velocity=60)] == [60]
+    no_velocity = roll[:176]
+    assert len(roll_to_notes(no_velocity, channels=("frame", "onset"), min_velocity=60)) == 3
+    from diffroll.config import get_config
+    from diffroll.inference import decode_settings
+    with pytest.raises(ValueError, match="min_velocity"):
+        decode_settings(get_config("smoke", min_velocity=200))
+
+
 def test_roll_channels_are_checked():
     with pytest.raises(ValueError, match="'frame' first"):
         notes_to_roll([], channels=("onset", "frame"))
