@@ -132,10 +132,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True, samples: bool = True) -> None:
+def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True, samples: bool = True,
+                      default_model: str = "the bundled piano transcriber checkpoints/diffroll-cpu.pt") -> None:
     g = p.add_argument_group("model and sampling")
-    g.add_argument("--checkpoint", type=Path, default=None,
-                   help="model checkpoint (default: the bundled checkpoints/diffroll-cpu.pt)")
+    g.add_argument("--checkpoint", type=Path, default=None, help=f"model checkpoint (default: {default_model})")
     g.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
                    help=f"ddpm (the paper's), ddim or dpmpp (DPM-Solver++ 2M) (default: {DEFAULT_SAMPLER})")
     g.add_argument("--steps", type=_positive_int, default=DEFAULT_STEPS,
@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Unconditional generation (§4.3): c_mel = -1 everywhere.", epilog=EPILOG)
     g.add_argument("-o", "--output", type=Path, required=True, help="MIDI file to write")
     g.add_argument("--seconds", type=_seconds, default=20.48, help="length in seconds (default: 20.48; at most 24 h)")
-    _sampling_options(g, guidance=False, samples=False)
+    _sampling_options(g, guidance=False, samples=False, default_model="checkpoints/diffroll-generative-cpu.pt, the bundled model that generates")
     _output_options(g, "<output without .mid>")
 
     i = sub.add_parser("inpaint", help="transcribe, generating notes where the audio is masked",
@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds whose spectrogram is replaced by -1")
     i.add_argument("-o", "--output", type=Path, required=True, help="MIDI file to write")
     _input_options(i)
-    _sampling_options(i)
+    _sampling_options(i, default_model="checkpoints/diffroll-generative-cpu.pt, the bundled model that generates")
     _output_options(i, "<output without .mid>")
     _train_parser(sub)
     return parser
@@ -395,17 +395,20 @@ def write_outputs(result, paths: dict[str, Path], soundfont: str | None = None) 
             tmp.unlink(missing_ok=True)
 
 
-def _load(args):
+def _load(args, generative: bool = False):
+    """The pipeline of --checkpoint, or of the bundled model of the command (see :mod:`diffroll.paths`)."""
     import torch
 
     from .checkpoint import load_pipeline
+    from .paths import generative_checkpoint
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise CliError("--device cuda: no CUDA device is available")
     if args.threads:
         torch.set_num_threads(args.threads)
-    pipe = load_pipeline(args.checkpoint, device=device)
+    checkpoint = args.checkpoint or (generative_checkpoint() if generative else None)
+    pipe = load_pipeline(checkpoint, device=device)
     T = pipe.config.diffusion.T
     if args.steps > T:
         raise UsageError(f"--steps {args.steps} is more than the model's T = {T} diffusion steps: "
@@ -533,7 +536,7 @@ def _single_output(args) -> dict[str, Path]:
 
 def cmd_generate(args) -> int:
     paths = _single_output(args)
-    pipe = _load(args)
+    pipe = _load(args, generative=True)
     start = time.perf_counter()
     result = pipe.generate(args.seconds, **_kwargs(args, desc="generate"))
     write_outputs(result, paths, args.soundfont)
@@ -544,7 +547,7 @@ def cmd_generate(args) -> int:
 
 def cmd_inpaint(args) -> int:
     paths = _single_output(args)
-    pipe = _load(args)
+    pipe = _load(args, generative=True)
     start = time.perf_counter()
     try:
         seconds, n, remark = _transcribe_file(pipe, args.input, paths, args, mask_spans=args.mask)

@@ -42,4 +42,12 @@ def cache_dir() -> Path:
 
 
 def bundled_checkpoint() -> Path:
+    """The bundled model: the note-state piano transcriber (``diffroll transcribe``, ``load_model()``)."""
     return repo_root() / "checkpoints" / "diffroll-cpu.pt"
+
+
+def generative_checkpoint() -> Path:
+    """The bundled model of generation and inpainting (``diffroll generate / inpaint``, notebooks 08
+    and 09): the earlier frame-roll model (v1). The piano transcriber's unconditional branch
+    writes almost no notes (0.6 notes/s against 8.5 in real music), so it does not generate."""
+    return repo_root() / "checkpoints" / "diffroll-generative-cpu.pt"

@@ -1,45 +1,93 @@
-"""The bundled model (checkpoints/diffroll-cpu.pt) transcribes unseen music in an unseen timbre."""
+"""The bundled model (checkpoints/diffroll-cpu.pt) on pedalled piano music in a timbre it never heard.
+
+The piece is the first pianistic piece of the piano test split (the generator's held-out seed,
+with sustain pedal), rendered with FluidR3_GM: what `diffroll transcribe` meets on piano music.
+"""
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
 import pytest
 
 from diffroll.checkpoint import load_pipeline
-from diffroll.corpus import score_candidates, split_of
+from diffroll.config import get_config
+from diffroll.corpus import PLANS, _Spec, make_performance
 from diffroll.evaluate import note_scores
-from diffroll.inference import DEFAULT_SAMPLER, DEFAULT_STEPS, transcribe_notes
 from diffroll.paths import bundled_checkpoint
 from diffroll.render import render_midi
-from diffroll.roll import midi_notes
+from diffroll.roll import clip_notes, midi_notes
 
-# Measured for the committed checkpoint on this excerpt (bach bwv11.6, FluidR3_GM, first 20 s):
-# note F1 0.845 with the CLI's sampler. The floor sits well below it, so the test catches a broken
-# model or pipeline, not run-to-run noise.
-F1_FLOOR = 0.6
+# Measured for the committed checkpoint with the CLI's defaults on this piece's first 20 s:
+# note F1 0.743. The floor sits a little under it: the test catches a broken model, decoder
+# or pipeline, not run-to-run noise (the sampling is seeded).
+F1_MEASURED = 0.743
+F1_FLOOR = 0.70
+SECONDS = 20.0
+SR = 16000
 
 pytestmark = pytest.mark.skipif(not bundled_checkpoint().is_file(), reason="no bundled checkpoint")
 
 
 @pytest.fixture(scope="module")
-def unseen_piece(tmp_path_factory):
-    """A Bach chorale from the offline corpus' *test* split, rendered with FluidR3_GM (never trained on)."""
-    import pretty_midi
-    from music21 import converter
-
-    name, path = next((n, p) for n, p in score_candidates(("bach",)) if split_of(n) == "test")
-    midi_path = tmp_path_factory.mktemp("bundled") / "piece.mid"
-    converter.parse(str(path)).write("midi", fp=str(midi_path))
-    pm = pretty_midi.PrettyMIDI(str(midi_path))
-    return name, render_midi(pm, "FluidR3_GM"), midi_notes(pm)
+def pipe():
+    return load_pipeline()
 
 
-def test_bundled_model_loads_with_no_argument():
-    pipe = load_pipeline()
+@pytest.fixture(scope="module")
+def pedalled_piece():
+    """(performance, FluidR3_GM audio of its first SECONDS, sustain-extended reference notes)."""
+    cfg = get_config("cpu")
+    spec = _Spec("pianistic-test__0000", "piano_test", "pianistic", "pianistic-test__0000", 0)
+    pm = make_performance(spec, Path("."), cfg.data, seed=0, plan=PLANS["cpu"])
+    wave = render_midi(pm, "FluidR3_GM")[: int(SECONDS * SR)]
+    return pm, wave, clip_notes(midi_notes(pm, sustain=True), SECONDS)
+
+
+def test_bundled_model_is_small_and_loads_with_no_argument(pipe):
+    assert bundled_checkpoint().stat().st_size <= 10_000_000  # 10 MB: it stays in git history forever
     assert pipe.config.scale == "cpu" and not pipe.model.training
+    assert pipe.config.roll.roll_channels == ["frame", "onset", "velocity"]
+    assert pipe.config.audio.mel_scaling == "fixed"
 
 
-def test_bundled_model_transcribes_an_unseen_piece(unseen_piece):
-    name, wave, ref = unseen_piece
-    seconds = 20.0
-    wave = wave[: int(seconds * 16000)]
-    ref = [n for n in ref if n[0] < seconds - 0.5]
-    est, _ = transcribe_notes(load_pipeline(), wave, sampler=DEFAULT_SAMPLER, steps=DEFAULT_STEPS, progress=False)
-    f1 = note_scores(ref, [n for n in est if n[0] < seconds - 0.5])["f1"]
-    assert f1 > F1_FLOOR, f"{name}: note F1 {f1:.3f}"
+def test_bundled_model_transcribes_pedalled_piano_in_an_unseen_timbre(pipe, pedalled_piece):
+    pm, wave, ref = pedalled_piece
+    pedal = [c for c in pm.instruments[0].control_changes if c.number == 64]
+    assert pedal, "the piece must be pedalled"
+    est = pipe.transcribe(wave, progress=False).notes
+    f1 = note_scores(ref, est)["f1"]
+    assert f1 > F1_FLOOR, f"note F1 {f1:.3f} (measured {F1_MEASURED} for the committed checkpoint)"
+
+
+def test_a_quiet_noise_tail_adds_no_notes(pipe, pedalled_piece):
+    """20 s of white noise at -60 dBFS (RMS) after the piece: no note starts in it. (The paper's
+    per-window min-max scaling stretched such a tail to full scale: dozens of phantom notes.)"""
+    _, wave, _ = pedalled_piece
+    noise = np.random.default_rng(0).standard_normal(int(20 * SR)).astype(np.float32) * 10 ** (-60 / 20)
+    est = pipe.transcribe(np.concatenate([wave, noise]), progress=False).notes
+    tail = [n for n in est if n.onset >= SECONDS + 1.0]  # 1 s for the piece's own release
+    assert tail == [], f"{len(tail)} notes in the noise tail, e.g. {tail[:3]}"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known shortcoming of the committed model: its velocity channel has not learned dynamics (pp, mf and ff "
+    "phrases all come out at about the same velocity, measured 70-89 at w = 0 and 0.5); velocity F1 on the "
+    "piano test split is in the model card. Strict: when a retrained model passes, this marker must go."))
+def test_velocities_follow_the_rendered_dynamics(pipe):
+    """A phrase played pp, then mf, then ff: the transcribed velocities rise with the played ones."""
+    pm = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(program=0)
+    t = 0.5
+    for velocity in (30, 70, 115):
+        for pitch in (60, 64, 67, 72, 67, 64):
+            piano.notes.append(pretty_midi.Note(velocity, pitch, t, t + 0.4))
+            t += 0.5
+    pm.instruments.append(piano)
+    est = pipe.transcribe(render_midi(pm, "FluidR3_GM"), progress=False).notes
+    played = {round(n.start, 2): n.velocity for n in piano.notes}
+    pairs = [(played[k], n.velocity) for n in est for k in played if abs(n.onset - k) < 0.05]
+    assert len(pairs) >= 0.8 * len(piano.notes), f"only {len(pairs)} of {len(piano.notes)} notes found"
+    by_level = {v: np.mean([e for p, e in pairs if p == v]) for v in (30, 70, 115) if any(p == v for p, _ in pairs)}
+    levels = [by_level[v] for v in sorted(by_level)]
+    assert len(levels) == 3 and levels[0] < levels[1] < levels[2], f"mean velocity per level {by_level}"
+    assert levels[2] - levels[0] >= 20, f"mean velocity per level {by_level}"

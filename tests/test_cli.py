@@ -341,3 +341,23 @@ def test_help_says_ddpm_depends_on_the_batch_size(capsys):
     for option in ("--samples", "--notes-csv", "--sonify", "--overwrite", "--nonfinite", "--onset-threshold",
                    "--frame-threshold", "--min-note-ms", "--threads"):
         assert option in text
+
+
+def test_generate_and_inpaint_default_to_the_model_that_generates(tmp_path, monkeypatch):
+    """Without --checkpoint, transcribe loads the bundled piano transcriber, generate and inpaint the
+    bundled generative model (checkpoints/diffroll-generative-cpu.pt)."""
+    import diffroll.checkpoint
+    from diffroll.paths import generative_checkpoint
+
+    loaded = []
+
+    def record(path=None, device="cpu"):
+        loaded.append(path)
+        raise diffroll.checkpoint.CheckpointError("recorded")
+
+    monkeypatch.setattr(diffroll.checkpoint, "load_pipeline", record)
+    sf.write(tmp_path / "x.wav", tone(3.0), SR)
+    run("transcribe", tmp_path / "x.wav", "-o", tmp_path / "out")
+    run("generate", "-o", tmp_path / "gen.mid")
+    run("inpaint", tmp_path / "x.wav", "--mask", "1:2", "-o", tmp_path / "inp.mid")
+    assert loaded == [None, generative_checkpoint(), generative_checkpoint()]
