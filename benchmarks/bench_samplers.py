@@ -37,7 +37,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLERS = ("ddpm", "ddim", "dpmpp")
 STEPS = (200, 50, 20, 10, 5, 2, 1)
-WEIGHTS = (0.0, 0.5)
+WEIGHTS = (0.0, 0.5)  # and the checkpoint's own w (its CLI default)
 RTF_TARGET = 0.02  # the CLI default's real-time factor on 2 cores
 F1_MARGIN = 0.01  # "within 1 point" of 200-step DDPM
 MIN_DEFAULT_STEPS = 5  # a default keeps a margin: 1-2 steps only work while x̂0 hardly depends on x_t
@@ -70,9 +70,9 @@ def parse_args(argv=None):
 
 # --- what to run --------------------------------------------------------------------------------
 
-def grid(quick: bool) -> list[tuple[str, int, float]]:
+def grid(quick: bool, weights=WEIGHTS) -> list[tuple[str, int, float]]:
     rows = []
-    for w in WEIGHTS:
+    for w in weights:
         for sampler in SAMPLERS:
             for steps in STEPS:
                 if quick and steps == 200 and sampler != "ddpm":
@@ -388,7 +388,7 @@ def main(argv=None):
     load_before = os.getloadavg()[0]
     run_diffroll(model, pieces[:1], "ddim", 2, 0.5, args.batch_size)  # warm-up
     results = []
-    for sampler, steps, w in grid(args.quick):
+    for sampler, steps, w in grid(args.quick, sorted(set(WEIGHTS) | {float(cfg.diffusion.w)})):
         slow = steps >= 200 and slow_s < args.max_seconds
         rows = run_diffroll(model, slow_pieces if slow else pieces, sampler, steps, w, args.batch_size)
         r = dict(sampler=sampler, steps=steps, w=w, slow=slow, s=summarise(rows, groups, seen), rows=rows)
