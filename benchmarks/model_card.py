@@ -33,22 +33,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_samplers import run_basic_pitch  # noqa: E402  (basic-pitch in its own venv, shared)
 
 from diffroll.checkpoint import load_checkpoint, load_pipeline  # noqa: E402
-from diffroll.data import list_pieces, load_piece  # noqa: E402
+from diffroll.data import load_pieces  # noqa: E402
 from diffroll.evaluate import evaluate_pieces, mean_scores  # noqa: E402
-from diffroll.roll import clip_notes  # noqa: E402
 
 SETS = ("piano_test", "test")
 
 
 def load_set(root: Path, split: str, cfg, max_seconds: float | None) -> list[tuple]:
     """(name, group, wave, notes) of every rendering of a split, cut to ``max_seconds``."""
-    out = []
-    for piece in list_pieces(root, dataset="offline", split=split):
-        wave, ref = load_piece(piece, cfg)
-        if max_seconds is not None:
-            wave, ref = wave[: int(max_seconds * cfg.audio.sample_rate)], clip_notes(ref, max_seconds)
-        out.append((piece.name, piece.group, wave, ref))
-    return out
+    return load_pieces(root, split, None, None, max_seconds, cfg=cfg)
 
 
 def timbre(group: str, cfg) -> str:
