@@ -170,8 +170,8 @@ def sweep_thresholds(pipe, pieces, onset_thresholds=(0.1, 0.2, 0.3, 0.4, 0.5),
         for on in onsets:
             for m in mins:
                 for v in velocities:
-                    cfg = replace(roll_cfg, min_velocity=v) if on is None else \
-                        replace(roll_cfg, onset_threshold=on, min_frames_without_onset=m, min_velocity=v)
+                    cfg = replace(roll_cfg, onset_threshold=roll_cfg.onset_threshold if on is None else on,
+                                  min_frames_without_onset=m, min_velocity=v)
                     for fr in frame_thresholds:
                         est = decode(x0, pipe.config.audio.fps, cfg, fr)
                         scores.setdefault((on, m, v, fr), []).append(note_scores(ref, est))
