@@ -122,6 +122,21 @@ def random_crop(tensors: list[torch.Tensor], frames: int | None, g: torch.Genera
     return [torch.gather(t, 2, idx[:, None, :].expand(-1, t.shape[1], -1)) for t in tensors]
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(train_cfg, step: int) -> float:
+    """Adam's learning rate at ``step`` (a function of the step only, so a resumed run continues it):
+    ``constant``: ``lr``; ``cosine``: half a cosine from ``lr`` at step 0 to ``lr_final`` at
+    ``max_steps`` (then ``lr_final``)."""
+    if train_cfg.lr_schedule == "constant":
+        return train_cfg.lr
+    if train_cfg.lr_schedule != "cosine":
+        raise ValueError(f"unknown lr_schedule {train_cfg.lr_schedule!r}; choose one of {LR_SCHEDULES}")
+    progress = min(step / max(train_cfg.max_steps, 1), 1.0)
+    return train_cfg.lr_final + (train_cfg.lr - train_cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 class Trainer:
     """One training run (see the module docstring); ``fit`` is the loop."""
 
@@ -141,7 +156,7 @@ class Trainer:
         if init_from is not None:
             self._init_weights(init_from)
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if cfg.train.ema_decay else None
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=learning_rate(cfg.train, 0))
         self.diffusion = Diffusion.from_config(cfg.diffusion)
         self.row_weights = row_weights(cfg)
         self.streams = {}
@@ -271,6 +286,8 @@ class Trainer:
                                                 row_weights=self.row_weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.cfg.train, self.step)
         if self.cfg.train.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
         self.optimizer.step()

@@ -156,3 +156,28 @@ def test_channel_weights_become_row_weights_and_are_checked():
     with pytest.raises(ValueError, match="one non-negative weight per roll channel"):
         row_weights(smoke_cfg(channel_weights=[1.0, 2.0]))
     Trainer(cfg, paired=toy_segments(), progress=False).fit(max_steps=2)  # trains with them
+
+
+def test_cosine_schedule_decays_to_lr_final_and_resumes_on_it(tmp_path):
+    from diffroll.train import learning_rate
+
+    cfg = smoke_cfg(max_steps=20, lr_schedule="cosine", lr=1e-3, lr_final=1e-5, ema_decay=0.9)
+    assert learning_rate(cfg.train, 0) == pytest.approx(1e-3)
+    assert learning_rate(cfg.train, 10) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert learning_rate(cfg.train, 20) == learning_rate(cfg.train, 50) == pytest.approx(1e-5)
+    straight = Trainer(cfg, paired=toy_segments(), run_dir=tmp_path / "a", progress=False)
+    a = [r["loss"] for r in straight.fit() if "loss" in r]
+    # the last step ran at the lr of step 19, below a tenth of the start
+    assert straight.optimizer.param_groups[0]["lr"] == pytest.approx(learning_rate(cfg.train, 19))
+    first = Trainer(cfg, paired=toy_segments(), run_dir=tmp_path / "b", progress=False)
+    first.fit(max_steps=10)
+    del first
+    b = [r["loss"] for r in Trainer(cfg, paired=toy_segments(), run_dir=tmp_path / "b", progress=False).fit()
+         if "loss" in r]
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    constant = Trainer(smoke_cfg(max_steps=20, ema_decay=0.9), paired=toy_segments(), run_dir=tmp_path / "c",
+                       progress=False)
+    c = [r["loss"] for r in constant.fit() if "loss" in r]
+    assert not np.allclose(a[12:], c[12:])  # the schedule changed the run
+    with pytest.raises(ValueError, match="unknown lr_schedule 'linear'"):
+        Trainer(smoke_cfg(lr_schedule="linear"), paired=toy_segments(), progress=False)
