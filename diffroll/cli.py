@@ -33,8 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from .audio_stream import NONFINITE_POLICIES
 from .diffusion import SAMPLERS
-from .inference import DEFAULT_SAMPLER, DEFAULT_STEPS, NONFINITE_POLICIES, SILENCE_PEAK
+from .inference import DEFAULT_SAMPLER, DEFAULT_STEPS, SILENCE_PEAK
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_GENERATE_SECONDS = 24 * 3600.0
 EPILOG = ("Exit status: 0 every input written; 1 an input or the checkpoint failed (the other inputs are still "

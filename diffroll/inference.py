@@ -6,15 +6,16 @@ each window gets its own c_mel (normalised per window, exactly like a training s
 posteriorgrams are stitched by keeping the central part of each window: window i owns the frames
 from the middle of its overlap with window i-1 to the middle of its overlap with window i+1.
 
-Streaming: nothing proportional to the audio's length is held. A file is read block by block
-(soundfile), mixed to mono and resampled chunk by chunk (:func:`resample_chunked`'s arithmetic),
-and only the samples of the windows being sampled are kept. Each window's kept frames go, in
-order, to a :class:`NoteStream`, which reads notes as soon as they are over and forgets the frames
-before them, so a note held across a window edge is neither cut nor doubled. Only the notes are
-kept (the roll too if asked for). The network sees ``batch_size`` rolls at a time, and the
-memory freed after each batch and window is handed back to the OS (:func:`return_freed_memory`).
-Measured (``diffroll transcribe --notes-csv``, bundled model, one thread): 10 hours of piano
-audio peak at 535 MiB resident, 92 MiB above a 30-second file.
+Streaming: nothing proportional to the audio's length is held. The audio comes as an
+:class:`~diffroll.audio_stream.AudioStream` (:mod:`diffroll.audio_stream`: a file read block by
+block, mixed to mono and resampled chunk by chunk), and only the samples of the windows being
+sampled are kept. Each window's kept frames go, in order, to a :class:`NoteStream`, which reads
+notes as soon as they are over and forgets the frames before them, so a note held across a window
+edge is neither cut nor doubled. Only the notes are kept (the roll too if asked for). The network
+sees ``batch_size`` rolls at a time, and the memory freed after each batch and window is handed
+back to the OS (:func:`return_freed_memory`). Measured (``diffroll transcribe --notes-csv``,
+bundled model, one thread): 10 hours of piano audio peak at 535 MiB resident, 92 MiB above a
+30-second file.
 
 Several samples (``samples`` = K): each window is sampled K times from different x_T, batched
 together with the windows; K note streams give K transcriptions (see :mod:`diffroll.confidence`).
@@ -28,29 +29,22 @@ batch_size, samples) but changes with the batch size.**
 Silent windows (peak below ``SILENCE_PEAK``) are not sampled at all when transcribing: their roll
 is 0. Generation (w = -1) and masked (inpainted) windows are always sampled.
 
-Non-finite input: NaN or ±inf samples would silently wipe every window they fall in (the mel and
-the network turn them into NaN, and NaN is never above a threshold). By default
-(``nonfinite="error"``) such audio is refused with a :class:`NonFiniteAudioError` naming the file,
-how many samples are bad and where the first and the last are (seconds and sample index);
-``nonfinite="zero"`` replaces them by 0 (a click of silence) and logs a warning with the same
-details (:attr:`AudioInfo.nonfinite`).
+Non-finite input (NaN, ±inf samples) is refused, or replaced by 0, as the audio is read: see
+:mod:`diffroll.audio_stream` (``nonfinite``).
 """
 from __future__ import annotations
 
 import logging
 import math
 from dataclasses import dataclass
-from math import gcd
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import soundfile as sf
 import torch
-from scipy.signal import resample_poly
 from tqdm.auto import tqdm
 
-from .audio import AudioError, MelFrontend, load_audio
+from .audio import MelFrontend
+from .audio_stream import AudioInfo, AudioStream, _Buffer, array_audio
 from .confidence import array_notes, note_array
 from .config import N_KEYS, Config, RollConfig
 from .diffusion import mask_mel, model_rows
@@ -59,265 +53,7 @@ from .roll import Note, roll_to_notes
 log = logging.getLogger("diffroll.inference")
 
 SILENCE_PEAK = 1e-4  # a window whose peak is below this is silence: c_mel = 0, not amplified noise
-READ_BLOCK = 1 << 20  # frames per block when streaming a file from disk
-RESAMPLE_CHUNK_SECONDS = 30.0
 MAX_PENDING_SECONDS = 600.0  # a key sounding without a break for longer than this is cut there
-NONFINITE_POLICIES = ("error", "zero")
-
-
-class NonFiniteAudioError(AudioError):
-    """Audio with NaN or infinite samples (refused unless ``nonfinite="zero"``)."""
-
-
-# --- audio in, as a stream ----------------------------------------------------------------------
-
-@dataclass
-class AudioInfo:
-    """What was read: the source's name and rate, the model's rate ``sr`` and the length there,
-    its peak and the NaN / ±inf samples found (their count, the first and the last: sample
-    indices of the source, one per frame of all channels)."""
-
-    name: str
-    rate: int
-    sr: int
-    samples: int
-    peak: float = 0.0
-    nonfinite: int = 0
-    first_bad: int | None = None
-    last_bad: int | None = None
-
-    @property
-    def seconds(self) -> float:
-        return self.samples / self.sr
-
-    def bad_summary(self) -> str:
-        """E.g. ``3 samples are NaN or infinite, from 1.000 s (sample 16000) to 3.000 s (sample 48000)``."""
-        n, first, last = self.nonfinite, self.first_bad, self.last_bad
-        where = (f"at {first / self.rate:.3f} s (sample {first})" if first == last else
-                 f"from {first / self.rate:.3f} s (sample {first}) to {last / self.rate:.3f} s (sample {last})")
-        return f"{n} sample{'s' if n != 1 else ''} {'are' if n != 1 else 'is'} NaN or infinite, {where}"
-
-
-@dataclass
-class AudioStream:
-    """Mono float32 blocks at the model's rate, in order, to be consumed once; ``info.samples``
-    is known before reading (the file header), ``info.peak`` and ``info.nonfinite`` fill in as
-    the blocks are read."""
-
-    info: AudioInfo
-    blocks: Iterator[np.ndarray]
-
-
-def _check_policy(nonfinite: str) -> None:
-    if nonfinite not in NONFINITE_POLICIES:
-        raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
-
-
-def _record_bad(info: AudioInfo, bad_rows: np.ndarray, offset: int) -> None:
-    """Count the bad frames of a block starting at source frame ``offset``; remember the first and last."""
-    idx = np.flatnonzero(bad_rows)
-    info.nonfinite += len(idx)
-    if info.first_bad is None:
-        info.first_bad = offset + int(idx[0])
-    info.last_bad = offset + int(idx[-1])
-
-
-def _bad_audio_error(info: AudioInfo) -> NonFiniteAudioError:
-    return NonFiniteAudioError(f"{info.name}: {info.bad_summary()}; refusing to transcribe corrupt audio: repair "
-                               "the file, or replace them by 0 with --nonfinite zero (API: nonfinite='zero')")
-
-
-def _warn_repaired(info: AudioInfo) -> None:
-    if info.nonfinite:
-        log.warning("%s: %s; replaced them by 0", info.name, info.bad_summary())
-
-
-def _file_blocks(path: Path, info: AudioInfo, nonfinite: str) -> Iterator[np.ndarray]:
-    """Mono blocks at the file's rate; bad samples counted, then refused or zeroed."""
-    try:
-        with sf.SoundFile(str(path)) as f:
-            pos = 0
-            for raw in f.blocks(blocksize=READ_BLOCK, dtype="float32", always_2d=True):
-                bad = ~np.isfinite(raw)
-                if bad.any():
-                    _record_bad(info, bad.any(axis=1), pos)
-                    raw = np.where(bad, np.float32(0), raw)
-                pos += len(raw)
-                if not (info.nonfinite and nonfinite == "error"):  # refusing: only count the rest
-                    yield raw.mean(axis=1)
-    except AudioError:
-        raise
-    except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
-        raise AudioError(f"{path}: not a readable audio file ({err})") from err
-    if info.nonfinite and nonfinite == "error":
-        raise _bad_audio_error(info)
-    _warn_repaired(info)
-
-
-def _tracked(blocks: Iterator[np.ndarray], info: AudioInfo) -> Iterator[np.ndarray]:
-    for b in blocks:
-        if len(b):
-            info.peak = max(info.peak, float(np.abs(b).max()))
-        yield b
-
-
-def open_audio(path: str | Path, sr: int = 16000, nonfinite: str = "error") -> AudioStream:
-    """A stream of any file libsndfile reads, as float32 mono at ``sr`` (channels averaged,
-    polyphase resampling as :func:`resample_chunked`). ``nonfinite``: see the module docstring.
-    Raises :class:`~diffroll.audio.AudioError` naming the file when it is missing or unreadable
-    (while reading, too)."""
-    _check_policy(nonfinite)
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such audio file")
-    try:
-        head = sf.info(str(path))
-    except Exception as err:
-        raise AudioError(f"{path}: not a readable audio file ({err})") from err
-    file_sr, frames = int(head.samplerate), max(int(head.frames), 0)
-    info = AudioInfo(str(path), file_sr, sr, resampled_length(frames, file_sr, sr))
-    blocks = _resampled(_file_blocks(path, info, nonfinite), frames, file_sr, sr)
-    return AudioStream(info, _tracked(blocks, info))
-
-
-def array_audio(wave: np.ndarray, sr: int = 16000, nonfinite: str = "error", name: str = "<array>") -> AudioStream:
-    """A stream over a mono array already at ``sr`` (checked for NaN / inf as a file is)."""
-    _check_policy(nonfinite)
-    wave = np.asarray(wave, dtype=np.float32)
-    if wave.ndim != 1:
-        raise ValueError(f"expected a mono 1-D array at {sr} Hz, got shape {wave.shape}")
-    info = AudioInfo(name, sr, sr, len(wave))
-    bad = ~np.isfinite(wave)
-    if bad.any():
-        _record_bad(info, bad, 0)
-        if nonfinite == "error":
-            raise _bad_audio_error(info)
-        wave = np.where(bad, np.float32(0), wave)
-        _warn_repaired(info)
-    return AudioStream(info, _tracked(iter([wave]), info))
-
-
-def silence_audio(samples: int, sr: int = 16000) -> AudioStream:
-    """``samples`` zeros, made block by block (generation: no audio, any length)."""
-    def blocks():
-        for start in range(0, samples, READ_BLOCK):
-            yield np.zeros(min(READ_BLOCK, samples - start), dtype=np.float32)
-    return AudioStream(AudioInfo("<silence>", sr, sr, samples), blocks())
-
-
-def read_audio(path: str | Path, sr: int = 16000, nonfinite: str = "error") -> np.ndarray:
-    """Any file libsndfile reads -> float32 mono at ``sr``, streamed from disk: the whole of
-    :func:`open_audio`'s stream (same samples as :func:`diffroll.audio.load_audio`, which reads
-    the file at once). A file with 0 samples gives an empty array (the caller decides)."""
-    parts = list(open_audio(path, sr, nonfinite).blocks)
-    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
-
-
-# --- resampling, chunk by chunk -----------------------------------------------------------------
-
-def _ratio(from_sr: int, to_sr: int) -> tuple[int, int]:
-    g = gcd(int(from_sr), int(to_sr))
-    return to_sr // g, from_sr // g
-
-
-def resampled_length(n: int, from_sr: int, to_sr: int) -> int:
-    """Samples at ``to_sr`` of ``n`` samples at ``from_sr`` (ceil, as resample_poly)."""
-    up, down = _ratio(from_sr, to_sr)
-    return -(-n * up // down)
-
-
-def _chunking(from_sr: int, to_sr: int, chunk_seconds: float) -> tuple[int, int, int, int]:
-    """(up, down, step, pad): chunks of ``step`` input samples (a multiple of ``down``, so they map
-    to whole output samples) read with ``pad`` samples of context on each side, more than the
-    filter's half-length."""
-    up, down = _ratio(from_sr, to_sr)
-    step = max(int(chunk_seconds * from_sr) // down, 1) * down
-    half = 10 * max(up, down)  # resample_poly's default filter half-length, at the upsampled rate
-    pad = (half // up + 2 + down) // down * down  # input samples of context, a multiple of down
-    return up, down, step, pad
-
-
-def resample_chunked(wave: np.ndarray, from_sr: int, to_sr: int, chunk_seconds: float | None = None) -> np.ndarray:
-    """``scipy.signal.resample_poly`` of the whole signal, computed chunk by chunk.
-
-    Chunks start on multiples of ``down`` input samples and carry ``pad`` samples of context on
-    each side, which is trimmed: inside the signal the result equals the one-shot resampling.
-    """
-    parts = list(_resampled(iter([np.asarray(wave)]), len(wave), from_sr, to_sr, chunk_seconds))
-    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
-
-
-def _resampled(blocks: Iterator[np.ndarray], n_in: int, from_sr: int, to_sr: int,
-               chunk_seconds: float | None = None) -> Iterator[np.ndarray]:
-    """The blocks (``n_in`` samples in all, as the header says) resampled chunk by chunk
-    (``chunk_seconds``, default :data:`RESAMPLE_CHUNK_SECONDS`), yielded in order; only a chunk and
-    its context are held. Blocks past ``n_in`` are read and ignored; a stream that ends early is
-    resampled as if it were ``n_in`` long with zeros."""
-    if from_sr == to_sr:
-        for b in blocks:
-            yield np.ascontiguousarray(b, dtype=np.float32)
-        return
-    up, down, step, pad = _chunking(from_sr, to_sr, chunk_seconds or RESAMPLE_CHUNK_SECONDS)
-    buf = _Buffer(blocks)
-    if n_in <= 2 * step:
-        yield resample_poly(buf.take(0, n_in), up, down).astype(np.float32)
-        buf.drain()
-        return
-    n_out = resampled_length(n_in, from_sr, to_sr)
-    for i0 in range(0, n_in, step):
-        lo, hi = max(i0 - pad, 0), min(i0 + step + pad, n_in)
-        y = resample_poly(buf.take(lo, hi), up, down)
-        o0, o1 = i0 * up // down, min((i0 + step) * up // down, n_out)
-        skip = (i0 - lo) * up // down
-        yield y[skip:skip + o1 - o0].astype(np.float32)
-        buf.release(i0 + step - pad)
-    buf.drain()
-
-
-class _Buffer:
-    """Samples of a block stream by absolute index, read on demand and forgotten once released:
-    ``take(lo, hi)`` (zero-padded past the end) with ``lo`` never below the last ``release``."""
-
-    def __init__(self, blocks: Iterator[np.ndarray]):
-        self.blocks = blocks
-        self.data = np.zeros(0, dtype=np.float32)
-        self.start = 0  # absolute index of data[0]
-        self.ended = False
-
-    def _fill(self, hi: int) -> None:
-        parts = [self.data]
-        have = self.start + len(self.data)
-        while have < hi and not self.ended:
-            try:
-                b = next(self.blocks)
-            except StopIteration:
-                self.ended = True
-                break
-            parts.append(np.asarray(b, dtype=np.float32))
-            have += len(b)
-        if len(parts) > 1:
-            self.data = np.concatenate(parts)
-
-    def take(self, lo: int, hi: int) -> np.ndarray:
-        if lo < self.start:
-            raise RuntimeError(f"samples from {lo} were already released (buffer starts at {self.start})")
-        self._fill(hi)
-        out = np.zeros(max(hi - lo, 0), dtype=np.float32)
-        part = self.data[lo - self.start: hi - self.start]
-        out[:len(part)] = part
-        return out
-
-    def release(self, lo: int) -> None:
-        if lo > self.start:
-            self.data = self.data[lo - self.start:].copy()
-            self.start = lo
-
-    def drain(self) -> None:
-        """Read (and drop) the rest of the stream: its checks (NaN, read errors) still run."""
-        for _ in self.blocks:
-            pass
-        self.ended = True
-        self.data = np.zeros(0, dtype=np.float32)
 
 
 # --- windows ------------------------------------------------------------------------------------
@@ -735,9 +471,7 @@ DEFAULT_SAMPLER = "ddim"
 DEFAULT_STEPS = 5
 
 
-__all__ = ["DEFAULT_SAMPLER", "DEFAULT_STEPS", "SILENCE_PEAK", "AudioInfo", "AudioStream", "DecodeSettings",
-           "NonFiniteAudioError", "NoteStream", "StreamResult", "Windows", "array_audio", "check_sampling",
-           "chunk_mels", "decode_roll", "decode_settings", "frames_mask", "load_audio", "min_note_frames",
-           "open_audio", "plan_windows", "read_audio", "resample_chunked", "resampled_length", "sample_seed",
-           "silence_audio", "stream_rolls", "transcribe_notes", "transcribe_stream", "transcribe_wave",
-           "window_mels"]
+__all__ = ["DEFAULT_SAMPLER", "DEFAULT_STEPS", "SILENCE_PEAK", "DecodeSettings", "NoteStream", "StreamResult",
+           "Windows", "check_sampling", "chunk_mels", "decode_roll", "decode_settings", "frames_mask",
+           "min_note_frames", "plan_windows", "sample_seed", "stream_rolls", "transcribe_notes",
+           "transcribe_stream", "transcribe_wave", "window_mels"]

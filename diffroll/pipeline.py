@@ -10,8 +10,8 @@ generates and inpaints (the CLI, the notebooks and the benchmarks all use it).
     fixed = pipe.inpaint("take.flac", [(12, 15)])  # c_mel = -1 in the masked seconds (§4.4)
 
 A model's config travels with it here, never as an attribute attached to the network. The
-window machinery (any-length audio, stitching, silence) is :mod:`diffroll.inference`; the
-maths is :mod:`diffroll.diffusion`.
+window machinery (any-length audio, stitching, silence) is :mod:`diffroll.inference`, reading
+audio as a stream :mod:`diffroll.audio_stream`; the maths is :mod:`diffroll.diffusion`.
 """
 from __future__ import annotations
 
@@ -25,12 +25,12 @@ import numpy as np
 import pretty_midi
 import torch
 
+from .audio_stream import AudioInfo, AudioStream, array_audio, open_audio, read_audio, silence_audio
 from .confidence import array_notes, consensus, note_array
 from .config import Config
 from .diffusion import Diffusion
-from .inference import (DEFAULT_SAMPLER, DEFAULT_STEPS, AudioInfo, AudioStream, StreamResult, array_audio,
-                        check_sampling, decode_roll, decode_settings, frames_mask, open_audio, read_audio,
-                        silence_audio, transcribe_stream)
+from .inference import (DEFAULT_SAMPLER, DEFAULT_STEPS, StreamResult, check_sampling, decode_roll, decode_settings,
+                        frames_mask, transcribe_stream)
 from .model import DiffRoll
 from .roll import Note, notes_to_midi
 
@@ -138,7 +138,7 @@ class Pipeline:
                    min_frames_without_onset: int | None = None, keep_roll: bool = True,
                    keep_samples: bool = True, nonfinite: str = "error", **kwargs) -> Transcription:
         """Audio (a file: any rate, mono or stereo, streamed; a mono array at the config's rate; or
-        an :class:`~diffroll.inference.AudioStream`) -> :class:`Transcription`.
+        an :class:`~diffroll.audio_stream.AudioStream`) -> :class:`Transcription`.
 
         ``samples`` = K: K transcriptions from different x_T, batched together; the notes a
         majority holds, with their confidence. ``frame_threshold`` (alias ``threshold``),

@@ -12,9 +12,10 @@ import torch
 from scipy.signal import resample_poly
 
 from diffroll.audio import MelFrontend, load_audio
+from diffroll.audio_stream import read_audio, resample_chunked
 from diffroll.config import get_config
 from diffroll.diffusion import Diffusion
-from diffroll.inference import frames_mask, plan_windows, read_audio, resample_chunked, transcribe_notes, transcribe_wave
+from diffroll.inference import frames_mask, plan_windows, transcribe_notes, transcribe_wave
 from diffroll.model import DiffRoll
 from diffroll.pipeline import Pipeline, transcribe
 from diffroll.pipeline import Pipeline, transcribe
@@ -188,12 +189,12 @@ def test_stereo_44k_file_gives_the_same_notes_as_16k_mono(tmp_path):
 
 
 def test_read_audio_streams_the_same_samples_as_load_audio(tmp_path, monkeypatch):
-    import diffroll.inference as inference
+    import diffroll.audio_stream as audio_stream
 
     rng = np.random.default_rng(0)
     stereo = rng.uniform(-0.5, 0.5, (44100 * 3 + 17, 2)).astype(np.float32)
     sf.write(tmp_path / "x.wav", stereo, 44100, subtype="FLOAT")
-    monkeypatch.setattr(inference, "READ_BLOCK", 10_000)  # many blocks
+    monkeypatch.setattr(audio_stream, "READ_BLOCK", 10_000)  # many blocks
     streamed = read_audio(tmp_path / "x.wav")
     np.testing.assert_allclose(streamed, load_audio(tmp_path / "x.wav"), atol=1e-6)
     x = rng.standard_normal(48000 * 5 + 3)
@@ -367,7 +368,7 @@ def test_note_stream_holds_only_unfinished_frames_and_cuts_a_stuck_key(caplog):
 def test_file_is_streamed_block_by_block_with_the_same_notes(tmp_path, monkeypatch):
     """A long stereo 44.1 kHz file read in many small blocks and resampling chunks gives the notes
     (and roll) of the whole array at 16 kHz."""
-    import diffroll.inference as inference
+    import diffroll.audio_stream as audio_stream
 
     cfg = smoke()
     truth = [(0.3, 2.0, 69), (2.5, 6.1, 76), (6.5, 14.0, 72), (15.0, 19.5, 69)]
@@ -376,8 +377,8 @@ def test_file_is_streamed_block_by_block_with_the_same_notes(tmp_path, monkeypat
     for on, off, p in truth:
         left += np.where((t >= on) & (t < off), 0.3 * np.sin(2 * np.pi * 440 * 2 ** ((p - 69) / 12) * t), 0)
     sf.write(tmp_path / "x.flac", np.stack([left, left], axis=1), 44100)
-    monkeypatch.setattr(inference, "READ_BLOCK", 30_000)
-    monkeypatch.setattr(inference, "RESAMPLE_CHUNK_SECONDS", 2.0)
+    monkeypatch.setattr(audio_stream, "READ_BLOCK", 30_000)
+    monkeypatch.setattr(audio_stream, "RESAMPLE_CHUNK_SECONDS", 2.0)
     pipe = ArgmaxModel(cfg)
     streamed = pipe.transcribe(tmp_path / "x.flac", sampler="ddim", steps=2, batch_size=3, progress=False)
     whole = read_audio(tmp_path / "x.flac")
@@ -419,7 +420,7 @@ def test_samples_differ_and_do_not_depend_on_the_batch_size():
 # --- no silent wrong results ----------------------------------------------------------------------
 
 def test_nonfinite_samples_are_refused_or_repaired(tmp_path, caplog):
-    from diffroll.inference import NonFiniteAudioError
+    from diffroll.audio_stream import NonFiniteAudioError
 
     cfg = smoke()
     pipe = ArgmaxModel(cfg)
