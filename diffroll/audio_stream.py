@@ -227,7 +227,7 @@ def _resampled(blocks: Iterator[np.ndarray], n_in: int, from_sr: int, to_sr: int
             yield np.ascontiguousarray(b, dtype=np.float32)
         return
     up, down, step, pad = _chunking(from_sr, to_sr, chunk_seconds or RESAMPLE_CHUNK_SECONDS)
-    buf = _Buffer(blocks)
+    buf = SampleBuffer(blocks)
     if n_in <= 2 * step:
         yield resample_poly(buf.take(0, n_in), up, down).astype(np.float32)
         buf.drain()
@@ -243,7 +243,7 @@ def _resampled(blocks: Iterator[np.ndarray], n_in: int, from_sr: int, to_sr: int
     buf.drain()
 
 
-class _Buffer:
+class SampleBuffer:
     """Samples of a block stream by absolute index, read on demand and forgotten once released:
     ``take(lo, hi)`` (zero-padded past the end) with ``lo`` never below the last ``release``."""
 
@@ -289,5 +289,5 @@ class _Buffer:
         self.data = np.zeros(0, dtype=np.float32)
 
 
-__all__ = ["NONFINITE_POLICIES", "AudioInfo", "AudioStream", "NonFiniteAudioError", "array_audio", "open_audio",
-           "read_audio", "resample_chunked", "resampled_length", "silence_audio"]
+__all__ = ["NONFINITE_POLICIES", "AudioInfo", "AudioStream", "NonFiniteAudioError", "SampleBuffer", "array_audio",
+           "open_audio", "read_audio", "resample_chunked", "resampled_length", "silence_audio"]

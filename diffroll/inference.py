@@ -44,7 +44,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .audio import MelFrontend
-from .audio_stream import AudioInfo, AudioStream, _Buffer, array_audio
+from .audio_stream import AudioInfo, AudioStream, SampleBuffer, array_audio
 from .confidence import array_notes, note_array
 from .config import N_KEYS, Config, RollConfig
 from .diffusion import mask_mel, model_rows
@@ -167,7 +167,7 @@ def stream_rolls(pipe, audio: AudioStream, *, w: float | None = None, sampler: s
     keys, total = model_rows(model), audio.info.samples // hop
     if mask is not None and len(mask) < total:
         raise ValueError(f"mask has {len(mask)} frames, the audio {total}")
-    buffer = _Buffer(audio.blocks)
+    buffer = SampleBuffer(audio.blocks)
     if total == 0:
         buffer.drain()
         return
