@@ -154,10 +154,10 @@ def sweep_thresholds(pipe, pieces, onset_thresholds=(0.1, 0.2, 0.3, 0.4, 0.5),
 
     from tqdm.auto import tqdm
 
-    from .inference import transcribe_wave
-    from .roll import decode
+    from .inference import decode_roll, decode_settings, transcribe_wave
 
     roll_cfg = pipe.config.roll
+    settings = decode_settings(pipe.config)
     onset_model = "onset" in roll_cfg.roll_channels
     onsets = onset_thresholds if onset_model else (None,)
     mins = (roll_cfg.min_frames_without_onset,) if min_frames_without_onset is None or not onset_model \
@@ -170,10 +170,10 @@ def sweep_thresholds(pipe, pieces, onset_thresholds=(0.1, 0.2, 0.3, 0.4, 0.5),
         for on in onsets:
             for m in mins:
                 for v in velocities:
-                    cfg = replace(roll_cfg, onset_threshold=roll_cfg.onset_threshold if on is None else on,
-                                  min_frames_without_onset=m, min_velocity=v)
+                    base = replace(settings, onset_threshold=settings.onset_threshold if on is None else on,
+                                   min_frames_without_onset=m, min_velocity=v)
                     for fr in frame_thresholds:
-                        est = decode(x0, pipe.config.audio.fps, cfg, fr)
+                        est = decode_roll(x0, pipe.config.audio.fps, replace(base, frame_threshold=fr))
                         scores.setdefault((on, m, v, fr), []).append(note_scores(ref, est))
     return [{"onset_threshold": on, "min_frames_without_onset": m, "min_velocity": v, "frame_threshold": fr,
              **{k: float(np.mean([s[k] for s in rs])) for k in ("f1", "f1_offset", "f1_velocity")}}

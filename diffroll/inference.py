@@ -158,7 +158,7 @@ def stream_rolls(pipe, audio: AudioStream, *, w: float | None = None, sampler: s
     (window, sample) pairs per network call. ``callback`` is passed to the sampler.
     """
     cfg: Config = pipe.config
-    model, diffusion = pipe.model, pipe.diffusion
+    model = pipe.model
     hop, size = cfg.audio.hop_length, cfg.audio.segment_frames
     overlap = size // 4 if overlap is None else overlap
     check_sampling(batch_size=batch_size, samples=samples, w=w, steps=steps, overlap=overlap, size=size)

@@ -15,7 +15,7 @@ library, raises :class:`RenderError` naming the Debian package that provides it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

@@ -23,7 +23,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import pretty_midi
 
-from .config import LOWEST_MIDI, N_KEYS, RollConfig
+from .config import LOWEST_MIDI, N_KEYS
 
 log = logging.getLogger("diffroll.roll")
 
@@ -245,14 +245,6 @@ def _loud_enough(notes: list[Note], velocity: np.ndarray | None, min_velocity: i
     if velocity is None or min_velocity <= 0:
         return notes
     return [n for n in notes if n.velocity >= min_velocity]
-
-
-def decode(roll, fps: float, roll_cfg: RollConfig, threshold: float) -> list[Note]:
-    """:func:`roll_to_notes` with the settings of a :class:`~diffroll.config.RollConfig`."""
-    return roll_to_notes(roll, fps=fps, threshold=threshold, channels=roll_cfg.roll_channels,
-                         onset_threshold=roll_cfg.onset_threshold,
-                         min_frames_without_onset=roll_cfg.min_frames_without_onset,
-                         min_velocity=roll_cfg.min_velocity)
 
 
 def notes_to_midi(notes: Sequence[Note], path: str | Path | None = None, velocity: int | None = None,

@@ -18,7 +18,6 @@ from diffroll.diffusion import Diffusion
 from diffroll.inference import frames_mask, plan_windows, transcribe_notes, transcribe_wave
 from diffroll.model import DiffRoll
 from diffroll.pipeline import Pipeline, transcribe
-from diffroll.pipeline import Pipeline, transcribe
 
 SR = 16000
 PITCHES = (69, 72, 76)
