@@ -22,25 +22,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 from diffroll.checkpoint import export_weights, load_pipeline  # noqa: E402
-from diffroll.data import list_pieces, load_piece  # noqa: E402
+from diffroll.data import load_pieces  # noqa: E402
 from diffroll.evaluate import sweep_thresholds  # noqa: E402
 from diffroll.inference import DEFAULT_SAMPLER, DEFAULT_STEPS  # noqa: E402
-from diffroll.roll import clip_notes  # noqa: E402
 
 
 def validation_pieces(root: Path, cfg, n: int, max_seconds: float) -> list[tuple]:
     """``n`` validation renderings spread evenly over the split, each cut to ``max_seconds``."""
-    pieces = list_pieces(root, dataset="offline", split="validation")
+    pieces = load_pieces(root, "validation", None, n, max_seconds, cfg=cfg, spread=True)
     if not pieces:
         raise SystemExit(f"{root}: no validation pieces (build the corpus: make data)")
-    step = max(len(pieces) / n, 1.0)
-    chosen = [pieces[int(i * step)] for i in range(min(n, len(pieces)))]
-    out = []
-    for piece in chosen:
-        wave, ref = load_piece(piece, cfg)
-        out.append((piece.name, piece.group, wave[: int(max_seconds * cfg.audio.sample_rate)],
-                    clip_notes(ref, max_seconds)))
-    return out
+    return pieces
 
 
 def main(argv: list[str] | None = None) -> int:

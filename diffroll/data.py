@@ -90,12 +90,18 @@ class LoadedPiece(NamedTuple):
 
 
 def load_pieces(root: str | Path, split: str = "test", soundfonts=None, n: int | None = None,
-                max_seconds: float | None = None, *, cfg: Config, dataset: str = "offline") -> list[LoadedPiece]:
+                max_seconds: float | None = None, *, cfg: Config, dataset: str = "offline",
+                spread: bool = False) -> list[LoadedPiece]:
     """The first ``n`` pieces of a split (:func:`list_pieces`; ``soundfonts`` picks offline
-    renders), loaded with :func:`load_piece` (``cfg``'s sample rate and sustain setting), each cut
-    to its first ``max_seconds`` (wave and reference, :func:`diffroll.roll.clip_notes`)."""
+    renders), or with ``spread`` ``n`` pieces spread evenly over the split, loaded with
+    :func:`load_piece` (``cfg``'s sample rate and sustain setting), each cut to its first
+    ``max_seconds`` (wave and reference, :func:`diffroll.roll.clip_notes`)."""
+    pieces = list_pieces(root, dataset=dataset, split=split, soundfonts=soundfonts)
+    if spread and n is not None:
+        step = max(len(pieces) / max(n, 1), 1.0)
+        pieces = [pieces[int(i * step)] for i in range(min(n, len(pieces)))]
     out = []
-    for piece in list_pieces(root, dataset=dataset, split=split, soundfonts=soundfonts)[:n]:
+    for piece in pieces[:n]:
         wave, notes = load_piece(piece, cfg)
         if max_seconds is not None:
             wave, notes = wave[: int(max_seconds * cfg.audio.sample_rate)], clip_notes(notes, max_seconds)

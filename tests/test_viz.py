@@ -327,3 +327,18 @@ def test_split_example_draws_each_models_notes_for_the_held_note(tmp_path):
     left, right = fig.axes[:2]
     assert "2 notes" in left.get_title() and "1 note " in right.get_title()
     assert len([ln for ln in left.lines if ln.get_color() == "red"]) == 3
+
+
+def test_load_pieces_spread_picks_pieces_across_the_split(tmp_path, monkeypatch):
+    import dataclasses
+
+    root = maestro_fixture(tmp_path)
+    cfg = get_config("smoke")
+    (piece,) = data.list_pieces(root, dataset="maestro", split="train")[:1]
+    split = [dataclasses.replace(piece, name=f"p{i}") for i in range(6)]
+    monkeypatch.setattr(data, "list_pieces", lambda *a, **k: split)
+    monkeypatch.setattr(data, "load_piece", lambda p, cfg: (np.zeros(16000, np.float32), []))
+    spread = data.load_pieces(root, "train", n=3, cfg=cfg, spread=True)
+    first = data.load_pieces(root, "train", n=3, cfg=cfg)
+    assert [p.name for p in spread] == ["p0", "p2", "p4"] and [p.name for p in first] == ["p0", "p1", "p2"]
+    assert len(data.load_pieces(root, "train", n=10, cfg=cfg, spread=True)) == 6
