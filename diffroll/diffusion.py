@@ -94,7 +94,8 @@ class Diffusion:
 
     def training_loss(self, model, roll: torch.Tensor, mel: torch.Tensor, p: float = 0.1,
                       mode: str = "diffusion", generator: torch.Generator | None = None,
-                      part: tuple[int, int] = (0, 1), row_weights: torch.Tensor | None = None) -> torch.Tensor:
+                      part: tuple[int, int] = (0, 1), row_weights: torch.Tensor | None = None,
+                      cell_weights: torch.Tensor | None = None) -> torch.Tensor:
         """Eq. 3, L = ‖x_roll − x̂0‖², with classifier-free dropout (Fig. 1).
 
         Each example's whole c_mel is replaced by -1 with probability ``p`` (p = 1: roll-only
@@ -103,7 +104,9 @@ class Diffusion:
         training); the random draws (dropout, t, ε) are those of the whole batch, so n processes
         draw exactly what one process would for the n-times larger batch. ``row_weights`` (R,)
         weighs the squared error of each row (e.g. a sparse onset channel more than the frames);
-        the mean is then over the weights: L = Σ w_r (x − x̂0)² / Σ w_r.
+        the mean is then over the weights: L = Σ w_r (x − x̂0)² / Σ w_r. ``cell_weights`` (B, R, F)
+        further multiply each cell's error (e.g. a velocity error where a note sounds); the
+        normaliser stays that of the rows, a constant, so data-parallel parts still add up.
         """
         B = roll.shape[0]
         k, n = part
@@ -119,6 +122,8 @@ class Diffusion:
         else:
             raise ValueError(f"mode must be 'diffusion' or 'discriminative', got {mode!r}")
         error = (model(x_t, t, mel).float() - roll.float()) ** 2
+        if cell_weights is not None:
+            error = error * cell_weights.to(error.device, error.dtype)
         if row_weights is None:
             return error.mean()
         w = row_weights.to(error.device, error.dtype).view(1, -1, 1)

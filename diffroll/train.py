@@ -72,6 +72,28 @@ def row_weights(cfg: Config) -> torch.Tensor | None:
     return torch.tensor(weights, dtype=torch.float32).repeat_interleave(cfg.model.n_keys)
 
 
+def cell_weights(cfg: Config, roll: torch.Tensor) -> torch.Tensor | None:
+    """(B, R, F) extra loss weights of a batch of rolls: ``velocity_note_weight`` on the velocity
+    rows where the frame channel says a note sounds, 1 elsewhere (None when it is 1).
+
+    Why: off a note the velocity target is 0, so most of the velocity channel's error is about
+    *where* notes are (already the frame channel's job); weighing the error on the notes' own
+    frames makes the loss about *how loud* they are.
+    """
+    k, channels = cfg.roll.velocity_note_weight, cfg.roll.roll_channels
+    if not k > 0:
+        raise ValueError(f"velocity_note_weight must be > 0, got {k!r}")
+    if k == 1 or "velocity" not in channels:
+        return None
+    if "frame" not in channels:
+        raise ValueError("velocity_note_weight needs a frame channel to know where notes sound")
+    keys = cfg.model.n_keys
+    weights = torch.ones_like(roll, dtype=torch.float32)
+    v, f = channels.index("velocity"), channels.index("frame")
+    weights[:, v * keys:(v + 1) * keys] += (k - 1) * (roll[:, f * keys:(f + 1) * keys].float() > 0.5)
+    return weights
+
+
 def world() -> tuple[int, int]:
     """(rank, number of processes) of a data-parallel run; (0, 1) otherwise."""
     if dist.is_available() and dist.is_initialized():
@@ -159,6 +181,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=learning_rate(cfg.train, 0))
         self.diffusion = Diffusion.from_config(cfg.diffusion)
         self.row_weights = row_weights(cfg)
+        cell_weights(cfg, torch.zeros(1, self.model.rows, 1))  # refuses a bad velocity_note_weight now, not at step 1
         self.streams = {}
         if paired is not None:
             self.streams["paired"] = Stream(paired, cfg.train.seed, "paired")
@@ -283,7 +306,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             loss = self.diffusion.training_loss(self._forward, roll, mel, p=p, mode=self.cfg.train.mode,
                                                 generator=g, part=(self.rank, self.world),
-                                                row_weights=self.row_weights)
+                                                row_weights=self.row_weights, cell_weights=cell_weights(self.cfg, roll))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for group in self.optimizer.param_groups:

@@ -181,3 +181,39 @@ def test_cosine_schedule_decays_to_lr_final_and_resumes_on_it(tmp_path):
     assert not np.allclose(a[12:], c[12:])  # the schedule changed the run
     with pytest.raises(ValueError, match="unknown lr_schedule 'linear'"):
         Trainer(smoke_cfg(lr_schedule="linear"), paired=toy_segments(), progress=False)
+
+
+def test_velocity_note_weight_weighs_the_velocity_error_on_notes_only():
+    from diffroll.train import cell_weights
+
+    cfg = get_config("smoke", velocity_note_weight=5.0)
+    keys = cfg.model.n_keys
+    roll = torch.zeros(2, 3 * keys, 8)
+    roll[0, 10, 2:5] = 1.0  # frame: key 10 sounds on frames 2-4
+    roll[0, 2 * keys + 10, 2:5] = 0.6  # its velocity
+    w = cell_weights(cfg, roll)
+    on = torch.zeros_like(w, dtype=torch.bool)
+    on[0, 2 * keys + 10, 2:5] = True
+    assert torch.all(w[on] == 5.0) and torch.all(w[~on] == 1.0)
+    assert cell_weights(get_config("smoke"), roll) is None  # 1: the plain loss
+    assert cell_weights(get_config("smoke", roll_channels=["frame"]), roll[:, :keys]) is None
+    hist = Trainer(smoke_cfg(max_steps=3, velocity_note_weight=5.0), paired=toy_segments(), progress=False).fit()
+    assert all(np.isfinite(r["loss"]) for r in hist if "loss" in r)
+    with pytest.raises(ValueError, match="velocity_note_weight must be > 0"):
+        Trainer(smoke_cfg(velocity_note_weight=0.0), paired=toy_segments(), progress=False)
+
+
+def test_cell_weights_change_the_loss_only_where_they_are_not_one():
+    from diffroll.diffusion import Diffusion
+
+    cfg = get_config("smoke")
+    diffusion = Diffusion.from_config(cfg.diffusion)
+    roll, mel = torch.rand(2, 3 * cfg.model.n_keys, 16), torch.rand(2, cfg.model.n_mels, 16)
+    model = lambda x_t, t, mel: torch.zeros_like(x_t)  # noqa: E731 - x̂0 = 0: the error is roll²
+    rows = torch.tensor([1.0, 8.0, 1.0]).repeat_interleave(cfg.model.n_keys)
+    plain = diffusion.training_loss(model, roll, mel, generator=torch.Generator().manual_seed(0), row_weights=rows)
+    ones = diffusion.training_loss(model, roll, mel, generator=torch.Generator().manual_seed(0), row_weights=rows,
+                                   cell_weights=torch.ones_like(roll))
+    twice = diffusion.training_loss(model, roll, mel, generator=torch.Generator().manual_seed(0), row_weights=rows,
+                                    cell_weights=2 * torch.ones_like(roll))
+    assert float(ones) == pytest.approx(float(plain)) and float(twice) == pytest.approx(2 * float(plain))
