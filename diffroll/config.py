@@ -105,8 +105,9 @@ class TrainConfig:
     mode: str = "diffusion"
     batch_size: int = 8
     lr: float = 1e-3
-    lr_schedule: str = "constant"  # constant | cosine: lr decays to lr_final over max_steps (half a cosine)
+    lr_schedule: str = "constant"  # constant | cosine: from lr_decay_start, lr decays to lr_final at max_steps (half a cosine)
     lr_final: float = 0.0  # the cosine schedule's learning rate at max_steps
+    lr_decay_start: int = 0  # the cosine schedule keeps lr until this step (e.g. to anneal a resumed constant-lr run)
     max_steps: int = 10_000
     max_minutes: float | None = None
     crop_frames: int | None = None  # random crops of the segments (None: whole segments)

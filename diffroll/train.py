@@ -149,13 +149,17 @@ LR_SCHEDULES = ("constant", "cosine")
 
 def learning_rate(train_cfg, step: int) -> float:
     """Adam's learning rate at ``step`` (a function of the step only, so a resumed run continues it):
-    ``constant``: ``lr``; ``cosine``: half a cosine from ``lr`` at step 0 to ``lr_final`` at
-    ``max_steps`` (then ``lr_final``)."""
+    ``constant``: ``lr``; ``cosine``: ``lr`` until ``lr_decay_start``, then half a cosine down to
+    ``lr_final`` at ``max_steps`` (then ``lr_final``). Resuming a constant-lr run with
+    ``lr_decay_start`` at its step anneals it with its own Adam state."""
     if train_cfg.lr_schedule == "constant":
         return train_cfg.lr
     if train_cfg.lr_schedule != "cosine":
         raise ValueError(f"unknown lr_schedule {train_cfg.lr_schedule!r}; choose one of {LR_SCHEDULES}")
-    progress = min(step / max(train_cfg.max_steps, 1), 1.0)
+    start = train_cfg.lr_decay_start
+    if not 0 <= start < train_cfg.max_steps:
+        raise ValueError(f"lr_decay_start {start} must be in [0, max_steps = {train_cfg.max_steps})")
+    progress = min(max(step - start, 0) / (train_cfg.max_steps - start), 1.0)
     return train_cfg.lr_final + (train_cfg.lr - train_cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
 
 

@@ -165,6 +165,11 @@ def test_cosine_schedule_decays_to_lr_final_and_resumes_on_it(tmp_path):
     assert learning_rate(cfg.train, 0) == pytest.approx(1e-3)
     assert learning_rate(cfg.train, 10) == pytest.approx((1e-3 + 1e-5) / 2)
     assert learning_rate(cfg.train, 20) == learning_rate(cfg.train, 50) == pytest.approx(1e-5)
+    late = smoke_cfg(max_steps=20, lr_schedule="cosine", lr=1e-3, lr_final=0.0, lr_decay_start=10).train
+    assert learning_rate(late, 0) == learning_rate(late, 10) == pytest.approx(1e-3)
+    assert learning_rate(late, 15) == pytest.approx(5e-4) and learning_rate(late, 20) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="lr_decay_start 20 must be in"):
+        learning_rate(smoke_cfg(max_steps=20, lr_schedule="cosine", lr_decay_start=20).train, 0)
     straight = Trainer(cfg, paired=toy_segments(), run_dir=tmp_path / "a", progress=False)
     a = [r["loss"] for r in straight.fit() if "loss" in r]
     # the last step ran at the lr of step 19, below a tenth of the start
