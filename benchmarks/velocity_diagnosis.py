@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from diffroll.checkpoint import load_pipeline  # noqa: E402
 from diffroll.config import get_config  # noqa: E402
 from diffroll.data import list_pieces, load_piece, load_pieces  # noqa: E402
-from diffroll.evaluate import _arrays  # noqa: E402
+from diffroll.evaluate import note_arrays  # noqa: E402
 from diffroll.inference import transcribe_notes  # noqa: E402
 
 HOP, N_FFT = 512, 2048
@@ -64,7 +64,7 @@ def model_correlations(checkpoint: Path, pieces) -> list[tuple[str, str, float]]
     out = []
     for name, group, wave, ref in pieces:
         est, _ = transcribe_notes(pipe, wave, progress=False)
-        (ri, rp, rv), (ei, ep, ev) = _arrays(ref), _arrays(est)
+        (ri, rp, rv), (ei, ep, ev) = note_arrays(ref), note_arrays(est)
         pairs = mir_eval.transcription.match_notes(ri, rp, ei, ep, offset_ratio=None)
         r, e = np.array([rv[i] for i, _ in pairs]), np.array([ev[j] for _, j in pairs])
         out.append((name, group, float(np.corrcoef(r, e)[0, 1]) if len(pairs) > 2 and e.std() > 0 else float("nan")))

@@ -18,7 +18,7 @@ from .roll import N_KEYS, Note, clip_notes, notes_to_roll
 ONSET_TOLERANCE = 0.05
 
 
-def _arrays(notes: list[Note]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def note_arrays(notes: list[Note]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Intervals (n, 2) in seconds, pitches in Hz, velocities (MIDI; 80 where a note has none)."""
     if not notes:
         return np.zeros((0, 2)), np.zeros(0), np.zeros(0)
@@ -45,8 +45,8 @@ def note_scores(ref: list[Note], est: list[Note], onset_tolerance: float = ONSET
         return dict.fromkeys(NOTE_KEYS, 1.0)
     if not ref or not est:
         return dict.fromkeys(NOTE_KEYS, 0.0)
-    ref_iv, ref_hz, ref_vel = _arrays(ref)
-    est_iv, est_hz, est_vel = _arrays(est)
+    ref_iv, ref_hz, ref_vel = note_arrays(ref)
+    est_iv, est_hz, est_vel = note_arrays(est)
     p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
         ref_iv, ref_hz, est_iv, est_hz, onset_tolerance=onset_tolerance, offset_ratio=None)
     po, ro, fo, _ = mir_eval.transcription.precision_recall_f1_overlap(
@@ -160,9 +160,9 @@ def sweep_thresholds(pipe, pieces, onset_thresholds=(0.1, 0.2, 0.3, 0.4, 0.5),
     settings = decode_settings(pipe.config)
     onset_model = "onset" in roll_cfg.roll_channels
     onsets = onset_thresholds if onset_model else (None,)
-    mins = (roll_cfg.min_frames_without_onset,) if min_frames_without_onset is None or not onset_model \
+    mins = (settings.min_frames_without_onset,) if min_frames_without_onset is None or not onset_model \
         else tuple(min_frames_without_onset)
-    velocities = (roll_cfg.min_velocity,) if min_velocity is None or "velocity" not in roll_cfg.roll_channels \
+    velocities = (settings.min_velocity,) if min_velocity is None or "velocity" not in roll_cfg.roll_channels \
         else tuple(min_velocity)
     scores: dict[tuple, list[dict]] = {}
     for _, _, wave, ref in tqdm(list(pieces), desc="thresholds", disable=not progress):

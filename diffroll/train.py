@@ -72,6 +72,14 @@ def row_weights(cfg: Config) -> torch.Tensor | None:
     return torch.tensor(weights, dtype=torch.float32).repeat_interleave(cfg.model.n_keys)
 
 
+def velocity_note_weight(cfg: Config) -> float:
+    """:attr:`RollConfig.velocity_note_weight`, checked (> 0)."""
+    k = cfg.roll.velocity_note_weight
+    if not k > 0:
+        raise ValueError(f"velocity_note_weight must be > 0, got {k!r}")
+    return k
+
+
 def cell_weights(cfg: Config, roll: torch.Tensor) -> torch.Tensor | None:
     """(B, R, F) extra loss weights of a batch of rolls: ``velocity_note_weight`` on the velocity
     rows where the frame channel says a note sounds, 1 elsewhere (None when it is 1).
@@ -80,9 +88,7 @@ def cell_weights(cfg: Config, roll: torch.Tensor) -> torch.Tensor | None:
     *where* notes are (already the frame channel's job); weighing the error on the notes' own
     frames makes the loss about *how loud* they are.
     """
-    k, channels = cfg.roll.velocity_note_weight, cfg.roll.roll_channels
-    if not k > 0:
-        raise ValueError(f"velocity_note_weight must be > 0, got {k!r}")
+    k, channels = velocity_note_weight(cfg), cfg.roll.roll_channels
     if k == 1 or "velocity" not in channels:
         return None
     if "frame" not in channels:
@@ -185,7 +191,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=learning_rate(cfg.train, 0))
         self.diffusion = Diffusion.from_config(cfg.diffusion)
         self.row_weights = row_weights(cfg)
-        cell_weights(cfg, torch.zeros(1, self.model.rows, 1))  # refuses a bad velocity_note_weight now, not at step 1
+        velocity_note_weight(cfg)  # a bad value is refused now, not at step 1
         self.streams = {}
         if paired is not None:
             self.streams["paired"] = Stream(paired, cfg.train.seed, "paired")
