@@ -62,6 +62,7 @@ class ModelConfig:
     n_keys: int = N_KEYS
     n_mels: int = 229
     step_embedding: int = 128  # width of the sinusoidal embedding of t (DiffWave)
+    velocity_head: int = 0  # channels of the per-key path from c_mel to the velocity rows (0: none; beyond the paper)
 
     def dilation_of(self, layer: int) -> int:
         return self.dilation[layer % len(self.dilation)]
@@ -121,6 +122,7 @@ class TrainConfig:
     precision: str = "auto"  # fp32 | bf16 (autocast) | auto: bf16 on CUDA, fp32 on CPU
     in_memory: bool = False  # read the training segments into memory once (data.SegmentTensors)
     compile: bool | None = None  # torch.compile the network (None: on CUDA)
+    train_only: list[str] | None = None  # train only the parameters under these module names (None: all)
 
 
 @dataclass

@@ -6,10 +6,14 @@ note-state roll of frame, onset and velocity; see :mod:`diffroll.roll`). Each re
 dilated conv to 2C channels, adds a per-layer 1×1 projection of c_mel (229 -> 2C), gates with
 tanh·σ and splits a 1×1 conv into residual and skip. The same class is the discriminative
 baseline of §4.1 when it is always fed x_t = 0 and t = 1.
+
+Beyond the paper, ``ModelConfig.velocity_head`` > 0 adds :class:`VelocityHead`: a small per-key
+path from c_mel to the velocity rows, beside the shared C-channel state of the residual stack.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -60,16 +64,62 @@ class ResidualLayer(nn.Module):
 
 
 class PreparedMel(tuple):
-    """Per-layer mel projections (each (B, 2C, τ)): step-independent, computed once per sampling run."""
+    """Per-layer mel projections (each (B, 2C, τ)): step-independent, computed once per sampling run;
+    ``key_levels``: the velocity head's per-key mel levels (None without a head)."""
+
+    key_levels: torch.Tensor | None = None
+
+
+class VelocityHead(nn.Module):
+    """A per-key path from c_mel to the velocity rows of x̂0 (beyond the paper).
+
+    Why: the residual stack carries every key's frame, onset and velocity through one C-channel
+    state per frame; a note's velocity is mostly its loudness at its own pitch just after the
+    onset (see ``benchmarks/velocity_diagnosis.py``). Here a learned 1×1 map turns the 229 mel bins
+    into ``levels`` values per key, each also taken relative to its loudest frame in the window
+    (a rendering's overall gain is random, so only relative loudness says much); with the stack's
+    x̂0 frame (and onset) rows, detached, a 2-D conv over (key, time), shared by all keys, gives
+    a correction added to the velocity rows. Its output layer starts at zero, so adding the head
+    to a trained network changes nothing until the head is trained (``TrainConfig.train_only``).
+
+    In training the head corrects x̂0 at every t; in eval mode only at t = 1, the step whose x̂0
+    is the samplers' output (Algorithm 1's last step), so it reads the velocities without steering
+    the trajectory: fed back into x_t at every step, its velocity rows changed where the stack
+    ended notes (validation note-with-offset F1 0.43 -> 0.36 on the first run that tried it).
+    """
+
+    def __init__(self, n_mels: int, n_keys: int, channels: int, roll_inputs: int, levels: int = 2):
+        super().__init__()
+        self.n_keys, self.levels = n_keys, levels
+        self.to_keys = nn.Conv1d(n_mels, n_keys * levels, 1)
+        self.conv1 = nn.Conv2d(2 * levels + roll_inputs, channels, (3, 5), padding=(1, 2))
+        self.conv2 = nn.Conv2d(channels, channels, (3, 5), padding=(1, 4), dilation=(1, 2))
+        self.out = nn.Conv2d(channels, 1, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def key_levels(self, mel: torch.Tensor) -> torch.Tensor:
+        """c_mel (B, 229, τ) -> (B, 2·levels, K, τ): each key's levels, raw and minus the window's maximum."""
+        B, _, frames = mel.shape
+        levels = self.to_keys(mel).view(B, self.levels, self.n_keys, frames)
+        return torch.cat([levels, levels - levels.amax(dim=(2, 3), keepdim=True)], dim=1)
+
+    def forward(self, key_levels: torch.Tensor, rolls: list[torch.Tensor]) -> torch.Tensor:
+        """key_levels (B, 2·levels, K, τ), rolls: the stack's (B, K, τ) frame/onset rows -> (B, K, τ)."""
+        x = torch.cat([key_levels.to(rolls[0].dtype), *(r[:, None] for r in rolls)], dim=1)
+        x = F.relu(self.conv2(F.relu(self.conv1(x))))
+        return self.out(x)[:, 0]
 
 
 class DiffRoll(nn.Module):
     """f_θ(x_t, t, c_mel) -> x̂0 of Eq. 2; c_mel = -1 everywhere is the unconditional model."""
 
-    def __init__(self, cfg: ModelConfig | None = None, roll_channels: int = 1):
+    def __init__(self, cfg: ModelConfig | None = None, roll_channels: int | Sequence[str] = 1):
+        """``roll_channels``: how many roll channels, or their names (needed by a velocity head)."""
         super().__init__()
         self.cfg = cfg = cfg or ModelConfig()
-        self.rows = cfg.n_keys * roll_channels  # R: rows of x_t and x̂0
+        names = None if isinstance(roll_channels, int) else list(roll_channels)
+        self.rows = cfg.n_keys * (len(names) if names is not None else roll_channels)  # R: rows of x_t and x̂0
         step_hidden = 512
         self.input_proj = nn.Conv1d(self.rows, cfg.channels, 1)
         self.step_mlp = StepMLP(cfg.step_embedding, step_hidden)
@@ -82,11 +132,23 @@ class DiffRoll(nn.Module):
         nn.init.kaiming_normal_(self.skip_proj.weight)
         nn.init.zeros_(self.output_proj.weight)  # x̂0 starts at 0 (zero-initialised output, as DiffWave)
         nn.init.zeros_(self.output_proj.bias)
+        self.velocity_head, self._head_rows = None, None
+        if cfg.velocity_head:
+            if names is None or "velocity" not in names:
+                raise ValueError(f"velocity_head needs a velocity roll channel; the roll is {names or roll_channels}")
+            K = cfg.n_keys
+            inputs = [c for c in ("frame", "onset") if c in names]
+            self._head_rows = ([slice(names.index(c) * K, (names.index(c) + 1) * K) for c in inputs],
+                               names.index("velocity") * K)
+            self.velocity_head = VelocityHead(cfg.n_mels, K, cfg.velocity_head, len(inputs))
 
     def prepare_condition(self, mel: torch.Tensor) -> PreparedMel:
         """The per-layer 1×1 projections of c_mel: they do not depend on x_t or t, so samplers
         compute them once per run (see :meth:`diffroll.diffusion.Diffusion.sample`)."""
-        return PreparedMel(layer.mel_proj(mel) for layer in self.layers)
+        prepared = PreparedMel(layer.mel_proj(mel) for layer in self.layers)
+        if self.velocity_head is not None:
+            prepared.key_levels = self.velocity_head.key_levels(mel)
+        return prepared
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, mel: torch.Tensor | PreparedMel) -> torch.Tensor:
         """x_t (B, R, τ), t (B,) integers in 1..T, mel (B, 229, τ) or :meth:`prepare_condition`'s
@@ -101,7 +163,18 @@ class DiffRoll(nn.Module):
             x, skip = layer(x, step, mel_term)
             skips = skips + skip
         x = F.relu(self.skip_proj(skips / math.sqrt(len(self.layers))))
-        return self.output_proj(x)
+        x0 = self.output_proj(x)
+        if self.velocity_head is None:
+            return x0
+        last = None if self.training else t == 1  # see VelocityHead: only the sampler's last x̂0 in eval
+        if last is not None and not bool(last.any()):
+            return x0
+        inputs, v = self._head_rows
+        K = self.cfg.n_keys
+        correction = self.velocity_head(mel_terms.key_levels, [x0[:, rows].detach() for rows in inputs])
+        if last is not None:
+            correction = correction * last.view(-1, 1, 1).to(correction.dtype)
+        return torch.cat([x0[:, :v], x0[:, v:v + K] + correction, x0[:, v + K:]], dim=1)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -339,4 +339,4 @@ def _vote(result: StreamResult, fps: float, keep_samples: bool) -> Transcription
 
 def new_model(cfg: Config) -> DiffRoll:
     """The network of ``cfg``: its model settings, 88 rows per roll channel."""
-    return DiffRoll(cfg.model, len(cfg.roll.roll_channels))
+    return DiffRoll(cfg.model, cfg.roll.roll_channels)

@@ -22,6 +22,7 @@ validates and writes the (atomic) checkpoints; every rank resumes from them.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import csv
 import json
 import math
@@ -150,6 +151,25 @@ def random_crop(tensors: list[torch.Tensor], frames: int | None, g: torch.Genera
     return [torch.gather(t, 2, idx[:, None, :].expand(-1, t.shape[1], -1)) for t in tensors]
 
 
+def trained_parameters(model: torch.nn.Module, train_only: list[str] | None) -> list[torch.nn.Parameter]:
+    """The parameters Adam updates: all, or those under the modules named in ``train_only`` (e.g.
+    ``["velocity_head"]`` to train a head added to a trained network); the others are frozen
+    (``requires_grad`` off, so the backward pass skips them)."""
+    if train_only is None:
+        return list(model.parameters())
+    modules = dict(model.named_modules())
+    unknown = [name for name in train_only if name not in modules or not name]
+    if unknown:
+        tops = sorted(name for name, _ in model.named_children())
+        raise ValueError(f"train_only names {unknown}, not modules of this model (its top modules: {tops})")
+    chosen = {id(p) for name in train_only for p in modules[name].parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in chosen)
+    if not chosen:
+        raise ValueError(f"train_only {train_only}: these modules have no parameters")
+    return [p for p in model.parameters() if id(p) in chosen]
+
+
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -187,8 +207,9 @@ class Trainer:
         self.model = new_model(cfg).to(self.device)
         if init_from is not None:
             self._init_weights(init_from)
+        self.trained = trained_parameters(self.model, cfg.train.train_only)
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if cfg.train.ema_decay else None
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=learning_rate(cfg.train, 0))
+        self.optimizer = torch.optim.Adam(self.trained, lr=learning_rate(cfg.train, 0))
         self.diffusion = Diffusion.from_config(cfg.diffusion)
         self.row_weights = row_weights(cfg)
         velocity_note_weight(cfg)  # a bad value is refused now, not at step 1
@@ -220,11 +241,16 @@ class Trainer:
     def _init_weights(self, path) -> None:
         state = load_checkpoint(path)
         src = config_of(state, path)
-        if src.model != self.cfg.model or src.roll.roll_channels != self.cfg.roll.roll_channels:
+        new_head = not src.model.velocity_head and self.cfg.model.velocity_head  # a head added to a trained net
+        same = dataclasses.replace(src.model, velocity_head=self.cfg.model.velocity_head) if new_head else src.model
+        if same != self.cfg.model or src.roll.roll_channels != self.cfg.roll.roll_channels:
             raise CheckpointError(f"{path}: init_from model {src.model} (roll {src.roll.roll_channels}) differs "
                                   f"from this run's {self.cfg.model} (roll {self.cfg.roll.roll_channels})")
         weights = state["ema"] if state.get("ema") is not None else state["model"]
-        self.model.load_state_dict({k: v.float() for k, v in weights.items()})
+        missing, unexpected = self.model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
+        if unexpected or any(not (new_head and k.startswith("velocity_head.")) for k in missing):
+            raise CheckpointError(f"{path}: weights do not fit this run's model (missing {missing}, "
+                                  f"unexpected {unexpected})")
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -322,7 +348,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.cfg.train, self.step)
         if self.cfg.train.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.trained, self.cfg.train.grad_clip)
         self.optimizer.step()
         if self.ema is not None:
             self._update_ema()

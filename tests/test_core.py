@@ -7,6 +7,7 @@ import torch
 from diffroll.audio import AudioError, MelFrontend, load_audio, mel_spectrogram
 from diffroll.config import SCALES, Config, get_config
 from diffroll.model import DiffRoll, count_parameters
+from diffroll.pipeline import new_model
 
 
 def test_paper_preset_is_the_paper():
@@ -160,3 +161,31 @@ def test_configs_saved_before_the_roll_settings_load_as_the_paper_roll():
     del old["train"]["precision"]
     cfg = Config.from_dict(old)
     assert cfg.roll.roll_channels == ["frame"] and cfg.audio.mel_scaling == "minmax"
+
+
+def test_velocity_head_changes_only_the_velocity_rows_and_starts_at_zero():
+    cfg = get_config("smoke", velocity_head=8)
+    with_head = new_model(cfg)
+    plain = new_model(get_config("smoke"))
+    plain.load_state_dict({k: v for k, v in with_head.state_dict().items() if not k.startswith("velocity_head.")})
+    x, t, mel = torch.randn(2, 264, 32), torch.tensor([1, 7]), torch.rand(2, 229, 32)
+    assert torch.equal(with_head(x, t, mel), plain(x, t, mel))  # zero-initialised output layer
+    torch.nn.init.normal_(with_head.velocity_head.out.weight)
+    out, ref = with_head(x, t, mel), plain(x, t, mel)
+    assert torch.equal(out[:, :176], ref[:, :176])  # frame and onset rows untouched
+    assert not torch.allclose(out[:, 176:], ref[:, 176:])
+    # the velocity rows follow the mel through the head: louder audio, another correction
+    louder = with_head(x, t, (mel + 0.2).clamp(max=1))
+    assert not torch.allclose(louder[:, 176:], out[:, 176:])
+    # the prepared condition carries the head's key levels
+    assert torch.allclose(with_head(x, t, with_head.prepare_condition(mel)), out, atol=1e-6)
+    # when sampling (eval mode) the head corrects only the last step's x̂0 (t = 1), not the trajectory
+    with_head.eval(), plain.eval()
+    out, ref = with_head(x, t, mel), plain(x, t, mel)
+    assert not torch.allclose(out[0, 176:], ref[0, 176:]) and torch.equal(out[1], ref[1])
+    assert torch.equal(with_head(x, torch.tensor([3, 7]), mel), plain(x, torch.tensor([3, 7]), mel))
+
+
+def test_velocity_head_needs_a_velocity_channel():
+    with pytest.raises(ValueError, match="velocity roll channel"):
+        new_model(get_config("smoke", velocity_head=8, roll_channels=["frame", "onset"]))

@@ -222,3 +222,30 @@ def test_cell_weights_change_the_loss_only_where_they_are_not_one():
     twice = diffusion.training_loss(model, roll, mel, generator=torch.Generator().manual_seed(0), row_weights=rows,
                                     cell_weights=2 * torch.ones_like(roll))
     assert float(ones) == pytest.approx(float(plain)) and float(twice) == pytest.approx(2 * float(plain))
+
+
+def test_a_velocity_head_added_to_a_trained_net_trains_alone(tmp_path):
+    """init_from a net without a head, train_only the head: the rest of the weights stay as they were."""
+    a = Trainer(smoke_cfg(max_steps=5, ema_decay=None), paired=toy_segments(), run_dir=tmp_path / "a",
+                progress=False)
+    a.fit()
+    cfg = smoke_cfg(max_steps=5, ema_decay=None, velocity_head=8, train_only=["velocity_head"], lr=1e-2)
+    b = Trainer(cfg, paired=toy_segments(), progress=False, init_from=tmp_path / "a" / "checkpoint.pt")
+    assert [id(p) for p in b.trained] == [id(p) for p in b.model.velocity_head.parameters()]
+    head_before = {k: v.clone() for k, v in b.model.velocity_head.state_dict().items()}
+    b.fit()
+    trained = dict(b.model.named_parameters())
+    for name, p in a.model.named_parameters():
+        assert torch.equal(p, trained[name]), name
+    assert any(not torch.equal(v, head_before[k]) for k, v in b.model.velocity_head.state_dict().items())
+
+
+def test_train_only_and_init_from_refuse_what_does_not_fit(tmp_path):
+    with pytest.raises(ValueError, match="not modules of this model"):
+        Trainer(smoke_cfg(max_steps=1, train_only=["velocity_head"]), paired=toy_segments(), progress=False)
+    a = Trainer(smoke_cfg(max_steps=1, velocity_head=8), paired=toy_segments(), run_dir=tmp_path / "a",
+                progress=False)
+    a.fit()
+    with pytest.raises(CheckpointError, match="differs"):  # a head cannot be dropped silently
+        Trainer(smoke_cfg(max_steps=1), paired=toy_segments(), progress=False,
+                init_from=tmp_path / "a" / "checkpoint.pt")
