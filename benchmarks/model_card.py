@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_samplers import run_basic_pitch  # noqa: E402  (basic-pitch in its own venv, shared)
 
-from diffroll.checkpoint import load_checkpoint, load_pipeline  # noqa: E402
+from diffroll.checkpoint import load_checkpoint, load_pipeline, trained_steps  # noqa: E402
 from diffroll.data import load_pieces  # noqa: E402
 from diffroll.evaluate import evaluate_pieces, mean_scores  # noqa: E402
 
@@ -113,7 +113,7 @@ def main(argv=None):
     rows: list[dict] = []
     for label, path, ws in models:
         pipe = bundled if path == args.checkpoint else load_pipeline(path)
-        trained = load_checkpoint(path).get("step", "?")
+        trained = trained_steps(load_checkpoint(path))
         for w in ws or [pipe.config.diffusion.w if pipe.config.train.mode == "diffusion" else None]:
             for split, pieces in sets.items():
                 start = time.perf_counter()

@@ -81,6 +81,13 @@ def load_pipeline(path: str | Path | None = None, device: str | torch.device = "
     return Pipeline(model.to(device).eval(), cfg)
 
 
+def trained_steps(state: dict[str, Any]) -> str:
+    """A checkpoint's training steps, with those of the runs it started from (``init_from``):
+    e.g. ``"38000 + 4000"``; the plain step count for a run trained from scratch."""
+    steps = [int(entry["step"]) for entry in state.get("lineage", [])] + [int(state.get("step", 0))]
+    return " + ".join(str(n) for n in steps)
+
+
 def export_weights(src: str | Path, dst: str | Path, use_ema: bool = True, half: bool = False,
                    settings: dict[str, dict[str, Any]] | None = None) -> Path:
     """A small inference-only copy of a training checkpoint: config + (EMA) weights + summary;
@@ -100,5 +107,5 @@ def export_weights(src: str | Path, dst: str | Path, use_ema: bool = True, half:
             raise CheckpointError(f"{src}: config section {section!r} has no setting(s) {unknown}")
         config[section].update(values)
     config_of({"config": config}, dst)  # the new values must make a valid config
-    keep = {k: state[k] for k in ("step", "history", "summary", "wall_seconds") if k in state}
+    keep = {k: state[k] for k in ("step", "lineage", "history", "summary", "wall_seconds") if k in state}
     return save_checkpoint(dst, {"config": config, "model": weights, **keep})

@@ -205,6 +205,7 @@ class Trainer:
         self.progress = progress and self.rank == 0
         torch.manual_seed(cfg.train.seed)
         self.model = new_model(cfg).to(self.device)
+        self.lineage: list[dict] = []  # the runs whose weights this one started from: [{checkpoint, step}, ...]
         if init_from is not None:
             self._init_weights(init_from)
         self.trained = trained_parameters(self.model, cfg.train.train_only)
@@ -246,6 +247,7 @@ class Trainer:
         if same != self.cfg.model or src.roll.roll_channels != self.cfg.roll.roll_channels:
             raise CheckpointError(f"{path}: init_from model {src.model} (roll {src.roll.roll_channels}) differs "
                                   f"from this run's {self.cfg.model} (roll {self.cfg.roll.roll_channels})")
+        self.lineage = list(state.get("lineage", [])) + [{"checkpoint": Path(path).name, "step": int(state.get("step", 0))}]
         weights = state["ema"] if state.get("ema") is not None else state["model"]
         missing, unexpected = self.model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
         if unexpected or any(not (new_head and k.startswith("velocity_head.")) for k in missing):
@@ -259,6 +261,7 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
+            "lineage": self.lineage,
             "history": self.history,
             "wall_seconds": self.wall_seconds,
         }
@@ -276,7 +279,8 @@ class Trainer:
         if half:
             weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
         return save_checkpoint(path, {"config": self.cfg.to_dict(), "model": weights, "step": self.step,
-                                      "history": self.history, "wall_seconds": self.wall_seconds})
+                                      "lineage": self.lineage, "history": self.history,
+                                      "wall_seconds": self.wall_seconds})
 
     def load(self, path: str | Path) -> None:
         """Resume from a training checkpoint (weights, EMA, optimizer, step, history)."""
@@ -293,6 +297,7 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
+        self.lineage = list(state.get("lineage", []))
         self.wall_seconds = float(state.get("wall_seconds", 0.0))
         self.history = list(state.get("history", []))
 

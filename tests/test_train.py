@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffroll.checkpoint import CheckpointError, export_weights, load_checkpoint, load_pipeline
+from diffroll.checkpoint import CheckpointError, export_weights, load_checkpoint, load_pipeline, trained_steps
 from diffroll.config import get_config
 from diffroll.train import Trainer, random_crop
 from toy_data import toy_roll_only, toy_segments
@@ -130,6 +130,10 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path):
                 init_from=tmp_path / "a" / "checkpoint.pt")
     for x, y in zip(a.model.parameters(), b.model.parameters()):
         assert torch.equal(x, y)
+    b.fit()
+    b.save(tmp_path / "b.pt")  # the steps of the run it started from are kept
+    assert trained_steps(load_checkpoint(tmp_path / "b.pt")) == "5 + 5"
+    assert trained_steps(load_checkpoint(tmp_path / "a" / "checkpoint.pt")) == "5"
 
 
 def test_random_crop_is_aligned():
