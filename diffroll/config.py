@@ -258,7 +258,7 @@ def get_config(scale: str = "cpu", **overrides: Any) -> Config:
             roll=RollConfig(roll_channels=list(NOTE_STATE)),
             diffusion=DiffusionConfig(T=20, beta_start=1e-3, beta_end=0.2),
             train=TrainConfig(batch_size=4, lr=2e-3, max_steps=100, crop_frames=64,
-                              checkpoint_every=20, validate_every=30, log_every=5, ema_decay=None),
+                              checkpoint_every=20, validate_every=30, log_every=5, ema_decay=None, in_memory=True),
             data=DataConfig(n_pieces=4, n_generated=2, augment_copies=1, soundfonts=["TimGM6mb", "procedural"],
                             test_soundfonts=["FluidR3_GM"], n_pianistic=2, n_piano_test=1, keyboard_copies=0,
                             renders_per_piece=1, programs=list(range(8)), detune_cents=30.0, pedal_probability=0.5,
