@@ -22,8 +22,8 @@ validates and writes the (atomic) checkpoints; every rank resumes from them.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import csv
+import dataclasses
 import json
 import math
 import time
@@ -163,10 +163,10 @@ def trained_parameters(model: torch.nn.Module, train_only: list[str] | None) -> 
         tops = sorted(name for name, _ in model.named_children())
         raise ValueError(f"train_only names {unknown}, not modules of this model (its top modules: {tops})")
     chosen = {id(p) for name in train_only for p in modules[name].parameters()}
-    for p in model.parameters():
-        p.requires_grad_(id(p) in chosen)
     if not chosen:
         raise ValueError(f"train_only {train_only}: these modules have no parameters")
+    for p in model.parameters():
+        p.requires_grad_(id(p) in chosen)
     return [p for p in model.parameters() if id(p) in chosen]
 
 
