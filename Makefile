@@ -56,11 +56,12 @@ test-fast: install
 
 reproduce: install
 	@mkdir -p runs/notebooks
-	@for nb in $(NOTEBOOKS); do \
-	  echo "== $$nb (scale=$(SCALE))"; \
+	@start=$$(date +%s); for nb in $(NOTEBOOKS); do \
+	  s=$$(date +%s); echo "== $$nb (scale=$(SCALE))"; \
 	  $(BIN)/papermill --cwd notebooks "$$nb" "runs/notebooks/$$(basename $$nb)" -p scale $(SCALE) \
 	    $(if $(DATA),-p data_path $(DATA)) || exit 1; \
-	done
+	  echo "== $$nb done in $$(( $$(date +%s) - s )) s"; \
+	done; echo "== every notebook done in $$(( $$(date +%s) - start )) s"
 
 bench: install
 	$(BIN)/python benchmarks/bench_samplers.py
