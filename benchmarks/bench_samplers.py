@@ -248,13 +248,21 @@ def fmt(x, pct=True):
     return "–" if x is None else (f"{100 * x:.1f}" if pct else f"{x:.3f}")
 
 
+def load_remark(meta: dict) -> str:
+    """Whether other jobs shared the cores: the load before the run is theirs; the load after also
+    counts the benchmark's own threads."""
+    if float(meta["load_before"]) < 1.0 and float(meta["load_after"]) <= meta["threads"] + 0.5:
+        return "no other job was running (the load after is the benchmark's own threads)"
+    return "the machine was shared with other jobs, so RTFs are upper bounds"
+
+
 def write_markdown(path: Path, results, meta, ref, best, met):
     lines = [
         "# Samplers × steps × guidance — note F1, note-with-offset F1, velocity F1, real-time factor",
         "",
         f"Written by `benchmarks/bench_samplers.py` on {meta['date']} ({meta['machine']}; torch threads "
-        f"{meta['threads']}; load average {meta['load_before']} before, {meta['load_after']} after — the machine "
-        "was shared with other jobs, so RTFs are upper bounds).",
+        f"{meta['threads']}; load average {meta['load_before']} before, {meta['load_after']} after — "
+        f"{load_remark(meta)}).",
         "",
         f"- Model: `{meta['checkpoint']}` — {meta['checkpoint_note']}; scale `{meta['scale']}`, "
         f"T = {meta['T']}, config w = {meta['cfg_w']}, trained {meta['train_step']} steps.",
@@ -374,7 +382,7 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(args.threads)
-    from diffroll.checkpoint import load_checkpoint, load_pipeline
+    from diffroll.checkpoint import load_checkpoint, load_pipeline, trained_steps
 
     ckpt, note = pick_checkpoint(args.checkpoint)
     model = load_pipeline(ckpt, device="cpu")
@@ -412,7 +420,7 @@ def main(argv=None):
                 machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
                 threads=args.threads, load_before=f"{load_before:.1f}", load_after=f"{os.getloadavg()[0]:.1f}",
                 checkpoint=os.path.relpath(ckpt, ROOT), checkpoint_note=note, scale=cfg.scale, T=cfg.diffusion.T,
-                cfg_w=cfg.diffusion.w, train_step=state.get("step", "?"), data=os.path.relpath(args.data, ROOT),
+                cfg_w=cfg.diffusion.w, train_step=trained_steps(state), data=os.path.relpath(args.data, ROOT),
                 n_pieces=len(pieces), groups_text=", ".join(groups),
                 max_seconds=args.max_seconds, slow_seconds=slow_s, quick=args.quick, batch_size=args.batch_size,
                 audio_seconds=sum(len(p[2]) for p in pieces) / cfg.audio.sample_rate, bp_note=bp_note,
