@@ -16,7 +16,7 @@ export HF_DATASETS_OFFLINE := 1
 export HF_HUB_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install system-deps data test test-fast reproduce bench model-card lab check-widget strip-notebooks clean help
+.PHONY: install system-deps samples data test test-fast reproduce bench model-card lab check-widget strip-notebooks clean help
 
 help:
 	@echo "make reproduce [SCALE=cpu|smoke|paper] [DATA=/path/to/maestro]  install, then run every notebook"
@@ -54,7 +54,7 @@ test: install
 test-fast: install
 	$(BIN)/pytest -q -m "not slow" tests
 
-reproduce: install
+reproduce: install $(if $(filter cpu,$(SCALE)),samples)
 	@mkdir -p runs/notebooks
 	@start=$$(date +%s); for nb in $(NOTEBOOKS); do \
 	  s=$$(date +%s); echo "== $$nb (scale=$(SCALE))"; \
@@ -70,8 +70,12 @@ bench: install
 model-card: install
 	$(BIN)/python benchmarks/model_card.py
 
+# The sampled training piano of the cpu corpus (Salamander Grand Piano V3, 19 MB, CC BY 3.0).
+samples: install
+	$(BIN)/python data_scripts/fetch_salamander.py
+
 # The offline corpus of $(SCALE) and its segment cache (notebook 01 does the same).
-data: install
+data: install $(if $(filter cpu,$(SCALE)),samples)
 	$(BIN)/python data_scripts/build_offline_corpus.py --scale $(SCALE) --cache
 
 lab: install

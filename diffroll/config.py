@@ -133,7 +133,8 @@ class DataConfig:
     music21 keyboard pieces (``keyboard_copies`` renditions each; 0 leaves them out), generated
     studies (``n_generated``), generated pianistic pieces (``n_pianistic``) and the pianistic
     pieces of the piano test split (``n_piano_test``). Training renders draw ``renders_per_piece``
-    timbres of ``soundfonts`` (``procedural`` is the procedural piano), a GM program of
+    timbres of ``soundfonts`` (``procedural`` is the procedural piano, ``salamander`` the sampled
+    grand of :mod:`diffroll.sampledpiano`), a GM program of
     ``programs`` and a detune within ±``detune_cents``.
     """
 
@@ -247,7 +248,8 @@ def get_config(scale: str = "cpu", **overrides: Any) -> Config:
                               checkpoint_every=250, validate_every=2000, snapshot_every=2000, precision="bf16",
                               in_memory=True),
             data=DataConfig(n_generated=60, augment_copies=2, n_pianistic=420, n_piano_test=16, keyboard_copies=4,
-                            soundfonts=["TimGM6mb", "csound", "procedural"], programs=list(range(8)),
+                            soundfonts=["TimGM6mb", "csound", "procedural", "salamander"],
+                            programs=list(range(8)),
                             detune_cents=30.0, pedal_probability=0.6, revoice_probability=0.5, gap_probability=0.25),
         )
     elif scale == "smoke":

@@ -13,22 +13,22 @@ MAESTRO (§4) cannot be downloaded everywhere, so the default dataset is built f
   (:func:`diffroll.pianist.pianistic_piece`).
 
 Each becomes MIDI performances (transposed, tempo-scaled, shaped dynamics, sustain pedal as CC 64,
-sometimes silent gaps) rendered with FluidSynth (:mod:`diffroll.render`) or the procedural piano
-(:mod:`diffroll.pianosynth`). Reference notes are sustain-extended (:attr:`RollConfig.sustain`).
+sometimes silent gaps) rendered with FluidSynth (:mod:`diffroll.render`), the procedural piano
+(:mod:`diffroll.pianosynth`) or the sampled Salamander grand (:mod:`diffroll.sampledpiano`). Reference notes are sustain-extended (:attr:`RollConfig.sustain`).
 
 Layout under ``root``::
 
     scores/<piece>.mid              music21's MIDI of each score (a cache: parsing is slow)
     midi/<piece>.mid                the performances; ``<piece>+k`` is augmented copy k
-    audio/<timbre>/<piece>.flac     16 kHz renders (a soundfont, ``procedural`` or ``procedural-heldout``)
+    audio/<timbre>/<piece>.flac     16 kHz renders (a soundfont, ``procedural``, ``procedural-heldout``, ``salamander``)
     manifest.csv                    piece, split, soundfont, audio, midi, seconds, source, ...
     corpus.json                     the settings and recipes it was built with, what was skipped
 
 Splits are by piece (:func:`split_of`), so no copy of a piece crosses splits:
 
 - ``train`` / ``validation``: rendered with the training timbres (:attr:`DataConfig.soundfonts`:
-  TimGM6mb and the csound GM bank with a random GM piano program, and the procedural piano with
-  random parameters), ``renders_per_piece`` of them per performance, detuned and augmented;
+  TimGM6mb and the csound GM bank with a random GM piano program, the procedural piano with
+  random parameters and, at ``cpu``, the sampled Salamander grand), ``renders_per_piece`` of them per performance, detuned and augmented;
 - ``test`` (the first test split: scores and studies as written, no pedal): the training soundfonts
   ("seen timbre") and the held-out ones ("unseen timbre"), program 0, no augmentation;
 - ``piano_test`` (the headline split): keyboard pieces held out by piece and pianistic pieces from
@@ -66,6 +66,9 @@ from .performance import MIN_GAP_SECONDS, draw_variation, generated_piece, inser
 from .pianist import PedalSettings, add_pedal, pianistic_piece, revoice_for_piano
 from .pianosynth import HELD_OUT_RANGES, TRAIN_RANGES, ProceduralPiano, SynthParams
 from .render import AugmentSettings, PianoSynth, RenderError, augment_audio, normalize_peak, soundfont_path
+from .sampledpiano import LAYERS as SAMPLED_LAYERS
+from .sampledpiano import TRAIN_RANGES as SAMPLED_RANGES
+from .sampledpiano import SampledParams, check_samples, render_sampled
 
 log = logging.getLogger("diffroll.data")
 
@@ -91,6 +94,7 @@ KEYBOARD_SCORES = ("bach__bwv846", "beach__prayer_of_a_tired_child", "chopin__ma
                    "schumann_robert__dichterliebe_no2", "schumann_robert__opus48no2", "liliuokalani__aloha_oe",
                    "johnson_j_r__lift_every_voice", "handel__rinaldo__Lascia_chio_pianga")
 PROCEDURAL, PROCEDURAL_HELDOUT = "procedural", "procedural-heldout"  # the procedural piano's timbres
+SALAMANDER = "salamander"  # the sampled piano (diffroll.sampledpiano), a training timbre
 # Test timbres, matched case-insensitively in a soundfont's name and file name: never for training.
 TEST_TIMBRE_MARKERS = ("fluidr3", "musescore")
 PIANO_TEST_SEED = 90_001  # the pianistic test pieces come from their own seed
@@ -144,7 +148,7 @@ def check_training_timbres(soundfonts) -> None:
     for name in soundfonts:
         if name == PROCEDURAL_HELDOUT:
             raise DataError(f"{name!r} is a test timbre (held-out procedural parameters): not for training")
-        if name == PROCEDURAL:
+        if name in (PROCEDURAL, SALAMANDER):
             continue
         names = [name.lower(), soundfont_path(name).name.lower()]
         if any(marker in n for marker in TEST_TIMBRE_MARKERS for n in names):
@@ -312,11 +316,15 @@ def render_job(job: dict) -> tuple[str, str, float | None, str | None]:
 def render_audio(job: dict, midi: pretty_midi.PrettyMIDI) -> np.ndarray:
     """The peak-normalised audio of one job: FluidSynth with a soundfont and GM program, or the
     procedural piano with parameters drawn from the job's seed (held-out ranges for
-    ``procedural-heldout``); the job's detune either way. Raises RenderError if it is silent."""
+    ``procedural-heldout``), or the sampled piano with its damper and velocity curve drawn from
+    the seed; the job's detune in every case. Raises RenderError if it is silent."""
     if job["soundfont"] in (PROCEDURAL, PROCEDURAL_HELDOUT):
         params = SynthParams.random(np.random.default_rng(job["seed"]), held_out=job["soundfont"] == PROCEDURAL_HELDOUT)
         params = dataclasses.replace(params, tuning_cents=job["detune"])
         audio = ProceduralPiano(params, job["sample_rate"]).render(midi)
+    elif job["soundfont"] == SALAMANDER:
+        params = dataclasses.replace(SampledParams.random(np.random.default_rng(job["seed"])), tuning_cents=job["detune"])
+        audio = render_sampled(midi, params, job["sample_rate"])
     else:
         synth = _synths.get(job["soundfont"])
         if synth is None:
@@ -365,9 +373,10 @@ def _settings(cfg: Config, seed: int, plan: CorpusPlan) -> dict:
 
 
 def recipes() -> dict:
-    """The pedalling, augmentation and procedural-piano ranges, saved in every ``corpus.json``."""
+    """The pedalling, augmentation, procedural- and sampled-piano ranges, saved in every ``corpus.json``."""
     return {"pedal": dataclasses.asdict(PedalSettings()), "augment": dataclasses.asdict(AugmentSettings()),
-            "procedural_train_ranges": TRAIN_RANGES, "procedural_heldout_ranges": HELD_OUT_RANGES}
+            "procedural_train_ranges": TRAIN_RANGES, "procedural_heldout_ranges": HELD_OUT_RANGES,
+            "sampled_train_ranges": SAMPLED_RANGES, "sampled_layers": list(SAMPLED_LAYERS)}
 
 
 def read_corpus_info(root: Path) -> dict:
@@ -403,7 +412,9 @@ def build_offline_corpus(root, cfg: Config, seed: int = 0, workers: int = 2,
     check_training_timbres(data.soundfonts)
     tests = set(splits) & {"test", "piano_test"}
     for name in list(data.soundfonts) + (list(data.test_soundfonts) if tests else []):
-        if name not in (PROCEDURAL, PROCEDURAL_HELDOUT):
+        if name == SALAMANDER:
+            check_samples()  # fail now, with the command that fetches them
+        elif name not in (PROCEDURAL, PROCEDURAL_HELDOUT):
             soundfont_path(name)  # fail now, with the package to install, not inside a worker
     settings = _settings(cfg, seed, plan)
     info_path = root / "corpus.json"
@@ -569,7 +580,7 @@ def _render_jobs(root: Path, performances: list[dict], cfg: Config, seed: int) -
     - piano_test: the test soundfonts and the held-out procedural piano ("unseen"), program 0.
     """
     data = cfg.data
-    fluid_fonts = [s for s in data.soundfonts if s != PROCEDURAL]
+    fluid_fonts = [s for s in data.soundfonts if s not in (PROCEDURAL, SALAMANDER)]
     jobs = []
     for perf in performances:
         split = perf["split"]

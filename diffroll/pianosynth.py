@@ -150,12 +150,55 @@ class _Partials(NamedTuple):
     after_rate: np.ndarray  # (K,)
 
 
-class _Strike(NamedTuple):
+class Strike(NamedTuple):
+    """One struck note as the strings see it (:func:`note_strikes`)."""
+
     onset: float
     release: float  # when the damper falls (key up, pedal up or re-strike); inf: never
     pitch: int
     velocity: int
     damping_t60: float  # how fast it dies after ``release``
+
+
+def note_strikes(midi: pretty_midi.PrettyMIDI, damper_t60: float,
+                 undamped_from: int = 128) -> tuple[list[Strike], float]:
+    """The notes of all non-drum instruments as strikes sorted by onset, and the time of the
+    last note-off or pedal event (shared by the procedural and the sampled piano).
+
+    A note's damper falls at its key's release, postponed to the pedal's release if the pedal
+    (CC 64, read as :func:`diffroll.roll.sustain_spans` does) is down then; a pedal never released
+    is released at the last event; keys from ``undamped_from`` up have no damper; a key struck
+    again while sounding is damped at the new strike in :data:`RESTRIKE_T60`.
+    """
+    instruments = [inst for inst in midi.instruments if not inst.is_drum]
+    notes = [n for inst in instruments for n in inst.notes]
+    if not notes:
+        raise ValueError("nothing to render: the MIDI has no notes (drum tracks are ignored)")
+    pedal_times = [c.time for inst in instruments for c in inst.control_changes if c.number == SUSTAIN_CC]
+    last_event = max([n.end for n in notes] + pedal_times)
+    strikes = []
+    for inst in instruments:
+        spans = sustain_spans(inst)
+        for n in inst.notes:
+            release = max(n.end, n.start)
+            for down, up in spans:
+                if down <= n.end < up:
+                    release = max(release, min(up, last_event))
+                    break
+            if n.pitch >= undamped_from:
+                release = np.inf
+            strikes.append(Strike(max(n.start, 0.0), release, int(n.pitch), int(np.clip(n.velocity, 1, 127)),
+                                  damper_t60))
+    strikes.sort()
+    next_onset: dict[int, float] = {}
+    for i in range(len(strikes) - 1, -1, -1):  # a re-struck key restarts: the old note is damped
+        s = strikes[i]
+        later = next_onset.get(s.pitch)
+        if later is not None and later < s.release:
+            strikes[i] = s._replace(release=later, damping_t60=RESTRIKE_T60)
+        next_onset[s.pitch] = s.onset
+    return strikes, float(last_event)
+
 
 
 class ProceduralPiano:
@@ -184,7 +227,7 @@ class ProceduralPiano:
         :meth:`diffroll.render.PianoSynth.render`), or until the last sound has died if later.
         """
         sr = self.sample_rate
-        strikes, last_event = self._strikes(midi)
+        strikes, last_event = note_strikes(midi, self.params.damper_t60, self.params.undamped_from)
         damp_curves = {t60: np.exp(-T60_DB * np.arange(int(np.ceil(t60 * sr))) / (t60 * sr)).astype(np.float32)
                        for t60 in {s.damping_t60 for s in strikes}}
         lengths = [self._sounding_samples(s, len(damp_curves[s.damping_t60])) for s in strikes]
@@ -208,42 +251,7 @@ class ProceduralPiano:
             out[start:start + n] += sound
         return out
 
-    # --- notes -> strikes --------------------------------------------------------------------
-
-    def _strikes(self, midi: pretty_midi.PrettyMIDI) -> tuple[list[_Strike], float]:
-        """The notes of all non-drum instruments as strikes sorted by onset, and the time of the
-        last note-off or pedal event. A pedal never released is released at that last event."""
-        instruments = [inst for inst in midi.instruments if not inst.is_drum]
-        notes = [n for inst in instruments for n in inst.notes]
-        if not notes:
-            raise ValueError("nothing to render: the MIDI has no notes (drum tracks are ignored)")
-        pedal_times = [c.time for inst in instruments for c in inst.control_changes if c.number == SUSTAIN_CC]
-        last_event = max([n.end for n in notes] + pedal_times)
-        p = self.params
-        strikes = []
-        for inst in instruments:
-            spans = sustain_spans(inst)
-            for n in inst.notes:
-                release = max(n.end, n.start)
-                for down, up in spans:
-                    if down <= n.end < up:
-                        release = max(release, min(up, last_event))
-                        break
-                if n.pitch >= p.undamped_from:
-                    release = np.inf
-                strikes.append(_Strike(max(n.start, 0.0), release, int(n.pitch),
-                                       int(np.clip(n.velocity, 1, 127)), p.damper_t60))
-        strikes.sort()
-        next_onset: dict[int, float] = {}
-        for i in range(len(strikes) - 1, -1, -1):  # a re-struck key restarts: the old note is damped
-            s = strikes[i]
-            later = next_onset.get(s.pitch)
-            if later is not None and later < s.release:
-                strikes[i] = s._replace(release=later, damping_t60=RESTRIKE_T60)
-            next_onset[s.pitch] = s.onset
-        return strikes, float(last_event)
-
-    def _sounding_samples(self, strike: _Strike, damp_samples: int) -> int:
+    def _sounding_samples(self, strike: Strike, damp_samples: int) -> int:
         """How many samples of its key's tone a strike needs (at most the tone's natural length)."""
         natural = self._natural_samples(strike.pitch)
         if not np.isfinite(strike.release):
