@@ -167,11 +167,13 @@ class SampledPiano:
     def render(self, midi: pretty_midi.PrettyMIDI, tail: float = TAIL_SECONDS) -> np.ndarray:
         """All non-drum notes (and sustain pedal) of ``midi`` -> float32 mono audio, not normalised.
 
-        Lasts until the last note-off or pedal event plus ``tail`` seconds, or until the last
-        sound has died if later.
+        Lasts until the last note-off or pedal event plus ``tail`` seconds: at that event every
+        key still sounding (an undamped treble key too) is damped, as FluidSynth's renders end, so
+        a recording's long natural ring never outlasts the MIDI by more than the tail.
         """
         sr, p = self.bank.sample_rate, self.params
         strikes, last_event = note_strikes(midi, p.damper_t60, p.undamped_from)
+        strikes = [s._replace(release=min(s.release, last_event)) for s in strikes]
         damp = {t60: np.exp(-T60_DB * np.arange(int(np.ceil(t60 * sr))) / (t60 * sr)).astype(np.float32)
                 for t60 in {s.damping_t60 for s in strikes}}
         shifted: dict[tuple[int, int, int], np.ndarray] = {}
@@ -184,7 +186,7 @@ class SampledPiano:
                                            100.0 * (s.pitch - recorded) + p.tuning_cents)
             tone = shifted[key]
             n = tone.size
-            released = int(round((s.release - s.onset) * sr)) if np.isfinite(s.release) else n
+            released = int(round((s.release - s.onset) * sr))
             n = min(n, max(0, released) + len(damp[s.damping_t60]))
             gain = (s.velocity / layer_velocity(layer)) ** p.velocity_exponent
             sound = tone[:n] * np.float32(gain)
@@ -192,6 +194,7 @@ class SampledPiano:
                 sound[released:] *= damp[s.damping_t60][: n - released]
             sounds.append((int(round(s.onset * sr)), sound))
         n_out = max(int(round(last_event * sr)) + int(tail * sr), max(start + x.size for start, x in sounds))
+        # (only a damper time longer than the tail can make the sum outlast last_event + tail)
         out = np.zeros(n_out, dtype=np.float32)
         for start, sound in sounds:
             out[start:start + sound.size] += sound

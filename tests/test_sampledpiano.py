@@ -181,3 +181,14 @@ def test_the_corpus_trains_on_it_and_keeps_it_out_of_the_test_splits(bank, tmp_p
     sampled = [j for j in jobs if j["soundfont"] == "salamander"]
     assert {j["row"]["split"] for j in sampled} == {"train", "validation"}
     assert all(j["program"] == 0 and j["augment"] for j in sampled)
+
+
+def test_undamped_treble_keys_ring_until_the_last_event_then_stop(bank):
+    piano = SampledPiano(bank, SampledParams(damper_t60=0.1, undamped_from=89))
+    alone = piano.render(midi([(96, 90, 0.0, 0.1)]))  # C7 has no damper, its recording rings for seconds
+    assert alone.size == int(round(0.1 * SR)) + SR  # yet the audio ends one tail after the last event
+    assert rms(alone, 0.5, 1.1) < 1e-3 * rms(alone, 0.0, 0.1)
+    held = piano.render(midi([(96, 90, 0.0, 0.1), (60, 90, 0.0, 1.0)]))
+    treble = SampledPiano(bank, SampledParams(damper_t60=0.1, undamped_from=128)).render(
+        midi([(96, 90, 0.0, 0.1), (60, 90, 0.0, 1.0)]))
+    assert rms(held - treble, 0.5, 0.9) > 0.1 * rms(held, 0.5, 0.9)  # C7 still sounds under the later note
