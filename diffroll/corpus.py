@@ -14,7 +14,8 @@ MAESTRO (§4) cannot be downloaded everywhere, so the default dataset is built f
 
 Each becomes MIDI performances (transposed, tempo-scaled, shaped dynamics, sustain pedal as CC 64,
 sometimes silent gaps) rendered with FluidSynth (:mod:`diffroll.render`), the procedural piano
-(:mod:`diffroll.pianosynth`) or the sampled Salamander grand (:mod:`diffroll.sampledpiano`). Reference notes are sustain-extended (:attr:`RollConfig.sustain`).
+(:mod:`diffroll.pianosynth`) or the sampled Salamander grand (:mod:`diffroll.sampledpiano`).
+Reference notes are sustain-extended (:attr:`RollConfig.sustain`).
 
 Layout under ``root``::
 
@@ -28,7 +29,8 @@ Splits are by piece (:func:`split_of`), so no copy of a piece crosses splits:
 
 - ``train`` / ``validation``: rendered with the training timbres (:attr:`DataConfig.soundfonts`:
   TimGM6mb and the csound GM bank with a random GM piano program, the procedural piano with
-  random parameters and, at ``cpu``, the sampled Salamander grand), ``renders_per_piece`` of them per performance, detuned and augmented;
+  random parameters and, at ``cpu``, the sampled Salamander grand), ``renders_per_piece`` of them
+  per performance, detuned and augmented;
 - ``test`` (the first test split: scores and studies as written, no pedal): the training soundfonts
   ("seen timbre") and the held-out ones ("unseen timbre"), program 0, no augmentation;
 - ``piano_test`` (the headline split): keyboard pieces held out by piece and pianistic pieces from

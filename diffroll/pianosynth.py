@@ -200,7 +200,6 @@ def note_strikes(midi: pretty_midi.PrettyMIDI, damper_t60: float,
     return strikes, float(last_event)
 
 
-
 class ProceduralPiano:
     """One procedural piano (one :class:`SynthParams`), reusable for many pieces."""
 

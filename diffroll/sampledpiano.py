@@ -3,7 +3,7 @@
 The offline corpus's other training timbres are two small General-MIDI soundfonts and the
 procedural piano (:mod:`diffroll.pianosynth`); the unseen test timbres are sampled concert grands,
 where the bundled model scored ~10 note-F1 points lower than on the procedural piano. This
-module adds a third, recorded instrument to training: Alexander Holm's Salamander Grand Piano V3
+module adds a fourth training timbre, a recorded instrument: Alexander Holm's Salamander Grand Piano V3
 (a Yamaha C5; CC BY 3.0), as packaged on the npm registry by ``@audio-samples/piano-velocityN``
 (one package per velocity layer; every minor third from A0 to C8). It is neither test timbre:
 MuseScore General's grand is an AKAI Steinway D (its sample-source list), and the FluidR3_GM file

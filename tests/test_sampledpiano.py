@@ -14,6 +14,8 @@ from diffroll import corpus, sampledpiano
 from diffroll.config import get_config
 from diffroll.render import RenderError
 from diffroll.sampledpiano import SampleBank, SampledParams, SampledPiano, check_samples, fetch_samples, layer_velocity
+from test_pianosynth import make_midi as midi
+from test_pianosynth import rms
 
 SR = 16000
 RECORDED = ("A3", "C4", "D#4", "C5")  # every minor third, as in the real bank (a few keys only)
@@ -42,20 +44,6 @@ def bank(tmp_path_factory):
     root = tmp_path_factory.mktemp("salamander")
     write_bank(root)
     return SampleBank.load(root, SR)
-
-
-def midi(notes, pedal=()) -> pretty_midi.PrettyMIDI:
-    """notes: (pitch, velocity, start, end); pedal: (time, CC 64 value)."""
-    pm = pretty_midi.PrettyMIDI()
-    inst = pretty_midi.Instrument(0)
-    inst.notes = [pretty_midi.Note(v, p, s, e) for p, v, s, e in notes]
-    inst.control_changes = [pretty_midi.ControlChange(64, value, t) for t, value in pedal]
-    pm.instruments.append(inst)
-    return pm
-
-
-def rms(audio, t0, t1) -> float:
-    return float(np.sqrt(np.mean(np.square(audio[int(t0 * SR):int(t1 * SR)], dtype=np.float64))))
 
 
 def f0_of(audio, expected) -> float:
