@@ -200,6 +200,13 @@ def note_strikes(midi: pretty_midi.PrettyMIDI, damper_t60: float,
     return strikes, float(last_event)
 
 
+def damper_curves(strikes: list[Strike], sample_rate: int) -> dict[float, np.ndarray]:
+    """For each damping time among ``strikes``: the envelope after the damper falls, from 1 down
+    to -60 dB at ``damping_t60`` seconds (float32, ``damping_t60`` seconds long)."""
+    return {t60: np.exp(-T60_DB * np.arange(int(np.ceil(t60 * sample_rate))) / (t60 * sample_rate)).astype(np.float32)
+            for t60 in {s.damping_t60 for s in strikes}}
+
+
 class ProceduralPiano:
     """One procedural piano (one :class:`SynthParams`), reusable for many pieces."""
 
@@ -227,8 +234,7 @@ class ProceduralPiano:
         """
         sr = self.sample_rate
         strikes, last_event = note_strikes(midi, self.params.damper_t60, self.params.undamped_from)
-        damp_curves = {t60: np.exp(-T60_DB * np.arange(int(np.ceil(t60 * sr))) / (t60 * sr)).astype(np.float32)
-                       for t60 in {s.damping_t60 for s in strikes}}
+        damp_curves = damper_curves(strikes, sr)
         lengths = [self._sounding_samples(s, len(damp_curves[s.damping_t60])) for s in strikes]
         needed: dict[int, int] = {}
         for s, n in zip(strikes, lengths):

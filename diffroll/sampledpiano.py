@@ -32,7 +32,7 @@ import soundfile as sf
 from scipy import signal
 
 from .paths import data_dir
-from .pianosynth import TAIL_SECONDS, T60_DB, note_strikes
+from .pianosynth import TAIL_SECONDS, damper_curves, note_strikes
 from .render import RenderError
 
 LAYERS = (4, 8, 12, 16)  # of Salamander's 16 velocity layers
@@ -174,8 +174,7 @@ class SampledPiano:
         sr, p = self.bank.sample_rate, self.params
         strikes, last_event = note_strikes(midi, p.damper_t60, p.undamped_from)
         strikes = [s._replace(release=min(s.release, last_event)) for s in strikes]
-        damp = {t60: np.exp(-T60_DB * np.arange(int(np.ceil(t60 * sr))) / (t60 * sr)).astype(np.float32)
-                for t60 in {s.damping_t60 for s in strikes}}
+        damp = damper_curves(strikes, sr)
         shifted: dict[tuple[int, int, int], np.ndarray] = {}
         sounds = []
         for s in strikes:
