@@ -1,5 +1,6 @@
 """Tune how notes are read from x̂0 -- onset threshold, frame threshold, the minimum length of a
-frame run without onset, the minimum velocity of a note, and the guidance weight w -- on the VALIDATION split, never on a test split;
+frame run without onset, the minimum velocity of a note, the offset and re-strike thresholds, and the
+guidance weight w -- on the VALIDATION split, never on a test split;
 optionally export the bundled model with the chosen values in its config.
 
     .venv/bin/python benchmarks/tune_decoding.py --checkpoint runs/bundled-v2/checkpoint.pt \
@@ -7,7 +8,8 @@ optionally export the bundled model with the chosen values in its config.
 
 Every validation piece is sampled once per w with the CLI's default sampler and steps, and decoded
 with every threshold setting (:func:`diffroll.evaluate.sweep_thresholds`). The best setting is the
-one of highest mean note F1 (ties: note-with-offset F1). Writes runs/tune/<checkpoint>.json.
+one of highest mean note F1 (ties: note-with-offset F1), or with ``--objective f1+offset`` of the
+highest sum of the two. Writes runs/tune/<checkpoint>.json.
 """
 from __future__ import annotations
 
@@ -25,6 +27,13 @@ from diffroll.checkpoint import export_weights, load_pipeline  # noqa: E402
 from diffroll.data import load_pieces  # noqa: E402
 from diffroll.evaluate import sweep_thresholds  # noqa: E402
 from diffroll.inference import DEFAULT_SAMPLER, DEFAULT_STEPS  # noqa: E402
+
+
+OBJECTIVES = {"f1": lambda r: (r["f1"], r["f1_offset"]), "f1+offset": lambda r: (r["f1"] + r["f1_offset"], r["f1"])}
+
+
+def _maybe_float(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
 
 
 def validation_pieces(root: Path, cfg, n: int, max_seconds: float) -> list[tuple]:
@@ -48,6 +57,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="min_frames_without_onset values (0: a frame run without onset is never a note)")
     p.add_argument("--min-velocities", type=int, nargs="+", default=[0, 5, 10, 20],
                    help="min_velocity values (notes read below are dropped; 0: none)")
+    p.add_argument("--offset-thresholds", type=_maybe_float, nargs="+", default=None,
+                   help="offset_threshold values: a started note lasts while frame > this ('none': the frame "
+                        "threshold; default: the checkpoint's)")
+    p.add_argument("--restrike-thresholds", type=_maybe_float, nargs="+", default=None,
+                   help="restrike_threshold values: an onset inside a sounding note splits it above this ('none': "
+                        "every onset; default: the checkpoint's)")
+    p.add_argument("--objective", choices=OBJECTIVES, default="f1",
+                   help="what the best setting maximises: note F1 (ties: note-with-offset F1), or the sum of "
+                        "note F1 and note-with-offset F1 (default: f1)")
     p.add_argument("--sampler", default=DEFAULT_SAMPLER)
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     p.add_argument("--threads", type=int, default=2)
@@ -65,17 +83,18 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         got = sweep_thresholds(pipe, pieces, onset_thresholds=args.onset_thresholds,
                                frame_thresholds=args.frame_thresholds, min_frames_without_onset=mins,
-                               min_velocity=args.min_velocities,
-                               progress=True, sampler=args.sampler, steps=args.steps, w=w, seed=0)
+                               min_velocity=args.min_velocities, offset_thresholds=args.offset_thresholds,
+                               restrike_thresholds=args.restrike_thresholds, progress=True, sampler=args.sampler, steps=args.steps, w=w, seed=0)
         rows += [{"w": w, **r} for r in got]
-        best_w = max(got, key=lambda r: (r["f1"], r["f1_offset"]))
+        best_w = max(got, key=OBJECTIVES[args.objective])
         print(f"w={w}: best note F1 {best_w['f1']:.4f} at {best_w} ({time.perf_counter() - t0:.0f} s)")
-    best = max(rows, key=lambda r: (r["f1"], r["f1_offset"]))
+    best = max(rows, key=OBJECTIVES[args.objective])
     print("best:", json.dumps(best))
     out = ROOT / "runs" / "tune" / f"{args.checkpoint.parent.name}-{args.checkpoint.stem}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"checkpoint": str(args.checkpoint), "pieces": [p[0] + "/" + p[1] for p in pieces],
                                "max_seconds": args.max_seconds, "sampler": args.sampler, "steps": args.steps,
+                               "objective": args.objective,
                                "best": best, "rows": rows}, indent=1))
     print(f"wrote {out}")
     if args.export:
@@ -83,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         if best["onset_threshold"] is not None:
             settings["roll"] = {"onset_threshold": best["onset_threshold"],
                                 "min_frames_without_onset": best["min_frames_without_onset"],
-                                "min_velocity": best["min_velocity"]}
+                                "min_velocity": best["min_velocity"], "offset_threshold": best["offset_threshold"],
+                                "restrike_threshold": best["restrike_threshold"]}
         path = export_weights(args.checkpoint, args.export, half=True, settings=settings)
         print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB) with {settings}")
     return 0

@@ -166,6 +166,12 @@ def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True, samples
     d.add_argument("--onset-threshold", type=_threshold, default=None, metavar="X",
                    help="x̂0 onset value above which a note starts, for note-state models (default: the "
                         "checkpoint's, tuned on the validation split for the bundled model; frame-only models have no onsets)")
+    d.add_argument("--offset-threshold", type=_threshold, default=None, metavar="X",
+                   help="note-state models: a note started by an onset lasts while x̂0's frame value stays above X "
+                        "(default: the checkpoint's; unset: the frame threshold)")
+    d.add_argument("--restrike-threshold", type=_threshold, default=None, metavar="X",
+                   help="note-state models: an onset inside a sounding note re-strikes it (ends it, starts the next) "
+                        "only when it peaks above X (default: the checkpoint's; unset: every onset)")
     d.add_argument("--min-note-ms", type=_milliseconds, default=None, metavar="MS",
                    help="minimum length of a note read without an onset. Note-state models (frame + onset "
                         "rolls): a frame run that no onset starts becomes a note when it lasts at least MS "
@@ -421,7 +427,8 @@ def _kwargs(args, **extra) -> dict:
     """Pipeline.transcribe's keyword arguments from the options."""
     kw = dict(sampler=args.sampler, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
               progress=not args.quiet, frame_threshold=args.frame_threshold, onset_threshold=args.onset_threshold,
-              min_note_ms=args.min_note_ms, keep_roll=False, keep_samples=False)
+              min_note_ms=args.min_note_ms, offset_threshold=args.offset_threshold,
+              restrike_threshold=args.restrike_threshold, keep_roll=False, keep_samples=False)
     if hasattr(args, "samples"):
         kw["samples"] = args.samples
     if hasattr(args, "w"):

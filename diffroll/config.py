@@ -83,6 +83,8 @@ class RollConfig:
     onset_threshold: float = 0.5
     min_frames_without_onset: int | None = None  # a frame run with no onset is a note from this length (None: never)
     min_velocity: int = 0  # with a velocity channel: notes read below this velocity (1-127) are dropped (0: none)
+    offset_threshold: float | None = None  # a started note lasts while frame > this (None: the frame threshold)
+    restrike_threshold: float | None = None  # an onset inside a sounding note re-strikes it above this (None: onset_threshold)
     channel_weights: list[float] | None = None  # weight of each channel's squared error in Eq. 3 (None: equal)
     velocity_note_weight: float = 1.0  # the velocity error weighs this many times more where the reference note sounds
 

@@ -283,6 +283,9 @@ class DecodeSettings:
     a note from this many frames (None: never). ``min_frames``: without an onset channel (frame
     rolls), notes shorter than this many frames are dropped (0: none). Both come from one
     user setting, the minimum length of a note read without an onset (:func:`decode_settings`).
+    ``offset_threshold`` / ``restrike_threshold`` (note-state rolls; None: the frame / onset
+    threshold): how long a started note lasts, and how strong an onset inside it must be to
+    re-strike it (:attr:`RollConfig.offset_threshold`, :attr:`RollConfig.restrike_threshold`).
     """
 
     channels: tuple[str, ...]
@@ -291,6 +294,13 @@ class DecodeSettings:
     min_frames_without_onset: int | None
     min_frames: int = 0
     min_velocity: int = 0  # RollConfig.min_velocity
+    offset_threshold: float | None = None
+    restrike_threshold: float | None = None
+
+    @property
+    def silent_below(self) -> float:
+        """Frame value at or below which a key's frame keeps no note sounding."""
+        return min(self.frame_threshold, self.offset_threshold or self.frame_threshold)
 
 
 def _check_threshold(name: str, value: float) -> float:
@@ -307,8 +317,11 @@ def min_note_frames(ms: float, fps: float) -> int:
 
 
 def decode_settings(cfg: Config, frame_threshold: float | None = None, onset_threshold: float | None = None,
-                    min_note_ms: float | None = None, min_frames_without_onset: int | None = None) -> DecodeSettings:
+                    min_note_ms: float | None = None, min_frames_without_onset: int | None = None,
+                    offset_threshold: float | None = None, restrike_threshold: float | None = None) -> DecodeSettings:
     """The config's decoding settings with overrides, checked (ValueError naming a bad one).
+    ``offset_threshold`` / ``restrike_threshold``: None keeps the config's (whose None means the
+    frame / onset threshold).
 
     ``min_note_ms``: the minimum length of a note read without an onset. With an onset channel
     (note-state rolls) a frame run that no onset starts becomes a note when it lasts at least
@@ -332,7 +345,11 @@ def decode_settings(cfg: Config, frame_threshold: float | None = None, onset_thr
     loud = roll_cfg.min_velocity
     if isinstance(loud, bool) or not isinstance(loud, (int, np.integer)) or not 0 <= loud <= 127:
         raise ValueError(f"min_velocity must be a whole number in 0..127, got {loud!r}")
-    return DecodeSettings(channels, frame, onset, without, min_frames, int(loud))
+    held, restrike = (None if v is None else _check_threshold(name, v) for name, v in
+                      (("offset_threshold", roll_cfg.offset_threshold if offset_threshold is None else offset_threshold),
+                       ("restrike_threshold", roll_cfg.restrike_threshold if restrike_threshold is None
+                        else restrike_threshold)))
+    return DecodeSettings(channels, frame, onset, without, min_frames, int(loud), held, restrike)
 
 
 def decode_roll(roll: np.ndarray, fps: float, settings: DecodeSettings) -> list[Note]:
@@ -340,7 +357,8 @@ def decode_roll(roll: np.ndarray, fps: float, settings: DecodeSettings) -> list[
     notes = roll_to_notes(roll, fps=fps, threshold=settings.frame_threshold, channels=settings.channels,
                           onset_threshold=settings.onset_threshold,
                           min_frames_without_onset=settings.min_frames_without_onset,
-                          min_velocity=settings.min_velocity)
+                          min_velocity=settings.min_velocity, offset_threshold=settings.offset_threshold,
+                          restrike_threshold=settings.restrike_threshold)
     if settings.min_frames and "onset" not in settings.channels:
         notes = [n for n in notes if round((n.offset - n.onset) * fps) >= settings.min_frames]
     return notes
@@ -389,7 +407,7 @@ class NoteStream:
 
     def _sounding(self, x: np.ndarray) -> np.ndarray:
         ch, s = self.settings.channels, self.settings
-        on = x[ch.index("frame")] > s.frame_threshold
+        on = x[ch.index("frame")] > s.silent_below
         if "onset" in ch:
             on |= x[ch.index("onset")] > s.onset_threshold
         return on

@@ -193,14 +193,18 @@ def _velocity_at(velocity: np.ndarray | None, key: int, start: int, end: int) ->
 
 def roll_to_notes(roll, fps: float = FPS, threshold: float = 0.5, channels: Sequence[str] = ("frame",),
                   onset_threshold: float = 0.5, min_frames_without_onset: int | None = None,
-                  min_velocity: int = 0) -> list[Note]:
+                  min_velocity: int = 0, offset_threshold: float | None = None,
+                  restrike_threshold: float | None = None) -> list[Note]:
     """Read notes from x̂0 (a roll of ``channels``, thresholds as in §4).
 
     - Frame-only rolls: onset = rising edge of frame > ``threshold``, offset = falling edge.
     - With an ``onset`` channel: a note starts where onset > ``onset_threshold`` rises (the first
-      frame of each run above it) and lasts while the frame (or the onset) channel stays above its
-      threshold, up to the next onset of the same key, which is a re-strike. A frame dip without
-      an onset never splits a note. A frame run that no onset starts gives a note only when
+      frame of each run above it) and lasts while the frame channel stays above
+      ``offset_threshold`` (default: ``threshold``) or the onset channel above its threshold, up to
+      the next onset of the same key that peaks above ``restrike_threshold`` (default:
+      ``onset_threshold``, every onset), which is a re-strike; a weaker onset inside a sounding
+      note is part of it. A frame dip without an onset never splits a note. A frame run
+      (frame > ``threshold``) that no onset starts gives a note only when
       ``min_frames_without_onset`` is set and the run is at least that long.
     - Velocity (with a ``velocity`` channel) is read at the onset: the mean of its first two
       frames × 127; otherwise :data:`DEFAULT_VELOCITY`. Notes read below ``min_velocity`` are
@@ -220,16 +224,25 @@ def roll_to_notes(roll, fps: float = FPS, threshold: float = 0.5, channels: Sequ
             for s, e in zip(*_runs(frame[key])):
                 notes.append(Note(s / fps, e / fps, key + LOWEST_MIDI, _velocity_at(velocity, key, s, e)))
         return _loud_enough(sorted(notes), velocity, min_velocity)
-    onset = x[channels.index("onset")] > onset_threshold
-    sounding = frame | onset
+    onset_p = x[channels.index("onset")]
+    onset = onset_p > onset_threshold
+    held = frame if offset_threshold is None else x[channels.index("frame")] > offset_threshold
+    sounding = held | onset
+    restrike = onset_threshold if restrike_threshold is None else max(restrike_threshold, onset_threshold)
     n_frames = x.shape[-1]
     for key in range(N_KEYS):
-        starts = _runs(onset[key])[0]
+        starts, ends = _runs(onset[key])
+        strong = [restrike == onset_threshold or float(onset_p[key, s:e].max()) > restrike
+                  for s, e in zip(starts, ends)]
         covered = np.zeros(n_frames, dtype=bool)
-        for i, s in enumerate(starts):
-            stop = starts[i + 1] if i + 1 < len(starts) else n_frames
-            e = s + 1
-            while e < stop and sounding[key, e]:
+        i = 0
+        while i < len(starts):
+            s, e, i = starts[i], starts[i] + 1, i + 1
+            while e < n_frames and sounding[key, e]:
+                if i < len(starts) and e == starts[i]:
+                    if strong[i]:
+                        break  # a re-strike: the next note starts here
+                    i += 1  # a weak onset inside a sounding note is part of it
                 e += 1
             covered[s:e] = True
             notes.append(Note(s / fps, e / fps, key + LOWEST_MIDI, _velocity_at(velocity, key, s, e)))

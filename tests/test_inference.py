@@ -322,12 +322,15 @@ def test_note_state_notes_across_window_edges_are_one_note_each():
 @pytest.mark.parametrize("channels", [["frame"], ["frame", "onset", "velocity"], ["frame", "onset"]])
 @pytest.mark.parametrize("min_note_ms", [None, 0.0, 100.0])
 @pytest.mark.parametrize("min_velocity", [0, 40])
-def test_note_stream_reads_the_notes_of_the_whole_roll(channels, min_note_ms, min_velocity):
-    """Fed in random blocks, the stream finds exactly the notes of decoding the whole roll."""
+@pytest.mark.parametrize("held", [(None, None), (0.3, 0.7), (0.6, 0.2)])
+def test_note_stream_reads_the_notes_of_the_whole_roll(channels, min_note_ms, min_velocity, held):
+    """Fed in random blocks, the stream finds exactly the notes of decoding the whole roll (also
+    with an offset threshold above or below the frame threshold and a re-strike threshold)."""
     from diffroll.inference import NoteStream, decode_roll, decode_settings
 
     rng = np.random.default_rng(len(channels))
-    settings = decode_settings(get_config("smoke", roll_channels=channels, min_velocity=min_velocity),
+    settings = decode_settings(get_config("smoke", roll_channels=channels, min_velocity=min_velocity,
+                                          offset_threshold=held[0], restrike_threshold=held[1]),
                                min_note_ms=min_note_ms)
     for trial in range(8):
         n = int(rng.integers(1, 500))

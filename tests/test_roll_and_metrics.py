@@ -188,6 +188,54 @@ def test_decoding_splits_at_onsets_and_never_at_a_dip_without_one():
     assert [n[:3] for n in notes] == [(0.2, 2.0, key + 21), (2.0, 3.0, key + 21)]
 
 
+def test_restrike_threshold_keeps_weak_onsets_inside_a_held_note():
+    """A weak onset inside a sounding note splits it by default (every onset is a re-strike); with
+    a re-strike threshold above its peak it is part of the note, a strong one still splits."""
+    roll = np.zeros((3, 88, 60), dtype=np.float32)
+    key = 30
+    roll[0, key, 2:50] = 0.9
+    roll[1, key, 2] = 0.9
+    roll[1, key, 15:17] = [0.2, 0.35]  # weak: peaks at 0.35
+    roll[1, key, 30] = 0.8  # strong
+    roll[2, key, 2:50] = 0.5
+    flat = roll.reshape(264, 60)
+    starts = [n.onset for n in roll_to_notes(flat, fps=10, channels=NOTE_STATE, onset_threshold=0.15)]
+    assert starts == [0.2, 1.5, 3.0]
+    kw = dict(fps=10, channels=NOTE_STATE, onset_threshold=0.15, restrike_threshold=0.5)
+    assert [n[:2] for n in roll_to_notes(flat, **kw)] == [(0.2, 3.0), (3.0, 5.0)]
+    assert [n[:2] for n in roll_to_notes(flat, **dict(kw, restrike_threshold=0.9))] == [(0.2, 5.0)]
+    # a weak onset after a silent frame starts a note: it re-strikes nothing
+    roll[0, key, 10:15] = 0.0
+    assert [n[:2] for n in roll_to_notes(roll.reshape(264, 60), **kw)] == [(0.2, 1.0), (1.5, 3.0), (3.0, 5.0)]
+
+
+def test_offset_threshold_ends_started_notes_and_leaves_frame_runs_alone():
+    """The offset threshold sets where a note started by an onset ends; frame runs without an onset
+    are still read with the frame threshold."""
+    roll = np.zeros((2, 88, 60), dtype=np.float32)
+    roll[0, 10, 0:40] = np.linspace(0.9, 0.05, 40)  # a decaying note
+    roll[1, 10, 0] = 0.9
+    roll[0, 20, 5:25] = 0.2  # a frame run with no onset
+    flat = roll.reshape(176, 60)
+    kw = dict(fps=10, channels=("frame", "onset"), threshold=0.1, min_frames_without_onset=10)
+    default = roll_to_notes(flat, **kw)
+    assert [n[:3] for n in default] == [(0.0, 3.7, 31), (0.5, 2.5, 41)]
+    held = roll_to_notes(flat, offset_threshold=0.5, **kw)
+    assert [n[:3] for n in held] == [(0.0, 1.9, 31), (0.5, 2.5, 41)]
+    from diffroll.config import get_config
+    from diffroll.inference import decode_settings
+    with pytest.raises(ValueError, match="offset_threshold"):
+        decode_settings(get_config("smoke", offset_threshold=1.5))
+    cfg = get_config("smoke", offset_threshold=0.4, restrike_threshold=0.6)  # saved in the config ...
+    assert _offset_restrike(decode_settings(cfg)) == (0.4, 0.6)
+    assert _offset_restrike(decode_settings(cfg, offset_threshold=0.2)) == (0.2, 0.6)  # ... and overridable
+    assert _offset_restrike(decode_settings(get_config("smoke"))) == (None, None)  # None: frame / onset threshold
+
+
+def _offset_restrike(settings) -> tuple:
+    return settings.offset_threshold, settings.restrike_threshold
+
+
 def test_frame_run_without_onset_is_a_note_only_past_the_minimum_length():
     roll = np.zeros((2, 88, 50), dtype=np.float32)
     roll[0, 10, 5:9] = 0.9  # 4 frames, no onset
@@ -287,3 +335,19 @@ def test_threshold_sweep_over_min_frames_without_onset():
     rows = _sweep_oracle(roll, onset_thresholds=(0.5,), min_frames_without_onset=(None, 3))
     by = {r["min_frames_without_onset"]: round(r["f1"], 3) for r in rows}
     assert by == {None: round(2 / 3, 3), 3: 1.0}
+
+
+def test_threshold_sweep_over_restrike_and_offset_thresholds():
+    """A fake model with a weak spurious onset inside a held note: every onset a re-strike splits it
+    (one false note, a cut offset); a re-strike threshold above it reads the notes exactly. An offset
+    threshold above the frame values ends every note one frame after its onset."""
+    roll = notes_to_roll(SWEEP_NOTES, n_frames=128, channels=NOTE_STATE)
+    roll[:88] *= 0.9  # frames at 0.9
+    roll[88 + 60 - 21, int(1.0 * 31.25)] = 0.3  # a weak onset half-way through the held C4
+    rows = _sweep_oracle(roll, onset_thresholds=(0.2,), restrike_thresholds=(None, 0.5),
+                         offset_thresholds=(None, 0.95))
+    by = {(r["restrike_threshold"], r["offset_threshold"]): (round(r["f1"], 3), round(r["f1_offset"], 3))
+          for r in rows}
+    assert by[(None, None)] == (round(2 * 2 / 3 / (2 / 3 + 1), 3), round(2 * 1 / 3 * 1 / 2 / (1 / 3 + 1 / 2), 3))
+    assert by[(0.5, None)] == (1.0, 1.0)
+    assert by[(0.5, 0.95)] == (0.8, 0.0)  # no note held past its onset; the weak onset now starts one
