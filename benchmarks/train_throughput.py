@@ -30,6 +30,10 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--compile", choices=("no", "yes", "both"), default="no",
+                   help="time the network eager, through torch.compile, or both (compiling takes a while)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=None,
+                   help="batch sizes to time (default: the preset's)")
     p.add_argument("--out", type=Path, default=ROOT / "figures" / "train_throughput.md")
     args = p.parse_args(argv)
     cfg = get_config(args.scale)
@@ -43,16 +47,20 @@ def main(argv=None) -> None:
         f"{cfg.train.batch_size} × {cfg.train.crop_frames or cfg.audio.segment_frames} frames, {args.steps} "
         "timed steps after 2 warm-up steps, random data.",
         "",
-        "| device | threads | precision | s/step | steps/s | samples/s |",
-        "| --- | ---: | --- | ---: | ---: | ---: |",
+        "| device | threads | batch | compiled | precision | s/step | steps/s | samples/s |",
+        "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: |",
     ]
+    compiled = {"no": (False,), "yes": (True,), "both": (False, True)}[args.compile]
     for threads in args.threads:
         torch.set_num_threads(threads)
-        for precision in ("fp32", "bf16"):
-            t = throughput(cfg.override(precision=precision), steps=args.steps, device=args.device)
-            lines.append(f"| {args.device} | {threads} | {precision} | {1 / t['steps_per_s']:.3f} | "
-                         f"{t['steps_per_s']:.2f} | {t['samples_per_s']:.1f} |")
-            print(lines[-1], flush=True)
+        for batch in args.batch_sizes or [cfg.train.batch_size]:
+            for comp in compiled:
+                for precision in ("fp32", "bf16"):
+                    t = throughput(cfg.override(precision=precision, batch_size=batch), steps=args.steps,
+                                   device=args.device, compile=comp)
+                    lines.append(f"| {args.device} | {threads} | {batch} | {'yes' if comp else 'no'} | {precision} | "
+                                 f"{1 / t['steps_per_s']:.3f} | {t['steps_per_s']:.2f} | {t['samples_per_s']:.1f} |")
+                    print(lines[-1], flush=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("wrote", args.out)
 

@@ -460,11 +460,13 @@ class Trainer:
             writer.writerows(self.history)
 
 
-def throughput(cfg: Config, steps: int = 10, device: str | None = None) -> dict[str, float]:
+def throughput(cfg: Config, steps: int = 10, device: str | None = None, compile: bool = False) -> dict[str, float]:
     """Measured training steps/s and samples/s of ``cfg`` on random data, forward + backward +
-    Adam at the config's precision (``benchmarks/train_throughput.py``)."""
+    Adam at the config's precision, the network eager or through ``torch.compile`` (timed after
+    the warm-up steps that compile it; ``benchmarks/train_throughput.py``)."""
     dev = pick_device(device)
     model = new_model(cfg).to(dev)
+    net = torch.compile(model) if compile else model
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     diffusion = Diffusion.from_config(cfg.diffusion)
     frames = cfg.train.crop_frames or cfg.audio.segment_frames
@@ -478,7 +480,7 @@ def throughput(cfg: Config, steps: int = 10, device: str | None = None) -> dict[
                 torch.cuda.synchronize()
             start = time.perf_counter()
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = diffusion.training_loss(model, roll, mel, p=cfg.diffusion.p)
+            loss = diffusion.training_loss(net, roll, mel, p=cfg.diffusion.p)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -486,4 +488,4 @@ def throughput(cfg: Config, steps: int = 10, device: str | None = None) -> dict[
         torch.cuda.synchronize()
     sec = (time.perf_counter() - start) / steps
     return {"steps_per_s": 1 / sec, "samples_per_s": B / sec, "frames": frames, "batch_size": B,
-            "precision": "bf16" if bf16 else "fp32"}
+            "precision": "bf16" if bf16 else "fp32", "compiled": compile}

@@ -253,3 +253,12 @@ def test_train_only_and_init_from_refuse_what_does_not_fit(tmp_path):
     with pytest.raises(CheckpointError, match="differs"):  # a head cannot be dropped silently
         Trainer(smoke_cfg(max_steps=1), paired=toy_segments(), progress=False,
                 init_from=tmp_path / "a" / "checkpoint.pt")
+
+
+def test_throughput_times_the_given_batch_and_precision():
+    """benchmarks/train_throughput.py's timing: the config's batch and precision, eager by default."""
+    from diffroll.train import throughput
+
+    t = throughput(get_config("smoke").override(batch_size=3, precision="bf16"), steps=1, device="cpu")
+    assert (t["batch_size"], t["precision"], t["compiled"]) == (3, "bf16", False)
+    assert t["samples_per_s"] == pytest.approx(3 * t["steps_per_s"])
