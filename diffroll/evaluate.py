@@ -57,6 +57,23 @@ def note_scores(ref: list[Note], est: list[Note], onset_tolerance: float = ONSET
                 precision_velocity=pv, recall_velocity=rv, f1_velocity=fv)
 
 
+def offset_errors(ref: list[Note], est: list[Note], onset_tolerance: float = ONSET_TOLERANCE) -> np.ndarray:
+    """For every reference note that an estimated note matches on onset and pitch (mir_eval's
+    matching, offsets ignored): (reference duration, estimated offset - reference offset, the
+    offset tolerance of note-with-offset F1 = max(50 ms, 20 % of the duration)), in seconds, shape
+    (n, 3). An error below minus the tolerance is a note that ends too early."""
+    if not ref or not est:
+        return np.zeros((0, 3))
+    (ref_iv, ref_hz, _), (est_iv, est_hz, _) = note_arrays(ref), note_arrays(est)
+    pairs = mir_eval.transcription.match_notes(ref_iv, ref_hz, est_iv, est_hz, onset_tolerance=onset_tolerance,
+                                               offset_ratio=None)
+    if not pairs:
+        return np.zeros((0, 3))
+    i, j = np.asarray(pairs).T
+    duration = ref_iv[i, 1] - ref_iv[i, 0]
+    return np.stack([duration, est_iv[j, 1] - ref_iv[i, 1], np.maximum(0.05, 0.2 * duration)], axis=1)
+
+
 def split_notes(ref: list[Note], est: list[Note], onset_tolerance: float = ONSET_TOLERANCE) -> int:
     """Estimated notes that split a held reference note: their onset lies inside a reference note
     of the same pitch, more than ``onset_tolerance`` after its onset and before its offset, and no

@@ -292,6 +292,28 @@ def test_split_notes_counts_spurious_restrikes_inside_held_notes():
     assert split_notes(ref, est) == 1
 
 
+def test_offset_errors_pairs_onset_matched_notes_with_their_offset_error_and_tolerance():
+    from diffroll.evaluate import offset_errors
+
+    ref = [Note(0.0, 2.0, 60), Note(1.0, 1.1, 64), Note(3.0, 4.0, 67)]
+    est = [Note(0.02, 1.2, 60),  # held by the pedal to 2.0, ended 0.8 s early (tolerance 0.4)
+           Note(1.01, 1.13, 64),  # 30 ms late, within the 50 ms floor
+           Note(3.0, 4.0, 68),  # a neighbouring key: no match
+           Note(5.0, 6.0, 60)]  # no reference onset near: no match
+    rows = offset_errors(ref, est)
+    assert rows.shape == (2, 3)
+    by_duration = {round(d, 6): (err, tol) for d, err, tol in rows}
+    assert by_duration.keys() == {2.0, 0.1}
+    np.testing.assert_allclose(by_duration[2.0], (-0.8, 0.4))
+    np.testing.assert_allclose(by_duration[0.1], (0.03, 0.05), atol=1e-9)
+    assert offset_errors(ref, []).shape == (0, 3)
+    assert offset_errors(ref, [Note(9.0, 9.5, 60)]).shape == (0, 3)
+    # consistent with note-with-offset F1: here one of the two onset matches keeps its offset
+    within = np.abs(rows[:, 1]) <= rows[:, 2]
+    assert within.sum() == 1
+    assert note_scores(ref, est[:2])["recall_offset"] == pytest.approx(1 / 3)
+
+
 def _sweep_oracle(roll: np.ndarray, **sweep_kwargs) -> list[dict]:
     """sweep_thresholds on a fake model whose x̂0 is always ``roll`` (128 frames), with its notes."""
     import torch
