@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         got = sweep_thresholds(pipe, pieces, onset_thresholds=args.onset_thresholds,
                                frame_thresholds=args.frame_thresholds, min_frames_without_onset=mins,
                                min_velocity=args.min_velocities, offset_thresholds=args.offset_thresholds,
-                               restrike_thresholds=args.restrike_thresholds, progress=True, sampler=args.sampler, steps=args.steps, w=w, seed=0)
+                               restrike_thresholds=args.restrike_thresholds, progress=True,
+                               sampler=args.sampler, steps=args.steps, w=w, seed=0)
         rows += [{"w": w, **r} for r in got]
         best_w = max(got, key=OBJECTIVES[args.objective])
         print(f"w={w}: best note F1 {best_w['f1']:.4f} at {best_w} ({time.perf_counter() - t0:.0f} s)")
