@@ -1,6 +1,6 @@
 """Tune how notes are read from x̂0 -- onset threshold, frame threshold, the minimum length of a
-frame run without onset, the minimum velocity of a note, the offset and re-strike thresholds, and the
-guidance weight w -- on the VALIDATION split, never on a test split;
+frame run without onset, the minimum velocity of a note, the offset, re-strike and pedal thresholds, and
+the guidance weight w -- on the VALIDATION split, never on a test split;
 optionally export the bundled model with the chosen values in its config.
 
     .venv/bin/python benchmarks/tune_decoding.py --checkpoint runs/bundled-v2/checkpoint.pt \
@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--restrike-thresholds", type=_maybe_float, nargs="+", default=None,
                    help="restrike_threshold values: an onset inside a sounding note splits it above this ('none': "
                         "every onset; default: the checkpoint's)")
+    p.add_argument("--pedal-thresholds", type=_maybe_float, nargs="+", default=None,
+                   help="pedal_threshold values, for models with a pedal channel: a note ending while x̂0's pedal "
+                        "is above this lasts until it falls ('none': the pedal unused; default: the checkpoint's)")
     p.add_argument("--objective", choices=OBJECTIVES, default="f1",
                    help="what the best setting maximises: note F1 (ties: note-with-offset F1), or the sum of "
                         "note F1 and note-with-offset F1 (default: f1)")
@@ -84,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         got = sweep_thresholds(pipe, pieces, onset_thresholds=args.onset_thresholds,
                                frame_thresholds=args.frame_thresholds, min_frames_without_onset=mins,
                                min_velocity=args.min_velocities, offset_thresholds=args.offset_thresholds,
-                               restrike_thresholds=args.restrike_thresholds, progress=True,
+                               restrike_thresholds=args.restrike_thresholds,
+                               pedal_thresholds=args.pedal_thresholds, progress=True,
                                sampler=args.sampler, steps=args.steps, w=w, seed=0)
         rows += [{"w": w, **r} for r in got]
         best_w = max(got, key=OBJECTIVES[args.objective])
@@ -105,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                                 "min_frames_without_onset": best["min_frames_without_onset"],
                                 "min_velocity": best["min_velocity"], "offset_threshold": best["offset_threshold"],
                                 "restrike_threshold": best["restrike_threshold"]}
+            if "pedal" in pipe.config.roll.roll_channels:
+                settings["roll"]["pedal_threshold"] = best["pedal_threshold"]
         path = export_weights(args.checkpoint, args.export, half=True, settings=settings)
         print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB) with {settings}")
     return 0

@@ -172,6 +172,11 @@ def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True, samples
     d.add_argument("--restrike-threshold", type=_threshold, default=None, metavar="X",
                    help="note-state models: an onset inside a sounding note re-strikes it (ends it, starts the next) "
                         "only when it peaks above X (default: the checkpoint's; unset: every onset)")
+    d.add_argument("--pedal-threshold", type=_threshold, default=None, metavar="X",
+                   help="models with a pedal channel: a note that ends while x̂0's pedal value is above X lasts until "
+                        "it falls below (the sustain pedal holds it) (default: the checkpoint's)")
+    d.add_argument("--no-pedal", dest="use_pedal", action="store_false",
+                   help="models with a pedal channel: read each note's end from its own frame values only")
     d.add_argument("--min-note-ms", type=_milliseconds, default=None, metavar="MS",
                    help="minimum length of a note read without an onset. Note-state models (frame + onset "
                         "rolls): a frame run that no onset starts becomes a note when it lasts at least MS "
@@ -428,7 +433,8 @@ def _kwargs(args, **extra) -> dict:
     kw = dict(sampler=args.sampler, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
               progress=not args.quiet, frame_threshold=args.frame_threshold, onset_threshold=args.onset_threshold,
               min_note_ms=args.min_note_ms, offset_threshold=args.offset_threshold,
-              restrike_threshold=args.restrike_threshold, keep_roll=False, keep_samples=False)
+              restrike_threshold=args.restrike_threshold, pedal_threshold=args.pedal_threshold,
+              use_pedal=args.use_pedal, keep_roll=False, keep_samples=False)
     if hasattr(args, "samples"):
         kw["samples"] = args.samples
     if hasattr(args, "w"):

@@ -63,6 +63,7 @@ class ModelConfig:
     n_mels: int = 229
     step_embedding: int = 128  # width of the sinusoidal embedding of t (DiffWave)
     velocity_head: int = 0  # channels of the per-key path from c_mel to the velocity rows (0: none; beyond the paper)
+    pedal_head: int = 0  # channels of the path from c_mel to the pedal rows (0: none; needs a pedal roll channel)
 
     def dilation_of(self, layer: int) -> int:
         return self.dilation[layer % len(self.dilation)]
@@ -73,7 +74,7 @@ class RollConfig:
     """What x_roll holds (see :mod:`diffroll.roll`) and how notes are read back from x̂0.
 
     ``roll_channels``: ``["frame"]`` is the paper's roll; ``["frame", "onset", "velocity"]`` the
-    note-state roll. ``sustain``: notes last while the sustain pedal holds them (MAESTRO's
+    note-state roll; ``"pedal"`` after them adds the sustain pedal (:mod:`diffroll.roll`). ``sustain``: notes last while the sustain pedal holds them (MAESTRO's
     convention). The frame threshold is :attr:`DiffusionConfig.threshold` (§4).
     """
 
@@ -85,6 +86,7 @@ class RollConfig:
     min_velocity: int = 0  # with a velocity channel: notes read below this velocity (1-127) are dropped (0: none)
     offset_threshold: float | None = None  # a started note lasts while frame > this (None: the frame threshold)
     restrike_threshold: float | None = None  # an onset inside a sounding note re-strikes it above this (None: onset_threshold)
+    pedal_threshold: float | None = 0.5  # pedal channel: notes ending while above it last until it falls (None: unused)
     channel_weights: list[float] | None = None  # weight of each channel's squared error in Eq. 3 (None: equal)
     velocity_note_weight: float = 1.0  # the velocity error weighs this many times more where the reference note sounds
 

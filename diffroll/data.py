@@ -137,7 +137,7 @@ def piece_segments(piece: Piece, cfg: Config, frontend: MelFrontend,
                         f"a segment ({a.segment_samples / a.sample_rate / 2:.1f} s)")
     frames = a.segment_frames
     audio = np.pad(audio, (0, max(0, n * a.segment_samples - len(audio))))[: n * a.segment_samples]
-    roll = piece_roll(notes, cfg.roll, a.fps, n * frames)
+    roll = piece_roll(notes, cfg.roll, a.fps, n * frames, piece.midi)
     rolls = roll.reshape(len(roll), n, frames).transpose(1, 0, 2)
     waves = torch.from_numpy(audio.reshape(n, a.segment_samples))
     with torch.no_grad():
@@ -145,10 +145,16 @@ def piece_segments(piece: Piece, cfg: Config, frontend: MelFrontend,
     return mels.numpy().astype(np.float16), np.ascontiguousarray(rolls, dtype=np.float16)
 
 
-def piece_roll(notes: list[Note], roll_cfg: RollConfig, fps: float, n_frames: int) -> np.ndarray:
-    """The training target x_roll of a piece: (R, n_frames) with the config's channels."""
+def piece_roll(notes: list[Note], roll_cfg: RollConfig, fps: float, n_frames: int, midi=None) -> np.ndarray:
+    """The training target x_roll of a piece: (R, n_frames) with the config's channels (a ``pedal``
+    channel reads the sustain pedal of ``midi``, the piece's MIDI file or PrettyMIDI)."""
+    pedal = None
+    if "pedal" in roll_cfg.roll_channels:
+        if midi is None:
+            raise ValueError("a roll with a 'pedal' channel needs the piece's MIDI (midi=) for its pedal")
+        pedal = pedal_spans(midi)
     return notes_to_roll(notes, fps=fps, n_frames=n_frames, channels=roll_cfg.roll_channels,
-                         onset_frames=roll_cfg.onset_frames)
+                         onset_frames=roll_cfg.onset_frames, pedal=pedal)
 
 
 def roll_settings(roll_cfg: RollConfig) -> dict:
@@ -171,7 +177,7 @@ def roll_segments(midi, cfg: Config) -> np.ndarray:
     n = _n_segments(total, frames)
     if n == 0:
         raise DataError(f"{midi}: {total} frames of notes is shorter than half a segment ({frames} frames)")
-    roll = piece_roll(notes, cfg.roll, cfg.audio.fps, n * frames)
+    roll = piece_roll(notes, cfg.roll, cfg.audio.fps, n * frames, midi)
     return np.ascontiguousarray(roll.reshape(len(roll), n, frames).transpose(1, 0, 2), dtype=np.float16)
 
 

@@ -162,11 +162,12 @@ def evaluate_pieces(pipe, pieces, max_seconds: float | None = None, progress: bo
 
 def sweep_thresholds(pipe, pieces, onset_thresholds=(0.1, 0.2, 0.3, 0.4, 0.5),
                      frame_thresholds=(0.3, 0.4, 0.5), min_frames_without_onset=None, min_velocity=None,
-                     offset_thresholds=None, restrike_thresholds=None,
+                     offset_thresholds=None, restrike_thresholds=None, pedal_thresholds=None,
                      progress: bool = False, **transcribe_kwargs) -> list[dict]:
     """Mean note F1 (and offset, velocity F1) of every (onset, frame) threshold pair -- and every
-    ``min_frames_without_onset``, ``min_velocity``, ``offset_threshold`` and ``restrike_threshold``
-    when sequences of them are given (None in them: the frame / onset threshold) -- each piece
+    ``min_frames_without_onset``, ``min_velocity``, ``offset_threshold``, ``restrike_threshold`` and
+    ``pedal_threshold`` when sequences of them are given (None in them: the frame / onset threshold;
+    for the pedal: notes read without it) -- each piece
     sampled once and decoded with each setting. Tune on a validation split, never on a test split.
     Frame-only models have no onset threshold: their rows carry ``onset_threshold=None``."""
     from dataclasses import replace
@@ -188,21 +189,23 @@ def sweep_thresholds(pipe, pieces, onset_thresholds=(0.1, 0.2, 0.3, 0.4, 0.5),
     velocities = grid(min_velocity, settings.min_velocity, "velocity" in roll_cfg.roll_channels)
     offsets = grid(offset_thresholds, settings.offset_threshold, onset_model)
     restrikes = grid(restrike_thresholds, settings.restrike_threshold, onset_model)
+    pedals = grid(pedal_thresholds, settings.pedal_threshold, "pedal" in roll_cfg.roll_channels)
     scores: dict[tuple, list[dict]] = {}
     for _, _, wave, ref in tqdm(list(pieces), desc="thresholds", disable=not progress):
         x0 = transcribe_wave(pipe, wave, progress=False, **transcribe_kwargs)
-        for on, m, v, off, re, fr in product(onsets, mins, velocities, offsets, restrikes, frame_thresholds):
+        for on, m, v, off, re, pd, fr in product(onsets, mins, velocities, offsets, restrikes, pedals,
+                                                 frame_thresholds):
             if re is not None and on is not None and re < on:
                 continue  # a re-strike threshold below the onset threshold is the onset threshold
             decode = replace(settings, onset_threshold=settings.onset_threshold if on is None else on,
                              min_frames_without_onset=m, min_velocity=v, offset_threshold=off,
-                             restrike_threshold=re, frame_threshold=fr)
+                             restrike_threshold=re, pedal_threshold=pd, frame_threshold=fr)
             est = decode_roll(x0, pipe.config.audio.fps, decode)
-            scores.setdefault((on, m, v, off, re, fr), []).append(note_scores(ref, est))
+            scores.setdefault((on, m, v, off, re, pd, fr), []).append(note_scores(ref, est))
     return [{"onset_threshold": on, "min_frames_without_onset": m, "min_velocity": v, "offset_threshold": off,
-             "restrike_threshold": re, "frame_threshold": fr,
+             "restrike_threshold": re, "pedal_threshold": pd, "frame_threshold": fr,
              **{k: float(np.mean([s[k] for s in rs])) for k in ("f1", "f1_offset", "f1_velocity")}}
-            for (on, m, v, off, re, fr), rs in scores.items()]
+            for (on, m, v, off, re, pd, fr), rs in scores.items()]
 
 
 SCORE_KEYS = ("precision", "recall", "f1", "f1_offset", "f1_velocity", "frame_f1", "split_notes")

@@ -48,7 +48,7 @@ from .audio_stream import AudioInfo, AudioStream, SampleBuffer, array_audio
 from .confidence import array_notes, note_array
 from .config import N_KEYS, Config, RollConfig
 from .diffusion import mask_mel, model_rows
-from .roll import Note, roll_to_notes
+from .roll import Note, pedal_down_spans, pedal_track, roll_to_notes, sustain_notes
 
 log = logging.getLogger("diffroll.inference")
 
@@ -296,6 +296,12 @@ class DecodeSettings:
     min_velocity: int = 0  # RollConfig.min_velocity
     offset_threshold: float | None = None
     restrike_threshold: float | None = None
+    pedal_threshold: float | None = None  # RollConfig.pedal_threshold (used only with a pedal channel)
+
+    @property
+    def uses_pedal(self) -> bool:
+        """Whether decoding holds notes with the roll's pedal channel (:func:`diffroll.roll.sustain_notes`)."""
+        return "pedal" in self.channels and self.pedal_threshold is not None
 
     @property
     def silent_below(self) -> float:
@@ -318,10 +324,12 @@ def min_note_frames(ms: float, fps: float) -> int:
 
 def decode_settings(cfg: Config, frame_threshold: float | None = None, onset_threshold: float | None = None,
                     min_note_ms: float | None = None, min_frames_without_onset: int | None = None,
-                    offset_threshold: float | None = None, restrike_threshold: float | None = None) -> DecodeSettings:
+                    offset_threshold: float | None = None, restrike_threshold: float | None = None,
+                    pedal_threshold: float | None = None, use_pedal: bool = True) -> DecodeSettings:
     """The config's decoding settings with overrides, checked (ValueError naming a bad one).
-    ``offset_threshold`` / ``restrike_threshold``: None keeps the config's (whose None means the
-    frame / onset threshold).
+    ``offset_threshold`` / ``restrike_threshold`` / ``pedal_threshold``: None keeps the config's
+    (whose None means the frame / onset threshold, and for the pedal: do not use it);
+    ``use_pedal=False`` reads the notes without a pedal channel's help.
 
     ``min_note_ms``: the minimum length of a note read without an onset. With an onset channel
     (note-state rolls) a frame run that no onset starts becomes a note when it lasts at least
@@ -345,15 +353,31 @@ def decode_settings(cfg: Config, frame_threshold: float | None = None, onset_thr
     loud = roll_cfg.min_velocity
     if isinstance(loud, bool) or not isinstance(loud, (int, np.integer)) or not 0 <= loud <= 127:
         raise ValueError(f"min_velocity must be a whole number in 0..127, got {loud!r}")
-    held, restrike = (None if v is None else _check_threshold(name, v) for name, v in
-                      (("offset_threshold", roll_cfg.offset_threshold if offset_threshold is None else offset_threshold),
-                       ("restrike_threshold", roll_cfg.restrike_threshold if restrike_threshold is None
-                        else restrike_threshold)))
-    return DecodeSettings(channels, frame, onset, without, min_frames, int(loud), held, restrike)
+    held, restrike, pedal = (None if v is None else _check_threshold(name, v) for name, v in
+                             (("offset_threshold", roll_cfg.offset_threshold if offset_threshold is None
+                               else offset_threshold),
+                              ("restrike_threshold", roll_cfg.restrike_threshold if restrike_threshold is None
+                               else restrike_threshold),
+                              ("pedal_threshold", None if not use_pedal else roll_cfg.pedal_threshold
+                               if pedal_threshold is None else pedal_threshold)))
+    pedal = pedal if "pedal" in channels else None  # checked above, but a roll without pedal rows has no use for it
+    return DecodeSettings(channels, frame, onset, without, min_frames, int(loud), held, restrike, pedal)
 
 
 def decode_roll(roll: np.ndarray, fps: float, settings: DecodeSettings) -> list[Note]:
-    """Notes of a whole roll (frame indices as times: frame / fps)."""
+    """Notes of a whole roll (frame indices as times: frame / fps); with a pedal channel
+    (:attr:`DecodeSettings.uses_pedal`) a note that ends while the pedal is down lasts until it
+    comes up or its key is struck again (:func:`diffroll.roll.sustain_notes`)."""
+    notes = _decode_keys(roll, fps, settings)
+    return _held_by_pedal(notes, pedal_track(roll, settings.channels), fps, settings) if settings.uses_pedal else notes
+
+
+def _held_by_pedal(notes: list[Note], track: np.ndarray, fps: float, settings: DecodeSettings) -> list[Note]:
+    return sustain_notes(notes, pedal_down_spans(track, fps, settings.pedal_threshold))
+
+
+def _decode_keys(roll: np.ndarray, fps: float, settings: DecodeSettings) -> list[Note]:
+    """The notes of each key's rows (no pedal)."""
     notes = roll_to_notes(roll, fps=fps, threshold=settings.frame_threshold, channels=settings.channels,
                           onset_threshold=settings.onset_threshold,
                           min_frames_without_onset=settings.min_frames_without_onset,
@@ -373,7 +397,8 @@ class NoteStream:
     thresholds) ends any note of that key and starts nothing, so the frames before a key's last
     silent frame are decoded at once and dropped. A key that sounds without a single silent frame
     for more than ``max_pending`` frames (:data:`MAX_PENDING_SECONDS`: a stuck note) is cut there,
-    with a warning.
+    with a warning. With a pedal channel the stream keeps its :func:`~diffroll.roll.pedal_track`
+    (4 bytes a frame) and holds the notes by it when it closes, as :func:`decode_roll` does.
     """
 
     def __init__(self, fps: float, settings: DecodeSettings, max_pending: int | None = None):
@@ -384,6 +409,7 @@ class NoteStream:
         self.base = 0  # absolute frame of pending[:, 0]
         self.start = np.zeros(N_KEYS, dtype=np.int64)  # per key: frames before this are decoded
         self.found: list[np.ndarray] = []  # note_array blocks
+        self.pedal: list[np.ndarray] = []  # pedal_track blocks (with a pedal channel)
         self.frames = 0
 
     def feed(self, block: np.ndarray) -> None:
@@ -392,6 +418,8 @@ class NoteStream:
             raise ValueError(f"expected blocks of shape ({self.rows}, frames), got {block.shape}")
         self.pending = np.concatenate([self.pending, block], axis=1)
         self.frames += block.shape[1]
+        if self.settings.uses_pedal:
+            self.pedal.append(pedal_track(block, self.settings.channels))
         self._flush(final=False)
 
     def close_array(self) -> np.ndarray:
@@ -399,6 +427,10 @@ class NoteStream:
         self._flush(final=True)
         arr = np.concatenate(self.found) if self.found else note_array([])
         self.found = []
+        if self.settings.uses_pedal:
+            track = np.concatenate(self.pedal) if self.pedal else np.zeros(0, dtype=np.float32)
+            arr = note_array(_held_by_pedal(array_notes(arr), track, self.fps, self.settings))
+            self.pedal = []
         return arr[np.lexsort(arr.T[::-1])]
 
     def close(self) -> list[Note]:
@@ -437,7 +469,7 @@ class NoteStream:
         if (cut > rel_start).any():
             idx = np.arange(n)
             active = (idx >= rel_start[:, None]) & (idx < cut[:, None])
-            notes = note_array(decode_roll((x * active[None]).reshape(self.rows, n), self.fps, self.settings))
+            notes = note_array(_decode_keys((x * active[None]).reshape(self.rows, n), self.fps, self.settings))
             frames = np.round(notes[:, :2] * self.fps) + self.base  # whole frames: exact times
             notes[:, :2] = frames / self.fps
             self.found.append(notes)

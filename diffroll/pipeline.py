@@ -127,26 +127,28 @@ class Pipeline:
     # -- using it ----------------------------------------------------------------------------
     def decode(self, roll: np.ndarray, threshold: float | None = None, onset_threshold: float | None = None,
                min_frames_without_onset: int | None = None, min_note_ms: float | None = None,
-               offset_threshold: float | None = None, restrike_threshold: float | None = None) -> list[Note]:
+               offset_threshold: float | None = None, restrike_threshold: float | None = None,
+               pedal_threshold: float | None = None, use_pedal: bool = True) -> list[Note]:
         """Notes of a whole posteriorgram with the config's roll settings (overridable; see
         :func:`diffroll.inference.decode_settings`)."""
         settings = decode_settings(self.config, threshold, onset_threshold, min_note_ms, min_frames_without_onset,
-                                   offset_threshold, restrike_threshold)
+                                   offset_threshold, restrike_threshold, pedal_threshold, use_pedal)
         return decode_roll(roll, self.config.audio.fps, settings)
 
     def transcribe(self, audio: str | Path | np.ndarray | AudioStream, *, samples: int = 1,
                    threshold: float | None = None, frame_threshold: float | None = None,
                    onset_threshold: float | None = None, min_note_ms: float | None = None,
                    min_frames_without_onset: int | None = None, offset_threshold: float | None = None,
-                   restrike_threshold: float | None = None, keep_roll: bool = True,
+                   restrike_threshold: float | None = None, pedal_threshold: float | None = None,
+                   use_pedal: bool = True, keep_roll: bool = True,
                    keep_samples: bool = True, nonfinite: str = "error", **kwargs) -> Transcription:
         """Audio (a file: any rate, mono or stereo, streamed; a mono array at the config's rate; or
         an :class:`~diffroll.audio_stream.AudioStream`) -> :class:`Transcription`.
 
         ``samples`` = K: K transcriptions from different x_T, batched together; the notes a
         majority holds, with their confidence. ``frame_threshold`` (alias ``threshold``),
-        ``onset_threshold``, ``min_note_ms``, ``offset_threshold``, ``restrike_threshold``: see
-        :func:`diffroll.inference.decode_settings`.
+        ``onset_threshold``, ``min_note_ms``, ``offset_threshold``, ``restrike_threshold``,
+        ``pedal_threshold``, ``use_pedal``: see :func:`diffroll.inference.decode_settings`.
         ``keep_roll=False`` and ``keep_samples=False`` keep only the notes (memory independent of
         the audio's length but for the notes themselves).
         ``nonfinite``: "error" (refuse NaN / inf samples) or "zero" (replace them by 0, warn).
@@ -156,7 +158,7 @@ class Pipeline:
         """
         frame_threshold = _alias("threshold", threshold, "frame_threshold", frame_threshold)
         settings = decode_settings(self.config, frame_threshold, onset_threshold, min_note_ms, min_frames_without_onset,
-                                   offset_threshold, restrike_threshold)
+                                   offset_threshold, restrike_threshold, pedal_threshold, use_pedal)
         check_sampling(samples=samples, batch_size=kwargs.get("batch_size", 4), w=kwargs.get("w"),
                        steps=kwargs.get("steps"))
         kwargs.setdefault("sampler", DEFAULT_SAMPLER)

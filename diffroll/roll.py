@@ -8,7 +8,11 @@ hop 512, §4). Frame ``i`` covers [i / fps, (i + 1) / fps). The channels (:data:
   a re-struck key is a one-frame gap, as in the paper;
 - ``onset``: 1 on a note's first frame (and a linear ramp over ``onset_frames`` frames if > 1);
   with it the frame channel has no re-strike gaps: a new onset inside a sounding note splits it;
-- ``velocity``: MIDI velocity / 127 on the note's frames, 0 elsewhere.
+- ``velocity``: MIDI velocity / 127 on the note's frames, 0 elsewhere;
+- ``pedal``: 1 while the sustain pedal is down, the same on all 88 rows (beyond the paper; the
+  pedal as a transcription target, as in Kong et al. 2021). Under the pedal a released key is
+  silent to the ear only when the pedal comes up, so x̂0's frame rows fade on long pedalled notes;
+  the pedal rows say how long they last (:func:`sustain_notes` on :func:`pedal_down_spans`).
 
 ``("frame",)`` is the paper's roll; ``("frame", "onset", "velocity")`` the note-state roll
 (Onsets and Frames, Hawthorne et al. 2018, as a diffusion target). Notes are read back by
@@ -29,7 +33,7 @@ log = logging.getLogger("diffroll.roll")
 
 FPS = 31.25
 SUSTAIN_CC = 64
-CHANNELS = ("frame", "onset", "velocity")
+CHANNELS = ("frame", "onset", "velocity", "pedal")
 DEFAULT_VELOCITY = 80
 
 
@@ -77,34 +81,58 @@ def midi_notes(midi, sustain: bool = True) -> list[Note]:
 
     With ``sustain`` (:attr:`RollConfig.sustain`) a note released while the pedal is down sounds
     until the pedal is released or the same key is struck again (the MAESTRO / Onsets-and-Frames
-    convention of Hawthorne et al.). Notes outside A0–C8 are dropped, and their count is logged.
+    convention of Hawthorne et al.; :func:`sustain_notes`). Notes outside A0–C8 are dropped, and
+    their count is logged.
     """
     pm = load_midi(midi)
     notes: list[Note] = []
     for inst in pm.instruments:
         if inst.is_drum:
             continue
-        spans = sustain_spans(inst) if sustain else []
-        for n in inst.notes:
-            end = n.end
-            for down, up in spans:
-                if down <= end < up:
-                    end = max(end, min(up, pm.get_end_time()))
-                    break
-            notes.append(Note(float(n.start), float(end), int(n.pitch), int(n.velocity)))
-    notes.sort()
-    if sustain:  # a re-struck key ends the sustained note before it
-        last: dict[int, int] = {}
-        for i, note in enumerate(notes):
-            j = last.get(note.pitch)
-            if j is not None and notes[j].offset > note.onset:
-                notes[j] = notes[j]._replace(offset=note.onset)
-            last[note.pitch] = i
+        played = [Note(float(n.start), float(n.end), int(n.pitch), int(n.velocity)) for n in inst.notes]
+        notes += sustain_notes(played, sustain_spans(inst), pm.get_end_time(), restrike=False) if sustain else played
+    notes = sustain_notes(notes, [], restrike=True) if sustain else sorted(notes)
     kept = [n for n in notes if LOWEST_MIDI <= n.pitch < LOWEST_MIDI + N_KEYS and n.offset > n.onset]
     dropped = len(notes) - len(kept)
     if dropped:
         log.warning("%s: dropped %d notes outside A0-C8 or of zero length", _name(midi), dropped)
     return kept
+
+
+def sustain_notes(notes: Sequence[Note], spans: Sequence[tuple[float, float]], end: float = float("inf"),
+                  restrike: bool = True) -> list[Note]:
+    """The notes as the sustain pedal holds them, sorted: a note that ends while the pedal is down
+    (``spans``: (down, up) seconds) lasts until the pedal comes up (at most ``end``); with
+    ``restrike``, a note still sounding when its key is struck again ends there.
+    """
+    out = []
+    for note in notes:
+        note = Note(*note)
+        for down, up in spans:
+            if down <= note.offset < up:
+                note = note._replace(offset=max(note.offset, min(up, end)))
+                break
+        out.append(note)
+    out.sort()
+    if restrike:
+        last: dict[int, int] = {}
+        for i, note in enumerate(out):
+            j = last.get(note.pitch)
+            if j is not None and out[j].offset > note.onset:
+                out[j] = out[j]._replace(offset=note.onset)
+            last[note.pitch] = i
+        out.sort()
+    return out
+
+
+def pedal_track(roll, channels: Sequence[str]) -> np.ndarray:
+    """(frames,) the mean of a roll's ``pedal`` rows: x̂0's belief that the sustain pedal is down."""
+    return np.asarray(roll, dtype=np.float32)[channel_rows(check_channels(channels), "pedal")].mean(axis=0)
+
+
+def pedal_down_spans(track: np.ndarray, fps: float = FPS, threshold: float = 0.5) -> list[tuple[float, float]]:
+    """(down, up) seconds of the runs of a :func:`pedal_track` above ``threshold``."""
+    return [(float(s / fps), float(e / fps)) for s, e in zip(*_runs(np.asarray(track) > threshold))]
 
 
 def _name(midi) -> str:
@@ -134,9 +162,11 @@ def check_channels(channels: Sequence[str]) -> tuple[str, ...]:
 
 
 def notes_to_roll(notes: Sequence[Note], fps: float = FPS, n_frames: int | None = None,
-                  channels: Sequence[str] = ("frame",), onset_frames: int = 1) -> np.ndarray:
+                  channels: Sequence[str] = ("frame",), onset_frames: int = 1,
+                  pedal: Sequence[tuple[float, float]] | None = None) -> np.ndarray:
     """Rasterise notes to a (len(channels)·88, n_frames) roll: frames round(onset·fps) ..
-    round(offset·fps) − 1 are on (at least one).
+    round(offset·fps) − 1 are on (at least one). A ``pedal`` channel needs ``pedal``: the (down, up)
+    seconds of the sustain pedal (:func:`diffroll.data.pedal_spans`; empty: never down).
 
     Frame-only rolls (the paper's): when a key is struck again while its previous note still
     sounds, the previous note ends one frame early, so every onset stays a rising edge. With an
@@ -149,6 +179,11 @@ def notes_to_roll(notes: Sequence[Note], fps: float = FPS, n_frames: int | None 
     frame = roll[channels.index("frame")]
     onset = roll[channels.index("onset")] if "onset" in channels else None
     velocity = roll[channels.index("velocity")] if "velocity" in channels else None
+    if "pedal" in channels:
+        if pedal is None:
+            raise ValueError("a roll with a 'pedal' channel needs the pedal's (down, up) spans: pedal=[...]")
+        for down, up in pedal:
+            roll[channels.index("pedal"), :, int(round(down * fps)):int(round(min(up, 1e9) * fps))] = 1
     ramp = np.linspace(1.0, 0.0, onset_frames, endpoint=False, dtype=np.float32)
     for note in sorted(Note(*n) for n in notes):
         key = note.pitch - LOWEST_MIDI
@@ -176,7 +211,12 @@ def midi_to_roll(midi, fps: float = FPS, n_frames: int | None = None, sustain: b
     notes = midi_notes(midi, sustain=sustain)
     if not notes:
         raise MidiError(f"{_name(midi)}: MIDI has no notes between A0 and C8")
-    return notes_to_roll(notes, fps=fps, n_frames=n_frames, channels=channels, onset_frames=onset_frames)
+    pedal = None
+    if "pedal" in channels:
+        pm = load_midi(midi)
+        pedal = [(down, min(up, pm.get_end_time())) for inst in pm.instruments if not inst.is_drum
+                 for down, up in sustain_spans(inst)]
+    return notes_to_roll(notes, fps=fps, n_frames=n_frames, channels=channels, onset_frames=onset_frames, pedal=pedal)
 
 
 def _runs(active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

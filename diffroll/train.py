@@ -25,6 +25,7 @@ import copy
 import csv
 import dataclasses
 import json
+import logging
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,8 @@ from .checkpoint import CheckpointError, config_of, load_checkpoint, save_checkp
 from .config import Config
 from .diffusion import Diffusion
 from .pipeline import Pipeline, new_model
+
+log = logging.getLogger("diffroll.train")
 
 CROP_SEED = 500_009  # the crops of step n are drawn from seed·1,000,003 + n + CROP_SEED
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -240,17 +243,30 @@ class Trainer:
         return self.run_dir / "checkpoint.pt" if self.run_dir is not None else None
 
     def _init_weights(self, path) -> None:
+        """Start from a checkpoint's weights (EMA if kept). The run may add a velocity head, or roll
+        channels after the source's (e.g. ``pedal``): their input and output rows start at zero, so
+        the network starts as the source's and learns the new rows."""
         state = load_checkpoint(path)
         src = config_of(state, path)
-        new_head = not src.model.velocity_head and self.cfg.model.velocity_head  # a head added to a trained net
-        same = dataclasses.replace(src.model, velocity_head=self.cfg.model.velocity_head) if new_head else src.model
-        if same != self.cfg.model or src.roll.roll_channels != self.cfg.roll.roll_channels:
+        heads = [h for h in ("velocity_head", "pedal_head")  # heads added to a trained net
+                 if not getattr(src.model, h) and getattr(self.cfg.model, h)]
+        same = dataclasses.replace(src.model, **{h: getattr(self.cfg.model, h) for h in heads})
+        src_channels, channels = list(src.roll.roll_channels), list(self.cfg.roll.roll_channels)
+        if same != self.cfg.model or channels[:len(src_channels)] != src_channels:
             raise CheckpointError(f"{path}: init_from model {src.model} (roll {src.roll.roll_channels}) differs "
-                                  f"from this run's {self.cfg.model} (roll {self.cfg.roll.roll_channels})")
+                                  f"from this run's {self.cfg.model} (roll {self.cfg.roll.roll_channels}; "
+                                  "a run may only add roll channels after the source's)")
         self.lineage = list(state.get("lineage", [])) + [{"checkpoint": Path(path).name, "step": int(state.get("step", 0))}]
-        weights = state["ema"] if state.get("ema") is not None else state["model"]
-        missing, unexpected = self.model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
-        if unexpected or any(not (new_head and k.startswith("velocity_head.")) for k in missing):
+        weights = {k: v.float() for k, v in (state["ema"] if state.get("ema") is not None else state["model"]).items()}
+        if len(channels) > len(src_channels):
+            log.info("init_from %s: new roll channels %s start at zero", path, channels[len(src_channels):])
+            own = self.model.state_dict()
+            for name, dim in (("input_proj.weight", 1), ("output_proj.weight", 0), ("output_proj.bias", 0)):
+                grown = torch.zeros_like(own[name])
+                grown.narrow(dim, 0, weights[name].shape[dim]).copy_(weights[name])
+                weights[name] = grown
+        missing, unexpected = self.model.load_state_dict(weights, strict=False)
+        if unexpected or any(not any(k.startswith(h + ".") for h in heads) for k in missing):
             raise CheckpointError(f"{path}: weights do not fit this run's model (missing {missing}, "
                                   f"unexpected {unexpected})")
 

@@ -317,9 +317,40 @@ def test_note_state_notes_across_window_edges_are_one_note_each():
         assert abs(on - ton) <= 0.1 and abs(off - toff) <= 0.1 and vel == round(0.5 * 127)
 
 
+class PedalNet(NoteStateNet):
+    """NoteStateNet's roll, and the sustain pedal down from 2 s to 5 s of the window (every pedal row)."""
+
+    rows = 4 * 88
+
+    def forward(self, x_t, t, mel):
+        roll = super().forward(x_t, t, mel)
+        pedal = torch.zeros_like(roll[:, :88])
+        pedal[..., int(2 * 31.25):int(5 * 31.25)] = 0.9
+        return torch.cat([roll, pedal], dim=1)
+
+
+def test_transcription_holds_notes_by_the_pedal_channel_unless_told_not_to():
+    """A pedal model: the note released under the pedal lasts until the pedal comes up (5 s), up to a
+    re-strike of its key; --no-pedal (use_pedal=False) reads the frames alone."""
+    truth = [(0.5, 1.0, 69), (2.5, 3.0, 72), (3.5, 4.0, 76), (4.3, 4.6, 76), (6.0, 6.5, 69)]
+    wave = melody(7.0, truth)
+    cfg = get_config("smoke", roll_channels=["frame", "onset", "velocity", "pedal"],  # one window: the whole audio
+                     segment_samples=len(wave) // 512 * 512)
+    pipe = ArgmaxModel(cfg, PedalNet)
+    held = pipe.transcribe(wave, sampler="ddim", steps=2, progress=False).notes
+    dry = pipe.transcribe(wave, sampler="ddim", steps=2, progress=False, use_pedal=False).notes
+    assert [n.pitch for n in held] == [n.pitch for n in dry] == [69, 72, 76, 76, 69]
+    ends = [round(n.offset, 1) for n in held]
+    assert ends[0] == round(dry[0].offset, 1) and ends[4] == round(dry[4].offset, 1)  # no pedal then
+    assert ends[1] == 5.0 and ends[2] == round(held[3].onset, 1) and ends[3] == 5.0  # held, re-struck, held
+    assert all(abs(n.offset - t[1]) < 0.1 for n, t in zip(dry, truth))
+    assert pipe.transcribe(wave, sampler="ddim", steps=2, progress=False, pedal_threshold=0.95).notes == dry
+
+
 # --- streaming: notes read window by window ---------------------------------------------------
 
-@pytest.mark.parametrize("channels", [["frame"], ["frame", "onset", "velocity"], ["frame", "onset"]])
+@pytest.mark.parametrize("channels", [["frame"], ["frame", "onset", "velocity"], ["frame", "onset"],
+                                      ["frame", "onset", "velocity", "pedal"]])
 @pytest.mark.parametrize("min_note_ms", [None, 0.0, 100.0])
 @pytest.mark.parametrize("min_velocity", [0, 40])
 @pytest.mark.parametrize("held", [(None, None), (0.3, 0.7), (0.6, 0.2)])
@@ -337,6 +368,8 @@ def test_note_stream_reads_the_notes_of_the_whole_roll(channels, min_note_ms, mi
         density = rng.uniform(0.05, 0.9)
         roll = ((rng.random((88 * len(channels), n)) < density) * rng.random((88 * len(channels), n)) * 1.2)
         roll = roll.astype(np.float32)
+        if "pedal" in channels:  # the pedal down over random spans (decoding reads the mean of its rows)
+            roll[3 * 88:] = (np.sin(np.arange(n) / rng.uniform(2, 30)) > 0) * rng.uniform(0.3, 1.0, (88, 1))
         stream = NoteStream(31.25, settings)
         i = 0
         while i < n:
@@ -454,6 +487,7 @@ def test_nonfinite_samples_are_refused_or_repaired(tmp_path, caplog):
     (dict(onset_threshold=float("nan")), "onset_threshold"), (dict(min_note_ms=-1.0), "min_note_ms"),
     (dict(min_note_ms=float("inf")), "min_note_ms"), (dict(nonfinite="ignore"), "nonfinite"),
     (dict(threshold=0.4, frame_threshold=0.6), "same setting"), (dict(overlap=128), "overlap"),
+    (dict(pedal_threshold=1.5), "pedal_threshold"),
 ])
 def test_bad_settings_are_value_errors_naming_them(kwargs, says):
     pipe = ArgmaxModel(smoke())

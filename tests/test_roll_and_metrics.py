@@ -1,4 +1,6 @@
 """Piano rolls and MIDI (roll.py) and the mir_eval metrics (evaluate.py)."""
+import dataclasses
+
 import numpy as np
 import pretty_midi
 import pytest
@@ -67,6 +69,35 @@ def test_sustain_pedal_extends_and_restrike_cuts():
     assert (0.0, 0.2, 60) in dry
     # the re-struck key stays two notes in the roll
     assert len([n for n in roll_to_notes(midi_to_roll(pm)) if n[2] == 60]) == 2
+
+
+def test_pedal_channel_holds_the_pedal_and_decoding_sustains_notes_by_it():
+    """The pedal rows are 1 while CC 64 is down; notes read with a faded frame (a key released under
+    the pedal) last until the pedal comes up, as the reference notes do, or until a re-strike."""
+    from diffroll.config import get_config
+    from diffroll.inference import decode_roll, decode_settings
+
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0)
+    inst.notes = [pretty_midi.Note(100, 60, 0.0, 0.2), pretty_midi.Note(100, 64, 0.0, 0.2),
+                  pretty_midi.Note(100, 60, 1.0, 1.1), pretty_midi.Note(90, 67, 2.5, 3.0)]
+    inst.control_changes = [pretty_midi.ControlChange(64, 127, 0.1), pretty_midi.ControlChange(64, 0, 2.0)]
+    pm.instruments.append(inst)
+    channels = ("frame", "onset", "velocity", "pedal")
+    roll = midi_to_roll(pm, channels=channels, n_frames=100)
+    pedal = roll[3 * 88:]
+    assert (pedal == pedal[0]).all() and np.flatnonzero(pedal[0]).tolist() == list(range(3, 62))  # 0.1 s .. 2.0 s
+    with pytest.raises(ValueError, match="pedal"):
+        notes_to_roll(midi_notes(pm), channels=channels)
+    # x̂0 whose frame rows end at the key releases (no sustain) but whose pedal rows hold the pedal
+    faded = notes_to_roll(midi_notes(pm, sustain=False), n_frames=100, channels=channels, pedal=[(0.1, 2.0)])
+    cfg = get_config("smoke", roll_channels=list(channels))
+    held = decode_roll(faded, 31.25, decode_settings(cfg))
+    assert note_scores(midi_notes(pm), held)["f1_offset"] == 1.0
+    assert [n[:3] for n in held] == [(0.0, 0.992, 60), (0.0, 1.984, 64), (0.992, 1.984, 60), (2.496, 3.008, 67)]
+    dry = decode_roll(faded, 31.25, dataclasses.replace(decode_settings(cfg), pedal_threshold=None))  # pedal ignored
+    assert dry == decode_roll(faded[:3 * 88], 31.25, decode_settings(get_config("smoke")))
+    assert note_scores(midi_notes(pm), dry)["f1_offset"] == 0.25  # only the unpedalled note keeps its offset
 
 
 def test_bad_midi_inputs(tmp_path):

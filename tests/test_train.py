@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from diffroll.checkpoint import CheckpointError, export_weights, load_checkpoint, load_pipeline, trained_steps
-from diffroll.config import get_config
+from diffroll.config import NOTE_STATE, get_config
 from diffroll.train import Trainer, random_crop
 from toy_data import toy_roll_only, toy_segments
 
@@ -242,6 +242,59 @@ def test_a_velocity_head_added_to_a_trained_net_trains_alone(tmp_path):
     for name, p in a.model.named_parameters():
         assert torch.equal(p, trained[name]), name
     assert any(not torch.equal(v, head_before[k]) for k, v in b.model.velocity_head.state_dict().items())
+
+
+def test_a_pedal_channel_added_to_a_trained_net_starts_from_its_weights(tmp_path):
+    """init_from a note-state net into a run whose roll adds the pedal channel: the old rows of x̂0
+    are the source's exactly, the pedal rows start at zero and then learn."""
+    pedal_roll = [*NOTE_STATE, "pedal"]
+    a = Trainer(smoke_cfg(max_steps=5, ema_decay=None), paired=toy_segments(), run_dir=tmp_path / "a",
+                progress=False)
+    a.fit()
+    b = Trainer(smoke_cfg(max_steps=5, ema_decay=None, roll_channels=pedal_roll, lr=1e-2),
+                paired=toy_segments(channels=pedal_roll), progress=False, init_from=tmp_path / "a" / "checkpoint.pt")
+    x_t, t, mel = torch.randn(2, 4 * 88, 32), torch.tensor([3, 7]), torch.randn(2, 229, 32)
+    with torch.no_grad():
+        x0_a, x0_b = a.model(x_t[:, :3 * 88], t, mel), b.model(x_t, t, mel)
+    assert torch.allclose(x0_b[:, :3 * 88], x0_a, atol=1e-6) and not x0_b[:, 3 * 88:].any()
+    b.fit()
+    other = x_t.clone()
+    other[:, 3 * 88:] = torch.randn(2, 88, 32)  # the pedal rows of x_t are not read (model.DiffRoll)
+    with torch.no_grad():
+        assert torch.equal(b.model(other, t, mel), b.model(x_t, t, mel))
+    with torch.no_grad():
+        assert b.model(x_t, t, mel)[:, 3 * 88:].abs().max() > 0
+    with pytest.raises(CheckpointError, match="only add roll channels after"):  # dropping a channel
+        two = ["frame", "onset"]
+        Trainer(smoke_cfg(max_steps=1, roll_channels=two), paired=toy_segments(channels=two), progress=False,
+                init_from=tmp_path / "a" / "checkpoint.pt")
+
+
+def test_a_pedal_head_trains_alone_on_the_pedal_error(tmp_path):
+    """A pedal channel and a pedal head added to a trained note-state net, trained alone on the pedal
+    rows' error (channel weights 0, 0, 0, 1): every other weight, and so x̂0's note rows, stay as they were."""
+    pedal_roll = [*NOTE_STATE, "pedal"]
+    a = Trainer(smoke_cfg(max_steps=5, ema_decay=None), paired=toy_segments(), run_dir=tmp_path / "a",
+                progress=False)
+    a.fit()
+    cfg = smoke_cfg(max_steps=20, ema_decay=None, roll_channels=pedal_roll, pedal_head=8, train_only=["pedal_head"],
+                    channel_weights=[0.0, 0.0, 0.0, 1.0], lr=1e-2)
+    b = Trainer(cfg, paired=toy_segments(channels=pedal_roll), progress=False,
+                init_from=tmp_path / "a" / "checkpoint.pt")
+    assert [id(p) for p in b.trained] == [id(p) for p in b.model.pedal_head.parameters()]
+    x_t, t, mel = torch.randn(2, 4 * 88, 32), torch.tensor([3, 7]), torch.randn(2, 229, 32)
+    losses = [h["loss"] for h in b.fit() if "loss" in h]
+    assert losses[-1] < losses[0]
+    trained = dict(b.model.named_parameters())
+    for name, p in a.model.named_parameters():
+        if name not in ("input_proj.weight", "output_proj.weight", "output_proj.bias"):
+            assert torch.equal(p, trained[name]), name
+    b.model.eval()
+    with torch.no_grad():
+        x0_a, x0_b = a.model.eval()(x_t[:, :3 * 88], t, mel), b.model(x_t, t, mel)
+    assert torch.allclose(x0_b[:, :3 * 88], x0_a, atol=1e-6) and x0_b[:, 3 * 88:].abs().max() > 0
+    with pytest.raises(ValueError, match="pedal_head needs a pedal roll channel"):
+        Trainer(smoke_cfg(max_steps=1, pedal_head=8), paired=toy_segments(), progress=False)
 
 
 def test_train_only_and_init_from_refuse_what_does_not_fit(tmp_path):
