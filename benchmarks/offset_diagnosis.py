@@ -46,17 +46,22 @@ def table(rows: np.ndarray) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def diagnosis_setup(doc: str, argv: list[str] | None = None) -> tuple[argparse.Namespace, object]:
+    """The options of a diagnosis on validation excerpts (checkpoint, data, pieces, max seconds,
+    threads), parsed, and the checkpoint's pipeline (the bundled model by default)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, default=None, help="default: the bundled model")
     p.add_argument("--data", type=Path, default=ROOT / "data" / "offline-cpu")
     p.add_argument("--pieces", type=int, default=24)
     p.add_argument("--max-seconds", type=float, default=60.0)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
-
     torch.set_num_threads(args.threads)
-    pipe = load_pipeline(args.checkpoint or bundled_checkpoint())
+    return args, load_pipeline(args.checkpoint or bundled_checkpoint())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, pipe = diagnosis_setup(__doc__, argv)
     pieces = load_pieces(args.data, "validation", None, args.pieces, args.max_seconds, cfg=pipe.config, spread=True)
     if not pieces:
         raise SystemExit(f"{args.data}: no validation pieces (build the corpus: make data)")
