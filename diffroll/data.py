@@ -37,7 +37,7 @@ from .audio import AudioError, MelFrontend, load_audio
 from .config import LOWEST_MIDI, N_KEYS, AudioConfig, Config, RollConfig
 from .corpus import build_offline_corpus
 from .loaders import DataError, Piece, list_pieces, read_manifest, split_of
-from .roll import MidiError, Note, clip_notes, load_midi, midi_notes, notes_to_roll
+from .roll import MidiError, Note, clip_notes, load_midi, merged_sustain_spans, midi_notes, notes_to_roll
 
 __all__ = ["DataError", "LoadedPiece", "Piece", "build_offline_corpus", "list_pieces", "load_piece", "load_pieces",
            "roll_dataset", "segment_dataset", "split_of", "summarize", "pitch_counts", "training_data",
@@ -448,18 +448,7 @@ def _pedal_of(midi) -> tuple[float, tuple[tuple[float, float], ...]]:
     """(end time, merged pedal spans) of a PrettyMIDI, or of a file (kept: files are read often)."""
     if not isinstance(midi, pretty_midi.PrettyMIDI):
         return _file_pedal(Path(midi))
-    from .roll import sustain_spans
-
-    end = float(midi.get_end_time())
-    spans = sorted((float(down), min(float(up), end)) for inst in midi.instruments if not inst.is_drum
-                   for down, up in sustain_spans(inst) if down < end)
-    merged: list[tuple[float, float]] = []
-    for down, up in spans:
-        if merged and down <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], up))
-        else:
-            merged.append((down, up))
-    return end, tuple(merged)
+    return merged_sustain_spans(midi)
 
 
 @functools.lru_cache(maxsize=8192)

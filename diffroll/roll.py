@@ -76,6 +76,21 @@ def sustain_spans(instrument: pretty_midi.Instrument) -> list[tuple[float, float
     return spans
 
 
+def merged_sustain_spans(pm: pretty_midi.PrettyMIDI) -> tuple[float, tuple[tuple[float, float], ...]]:
+    """(end time, (down, up) spans of the sustain pedal over all non-drum instruments, overlapping
+    spans merged; a pedal still down at the end is released at the end of the MIDI)."""
+    end = float(pm.get_end_time())
+    spans = sorted((float(down), min(float(up), end)) for inst in pm.instruments if not inst.is_drum
+                   for down, up in sustain_spans(inst) if down < end)
+    merged: list[tuple[float, float]] = []
+    for down, up in spans:
+        if merged and down <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], up))
+        else:
+            merged.append((down, up))
+    return end, tuple(merged)
+
+
 def midi_notes(midi, sustain: bool = True) -> list[Note]:
     """The notes of all non-drum instruments, sorted by onset, as :class:`Note`.
 
@@ -211,11 +226,7 @@ def midi_to_roll(midi, fps: float = FPS, n_frames: int | None = None, sustain: b
     notes = midi_notes(midi, sustain=sustain)
     if not notes:
         raise MidiError(f"{_name(midi)}: MIDI has no notes between A0 and C8")
-    pedal = None
-    if "pedal" in channels:
-        pm = load_midi(midi)
-        pedal = [(down, min(up, pm.get_end_time())) for inst in pm.instruments if not inst.is_drum
-                 for down, up in sustain_spans(inst)]
+    pedal = merged_sustain_spans(load_midi(midi))[1] if "pedal" in channels else None
     return notes_to_roll(notes, fps=fps, n_frames=n_frames, channels=channels, onset_frames=onset_frames, pedal=pedal)
 
 
