@@ -3,7 +3,7 @@ discriminative baseline and basic-pitch, on the same audio: the whole piano test
 headline) and the whole first test split of the offline corpus.
 
     .venv/bin/python benchmarks/model_card.py [--checkpoint checkpoints/diffroll-cpu.pt]
-        [--baseline checkpoints/discriminative-cpu.pt] [--snapshot PATH] [--sampler ddim --steps 5]
+        [--baseline checkpoints/discriminative-cpu.pt] [--snapshot PATH] [--sampler ddim --steps 5] [--precision auto]
         [--ws 0 0.5] [--max-seconds None] [--threads 2] [--no-basic-pitch] [--out figures/model_card.md]
 
 - piano test split: pedalled piano music (music21 keyboard pieces held out by piece, pianistic
@@ -35,6 +35,7 @@ from bench_samplers import run_basic_pitch  # noqa: E402  (basic-pitch in its ow
 from diffroll.checkpoint import load_checkpoint, load_pipeline, trained_steps  # noqa: E402
 from diffroll.data import load_pieces  # noqa: E402
 from diffroll.evaluate import evaluate_pieces, mean_scores  # noqa: E402
+from diffroll.inference import PRECISIONS  # noqa: E402
 
 SETS = ("piano_test", "test")
 
@@ -89,6 +90,8 @@ def main(argv=None):
     p.add_argument("--data", type=Path, default=ROOT / "data" / "offline-cpu")
     p.add_argument("--sampler", default="ddim")
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="the network's arithmetic, as the CLI's --precision (auto: bf16 where the CPU has it natively)")
     p.add_argument("--ws", type=float, nargs="+", default=None,
                    help="guidance weights (default: each checkpoint's own, as the CLI uses it)")
     p.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
@@ -117,7 +120,8 @@ def main(argv=None):
         for w in ws or [pipe.config.diffusion.w if pipe.config.train.mode == "diffusion" else None]:
             for split, pieces in sets.items():
                 start = time.perf_counter()
-                scored = evaluate_pieces(pipe, pieces, sampler=args.sampler, steps=args.steps, w=w, progress=False)
+                scored = evaluate_pieces(pipe, pieces, sampler=args.sampler, steps=args.steps, w=w, progress=False,
+                                         precision=args.precision)
                 rows += tag(scored, label, trained, "–" if w is None else w, split, pipe.config)
                 m = mean_scores(scored, by=())[0]
                 print(f"{label:30s} w={w} {split:10s} F1 {m['f1']:.3f} offset {m['f1_offset']:.3f} "

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .audio_stream import NONFINITE_POLICIES
 from .diffusion import SAMPLERS
-from .inference import DEFAULT_SAMPLER, DEFAULT_STEPS, SILENCE_PEAK
+from .inference import DEFAULT_SAMPLER, DEFAULT_STEPS, PRECISIONS, SILENCE_PEAK
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_GENERATE_SECONDS = 24 * 3600.0
 EPILOG = ("Exit status: 0 every input written; 1 an input or the checkpoint failed (the other inputs are still "
@@ -154,6 +154,9 @@ def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True, samples
     g.add_argument("--threads", type=_positive_int, default=None,
                    help="torch CPU threads (default: torch's, one per core; on a machine busy with other work "
                         "1 is often much faster)")
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="the network's arithmetic: bf16 (autocast; the sampler stays fp32) or fp32; auto: bf16 on "
+                        "CUDA and on CPUs with native bf16 (AVX-512 BF16, AMX), where it is faster (default: auto)")
     g.add_argument("--batch-size", type=_positive_int, default=4,
                    help="rolls (windows x samples) sampled per network call (default: 4). With --sampler ddpm "
                         "the result depends on it: DDPM's per-step noise is drawn per batch")
@@ -431,7 +434,8 @@ def _load(args, generative: bool = False):
 def _kwargs(args, **extra) -> dict:
     """Pipeline.transcribe's keyword arguments from the options."""
     kw = dict(sampler=args.sampler, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
-              progress=not args.quiet, frame_threshold=args.frame_threshold, onset_threshold=args.onset_threshold,
+              precision=args.precision, progress=not args.quiet, frame_threshold=args.frame_threshold,
+              onset_threshold=args.onset_threshold,
               min_note_ms=args.min_note_ms, offset_threshold=args.offset_threshold,
               restrike_threshold=args.restrike_threshold, pedal_threshold=args.pedal_threshold,
               use_pedal=args.use_pedal, keep_roll=False, keep_samples=False)

@@ -31,6 +31,10 @@ is 0. Generation (w = -1) and masked (inpainted) windows are always sampled.
 
 Non-finite input (NaN, ±inf samples) is refused, or replaced by 0, as the audio is read: see
 :mod:`diffroll.audio_stream` (``nonfinite``).
+
+Precision (``precision``, :func:`sampling_precision`): the network may run under bf16 autocast
+(the sampler's arithmetic stays fp32). ``auto`` uses it on CUDA and on CPUs with native bf16
+(AVX-512 BF16 or AMX), where it is faster; elsewhere fp32.
 """
 from __future__ import annotations
 
@@ -52,6 +56,7 @@ from .roll import Note, pedal_down_spans, pedal_track, roll_to_notes, sustain_no
 
 log = logging.getLogger("diffroll.inference")
 
+PRECISIONS = ("auto", "fp32", "bf16")
 SILENCE_PEAK = 1e-4  # a window whose peak is below this is silence: c_mel = 0, not amplified noise
 MAX_PENDING_SECONDS = 600.0  # a key sounding without a break for longer than this is cut there
 
@@ -127,9 +132,38 @@ def frames_mask(spans: list[tuple[float, float]], total_frames: int, fps: float)
     return mask
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bf16 natively: CUDA, or a CPU with AVX-512 BF16 / AMX
+    (oneDNN's check); elsewhere bf16 autocast is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+
+
+def sampling_precision(precision: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16`` (the network under autocast) for a ``precision`` of :data:`PRECISIONS`:
+    ``auto`` is bf16 where :func:`native_bf16`, else fp32."""
+    _check_precision(precision)
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
 def check_sampling(*, batch_size: int = 4, samples: int = 1, w: float | None = None,
-                   steps: int | None = None, overlap: int | None = None, size: int | None = None) -> None:
+                   steps: int | None = None, overlap: int | None = None, size: int | None = None,
+                   precision: str = "auto") -> None:
     """ValueError naming the setting for a value that cannot work (instead of an internal error)."""
+    _check_precision(precision)
     for name, value in (("batch_size", batch_size), ("samples", samples)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
@@ -145,7 +179,8 @@ def check_sampling(*, batch_size: int = 4, samples: int = 1, w: float | None = N
 def stream_rolls(pipe, audio: AudioStream, *, w: float | None = None, sampler: str = "ddpm",
                  steps: int | None = None, seed: int = 0, batch_size: int = 4, overlap: int | None = None,
                  mask: np.ndarray | None = None, samples: int = 1, progress: bool = True,
-                 callback=None, desc: str = "windows") -> Iterator[tuple[int, int, np.ndarray]]:
+                 callback=None, desc: str = "windows", precision: str = "auto"
+                 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """Posteriorgrams x0 of ``audio``, stitched and yielded in order as (lo, hi, x0) with x0 of
     shape (samples, R, hi - lo): frames [lo, hi) of each of the K samples. R: the model's rows
     (88 per roll channel); frames = samples of audio // hop. ``pipe``: a
@@ -155,14 +190,17 @@ def stream_rolls(pipe, audio: AudioStream, *, w: float | None = None, sampler: s
     ignores the audio). ``sampler``/``steps``: see :meth:`diffroll.diffusion.Diffusion.sample`.
     ``overlap``: frames shared by neighbouring windows (None: a quarter window). ``mask``
     (frames,) bool marks frames whose c_mel is set to -1 (inpainting, §4.4). ``batch_size``:
-    (window, sample) pairs per network call. ``callback`` is passed to the sampler.
+    (window, sample) pairs per network call. ``callback`` is passed to the sampler. ``precision``:
+    the network's, :func:`sampling_precision` (auto: bf16 where the device has it natively).
     """
     cfg: Config = pipe.config
     model = pipe.model
     hop, size = cfg.audio.hop_length, cfg.audio.segment_frames
     overlap = size // 4 if overlap is None else overlap
-    check_sampling(batch_size=batch_size, samples=samples, w=w, steps=steps, overlap=overlap, size=size)
+    check_sampling(batch_size=batch_size, samples=samples, w=w, steps=steps, overlap=overlap, size=size,
+                   precision=precision)
     device = next(model.parameters()).device
+    bf16 = sampling_precision(precision, device) == "bf16"
     w = cfg.diffusion.w if w is None else w
     keys, total = model_rows(model), audio.info.samples // hop
     if mask is not None and len(mask) < total:
@@ -195,8 +233,9 @@ def stream_rolls(pipe, audio: AudioStream, *, w: float | None = None, sampler: s
         run = [k for k, (i, _) in enumerate(pairs) if w == -1 or masked[row[i]].any() or not quiet[row[i]]]
         x0 = np.zeros((len(pairs), keys, size), dtype=np.float32)
         if run:
-            x0[run] = _sample(pipe, mel[[row[pairs[k][0]] for k in run]], x_T[run].to(device), w, sampler, steps,
-                              step_gen, callback)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                x0[run] = _sample(pipe, mel[[row[pairs[k][0]] for k in run]], x_T[run].to(device), w, sampler,
+                                  steps, step_gen, callback)
         del mel, x_T, chunks
         return_freed_memory()  # the network's and the mel's temporaries
         for k, (i, j) in enumerate(pairs):
@@ -261,14 +300,15 @@ def transcribe_wave(pipe, wave: np.ndarray, *, w: float | None = None, sampler: 
                     steps: int | None = None, seed: int = 0, batch_size: int = 4,
                     overlap: int | None = None, mask: np.ndarray | None = None,
                     progress: bool = True, callback=None, desc: str = "windows",
-                    nonfinite: str = "error") -> np.ndarray:
+                    nonfinite: str = "error", precision: str = "auto") -> np.ndarray:
     """16 kHz mono audio -> posteriorgram x0 (R, frames) with frames = len(wave) // hop: the
     whole roll of :func:`stream_rolls` (one sample) in memory. Arguments: see there."""
     cfg: Config = pipe.config
     audio = array_audio(wave, cfg.audio.sample_rate, nonfinite)
     out = np.zeros((model_rows(pipe.model), len(wave) // cfg.audio.hop_length), dtype=np.float32)
     for lo, hi, x0 in stream_rolls(pipe, audio, w=w, sampler=sampler, steps=steps, seed=seed, batch_size=batch_size,
-                                   overlap=overlap, mask=mask, progress=progress, callback=callback, desc=desc):
+                                   overlap=overlap, mask=mask, progress=progress, callback=callback, desc=desc,
+                                   precision=precision):
         out[:, lo:hi] = x0[0]
     return out
 

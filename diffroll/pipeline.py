@@ -153,14 +153,14 @@ class Pipeline:
         the audio's length but for the notes themselves).
         ``nonfinite``: "error" (refuse NaN / inf samples) or "zero" (replace them by 0, warn).
         Other keyword arguments go to :func:`diffroll.inference.stream_rolls` (w, sampler, steps,
-        seed, batch_size, overlap, mask, progress, callback, desc); the sampler defaults to
+        seed, batch_size, overlap, mask, progress, callback, desc, precision); the sampler defaults to
         :data:`DEFAULT_SAMPLER`, :data:`DEFAULT_STEPS`. Raises ValueError naming a bad setting.
         """
         frame_threshold = _alias("threshold", threshold, "frame_threshold", frame_threshold)
         settings = decode_settings(self.config, frame_threshold, onset_threshold, min_note_ms, min_frames_without_onset,
                                    offset_threshold, restrike_threshold, pedal_threshold, use_pedal)
         check_sampling(samples=samples, batch_size=kwargs.get("batch_size", 4), w=kwargs.get("w"),
-                       steps=kwargs.get("steps"))
+                       steps=kwargs.get("steps"), precision=kwargs.get("precision", "auto"))
         kwargs.setdefault("sampler", DEFAULT_SAMPLER)
         kwargs.setdefault("steps", DEFAULT_STEPS)
         result = transcribe_stream(self, self.open(audio, nonfinite), settings, samples=samples,

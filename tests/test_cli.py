@@ -260,7 +260,7 @@ def _exits_2(argv, capsys) -> str:
     ["--w", "nan"], ["--w", "inf"], ["--w", "-inf"], ["--threshold", "nan"], ["--frame-threshold", "1.5"],
     ["--frame-threshold", "0"], ["--onset-threshold", "nan"], ["--min-note-ms", "-5"], ["--min-note-ms", "nan"],
     ["--samples", "0"], ["--batch-size", "0"], ["--nonfinite", "ignore"], ["--offset-threshold", "2"],
-    ["--restrike-threshold", "0"], ["--pedal-threshold", "1"],
+    ["--restrike-threshold", "0"], ["--pedal-threshold", "1"], ["--precision", "fp16"],
 ])
 def test_bad_numbers_are_usage_errors(tmp_path, capsys, extra):
     sf.write(tmp_path / "x.wav", tone(), SR)

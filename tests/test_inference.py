@@ -15,7 +15,8 @@ from diffroll.audio import MelFrontend, load_audio
 from diffroll.audio_stream import read_audio, resample_chunked
 from diffroll.config import get_config
 from diffroll.diffusion import Diffusion
-from diffroll.inference import frames_mask, plan_windows, transcribe_notes, transcribe_wave
+from diffroll.inference import (frames_mask, native_bf16, plan_windows, sampling_precision, transcribe_notes,
+                                transcribe_wave)
 from diffroll.model import DiffRoll
 from diffroll.pipeline import Pipeline, transcribe
 
@@ -487,7 +488,7 @@ def test_nonfinite_samples_are_refused_or_repaired(tmp_path, caplog):
     (dict(onset_threshold=float("nan")), "onset_threshold"), (dict(min_note_ms=-1.0), "min_note_ms"),
     (dict(min_note_ms=float("inf")), "min_note_ms"), (dict(nonfinite="ignore"), "nonfinite"),
     (dict(threshold=0.4, frame_threshold=0.6), "same setting"), (dict(overlap=128), "overlap"),
-    (dict(pedal_threshold=1.5), "pedal_threshold"),
+    (dict(pedal_threshold=1.5), "pedal_threshold"), (dict(precision="fp16"), "precision"),
 ])
 def test_bad_settings_are_value_errors_naming_them(kwargs, says):
     pipe = ArgmaxModel(smoke())
@@ -584,3 +585,25 @@ def test_a_long_file_is_transcribed_in_bounded_memory(tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["seconds"] == 1800.0 and out["notes"] > 1000
     assert out["growth_mib"] < 25, out
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "auto"])
+def test_precision_sets_the_networks_arithmetic_and_bf16_stays_close(precision):
+    """bf16 runs the network's layers under autocast (their outputs are bf16), fp32 does not; auto
+    follows the device (bf16 on a CPU with native bf16). x0 is fp32 either way, and near fp32's."""
+    pipe = random_model(smoke())
+    seen = set()
+    hook = pipe.model.output_proj.register_forward_hook(lambda m, i, out: seen.add(out.dtype))
+    wave = melody(3.0, [(0.2, 1.0, 69), (1.2, 2.5, 76)])
+    x0 = transcribe_wave(pipe, wave, sampler="ddim", steps=3, progress=False, precision=precision)
+    hook.remove()
+    want = sampling_precision(precision, torch.device("cpu"))
+    assert want == precision or want == ("bf16" if native_bf16(torch.device("cpu")) else "fp32")
+    assert seen == {torch.bfloat16 if want == "bf16" else torch.float32}
+    assert x0.dtype == np.float32
+    reference = transcribe_wave(pipe, wave, sampler="ddim", steps=3, progress=False, precision="fp32")
+    if want == "fp32":
+        np.testing.assert_array_equal(x0, reference)
+    else:
+        assert not np.array_equal(x0, reference)
+        assert np.abs(x0 - reference).mean() < 0.05 * np.abs(reference).mean()  # bf16: 8 significant bits
