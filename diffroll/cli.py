@@ -179,7 +179,8 @@ def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True, samples
                    help="models with a pedal channel: a note that ends while x̂0's pedal value is above X lasts until "
                         "it falls below (the sustain pedal holds it) (default: the checkpoint's)")
     d.add_argument("--no-pedal", dest="use_pedal", action="store_false",
-                   help="models with a pedal channel: read each note's end from its own frame values only")
+                   help="read each note's end from its own frame values only: no pedal channel (models with one) and "
+                        "no guess of the notes a pedal held (models with one fitted, like the bundled model)")
     d.add_argument("--min-note-ms", type=_milliseconds, default=None, metavar="MS",
                    help="minimum length of a note read without an onset. Note-state models (frame + onset "
                         "rolls): a frame run that no onset starts becomes a note when it lasts at least MS "

@@ -52,7 +52,8 @@ from .audio_stream import AudioInfo, AudioStream, SampleBuffer, array_audio
 from .confidence import array_notes, note_array
 from .config import N_KEYS, Config, RollConfig
 from .diffusion import mask_mel, model_rows
-from .roll import Note, pedal_down_spans, pedal_track, roll_to_notes, sustain_notes
+from .held_notes import HeldNoteModel, Tracks, frame_tracks, hold_notes, join_tracks, note_shapes
+from .roll import Note, channel_rows, pedal_down_spans, pedal_track, roll_to_notes, sustain_notes
 
 log = logging.getLogger("diffroll.inference")
 
@@ -337,11 +338,17 @@ class DecodeSettings:
     offset_threshold: float | None = None
     restrike_threshold: float | None = None
     pedal_threshold: float | None = None  # RollConfig.pedal_threshold (used only with a pedal channel)
+    held_notes: HeldNoteModel | None = None  # RollConfig.held_notes (used only without the pedal channel's pedal)
 
     @property
     def uses_pedal(self) -> bool:
         """Whether decoding holds notes with the roll's pedal channel (:func:`diffroll.roll.sustain_notes`)."""
         return "pedal" in self.channels and self.pedal_threshold is not None
+
+    @property
+    def uses_held_notes(self) -> bool:
+        """Whether decoding guesses the notes a pedal held (:mod:`diffroll.held_notes`)."""
+        return self.held_notes is not None and not self.uses_pedal
 
     @property
     def silent_below(self) -> float:
@@ -369,7 +376,9 @@ def decode_settings(cfg: Config, frame_threshold: float | None = None, onset_thr
     """The config's decoding settings with overrides, checked (ValueError naming a bad one).
     ``offset_threshold`` / ``restrike_threshold`` / ``pedal_threshold``: None keeps the config's
     (whose None means the frame / onset threshold, and for the pedal: do not use it);
-    ``use_pedal=False`` reads the notes without a pedal channel's help.
+    ``use_pedal=False`` reads the notes without a pedal channel's help, and without the guess of
+    pedal-held notes (:attr:`RollConfig.held_notes`, :mod:`diffroll.held_notes`): each note's end
+    from its own frame values only.
 
     ``min_note_ms``: the minimum length of a note read without an onset. With an onset channel
     (note-state rolls) a frame run that no onset starts becomes a note when it lasts at least
@@ -401,15 +410,25 @@ def decode_settings(cfg: Config, frame_threshold: float | None = None, onset_thr
                               ("pedal_threshold", None if not use_pedal else roll_cfg.pedal_threshold
                                if pedal_threshold is None else pedal_threshold)))
     pedal = pedal if "pedal" in channels else None  # checked above, but a roll without pedal rows has no use for it
-    return DecodeSettings(channels, frame, onset, without, min_frames, int(loud), held, restrike, pedal)
+    guess = HeldNoteModel.from_dict(roll_cfg.held_notes) if use_pedal and roll_cfg.held_notes else None
+    return DecodeSettings(channels, frame, onset, without, min_frames, int(loud), held, restrike, pedal, guess)
 
 
 def decode_roll(roll: np.ndarray, fps: float, settings: DecodeSettings) -> list[Note]:
     """Notes of a whole roll (frame indices as times: frame / fps); with a pedal channel
     (:attr:`DecodeSettings.uses_pedal`) a note that ends while the pedal is down lasts until it
-    comes up or its key is struck again (:func:`diffroll.roll.sustain_notes`)."""
+    comes up or its key is struck again (:func:`diffroll.roll.sustain_notes`); without one, with
+    :attr:`DecodeSettings.held_notes`, the notes a pedal probably held last to the next harmony
+    change (:mod:`diffroll.held_notes`)."""
     notes = _decode_keys(roll, fps, settings)
-    return _held_by_pedal(notes, pedal_track(roll, settings.channels), fps, settings) if settings.uses_pedal else notes
+    if settings.uses_pedal:
+        return _held_by_pedal(notes, pedal_track(roll, settings.channels), fps, settings)
+    if settings.uses_held_notes:
+        frame = np.asarray(roll, dtype=np.float32)[channel_rows(settings.channels, "frame")]
+        arr = note_array(notes)
+        shapes = note_shapes(frame, arr, fps, settings.silent_below)
+        return hold_notes(arr, shapes, frame_tracks(frame), fps, settings.held_notes)
+    return notes
 
 
 def _held_by_pedal(notes: list[Note], track: np.ndarray, fps: float, settings: DecodeSettings) -> list[Note]:
@@ -438,7 +457,9 @@ class NoteStream:
     silent frame are decoded at once and dropped. A key that sounds without a single silent frame
     for more than ``max_pending`` frames (:data:`MAX_PENDING_SECONDS`: a stuck note) is cut there,
     with a warning. With a pedal channel the stream keeps its :func:`~diffroll.roll.pedal_track`
-    (4 bytes a frame) and holds the notes by it when it closes, as :func:`decode_roll` does.
+    (4 bytes a frame) and holds the notes by it when it closes, as :func:`decode_roll` does; with
+    :attr:`DecodeSettings.held_notes` it keeps the :func:`~diffroll.held_notes.frame_tracks` (8 bytes
+    a frame) and each note's :func:`~diffroll.held_notes.note_shapes`, and guesses when it closes.
     """
 
     def __init__(self, fps: float, settings: DecodeSettings, max_pending: int | None = None):
@@ -450,6 +471,8 @@ class NoteStream:
         self.start = np.zeros(N_KEYS, dtype=np.int64)  # per key: frames before this are decoded
         self.found: list[np.ndarray] = []  # note_array blocks
         self.pedal: list[np.ndarray] = []  # pedal_track blocks (with a pedal channel)
+        self.tracks: list[Tracks] = []  # frame_tracks blocks (guessing held notes)
+        self.shapes: list[np.ndarray] = []  # note_shapes of the found blocks (guessing held notes)
         self.frames = 0
 
     def feed(self, block: np.ndarray) -> None:
@@ -460,6 +483,8 @@ class NoteStream:
         self.frames += block.shape[1]
         if self.settings.uses_pedal:
             self.pedal.append(pedal_track(block, self.settings.channels))
+        if self.settings.uses_held_notes:
+            self.tracks.append(frame_tracks(block[channel_rows(self.settings.channels, "frame")]))
         self._flush(final=False)
 
     def close_array(self) -> np.ndarray:
@@ -471,6 +496,10 @@ class NoteStream:
             track = np.concatenate(self.pedal) if self.pedal else np.zeros(0, dtype=np.float32)
             arr = note_array(_held_by_pedal(array_notes(arr), track, self.fps, self.settings))
             self.pedal = []
+        if self.settings.uses_held_notes:
+            shapes = np.concatenate(self.shapes) if self.shapes else np.zeros((0, 4), dtype=np.float32)
+            arr = note_array(hold_notes(arr, shapes, join_tracks(self.tracks), self.fps, self.settings.held_notes))
+            self.tracks, self.shapes = [], []
         return arr[np.lexsort(arr.T[::-1])]
 
     def close(self) -> list[Note]:
@@ -510,6 +539,9 @@ class NoteStream:
             idx = np.arange(n)
             active = (idx >= rel_start[:, None]) & (idx < cut[:, None])
             notes = note_array(_decode_keys((x * active[None]).reshape(self.rows, n), self.fps, self.settings))
+            if self.settings.uses_held_notes:
+                frame = x[self.settings.channels.index("frame")]
+                self.shapes.append(note_shapes(frame, notes, self.fps, self.settings.silent_below))
             frames = np.round(notes[:, :2] * self.fps) + self.base  # whole frames: exact times
             notes[:, :2] = frames / self.fps
             self.found.append(notes)
