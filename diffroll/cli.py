@@ -148,7 +148,8 @@ def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True, samples
         g.add_argument("--samples", type=_positive_int, default=1, metavar="K",
                        help="draw K transcriptions (different noise, batched together) and keep the notes a "
                             "majority (more than K/2) holds; each note's confidence is the share of samples "
-                            "holding it (same pitch, onset within 50 ms) (default: 1, confidence 1.0)")
+                            "holding it (same pitch, onset within 50 ms), or for a calibrated checkpoint (the "
+                            "bundled one) the chance that such a note is right (default: 1, confidence 1.0)")
     g.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     g.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     g.add_argument("--threads", type=_positive_int, default=None,

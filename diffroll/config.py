@@ -88,6 +88,7 @@ class RollConfig:
     restrike_threshold: float | None = None  # an onset inside a sounding note re-strikes it above this (None: onset_threshold)
     pedal_threshold: float | None = 0.5  # pedal channel: notes ending while above it last until it falls (None: unused)
     held_notes: dict | None = None  # a held_notes.HeldNoteModel: guess the notes a pedal held (None: off)
+    confidence_calibration: list[float] | None = None  # [slope, intercept] of confidence.Calibration (None: votes/K)
     channel_weights: list[float] | None = None  # weight of each channel's squared error in Eq. 3 (None: equal)
     velocity_note_weight: float = 1.0  # the velocity error weighs this many times more where the reference note sounds
 

@@ -26,7 +26,7 @@ import pretty_midi
 import torch
 
 from .audio_stream import AudioInfo, AudioStream, array_audio, open_audio, read_audio, silence_audio
-from .confidence import array_notes, consensus, note_array
+from .confidence import Calibration, array_notes, consensus, note_array
 from .config import Config
 from .diffusion import Diffusion
 from .inference import (DEFAULT_SAMPLER, DEFAULT_STEPS, StreamResult, check_sampling, decode_roll, decode_settings,
@@ -46,9 +46,12 @@ class Transcription:
 
     With ``samples`` = K > 1 the notes are those found by a majority of K transcriptions and
     ``confidence`` holds, per note, the share of the K samples holding it (same pitch, onset within
-    50 ms; :mod:`diffroll.confidence`); ``sample_notes`` are the K transcriptions themselves. With
-    K = 1 every confidence is 1.0. ``roll``: x̂0 (R, frames), R = 88 per roll channel, of the
-    first sample; None when not kept (long audio). ``audio``: what was read (length, peak, NaN).
+    50 ms; :mod:`diffroll.confidence`) — or, for a checkpoint with a
+    :attr:`~diffroll.config.RollConfig.confidence_calibration`, the probability that the note is
+    right that this share gives (:class:`~diffroll.confidence.Calibration`); ``sample_notes`` are
+    the K transcriptions themselves. With K = 1 every confidence is 1.0. ``roll``: x̂0 (R, frames),
+    R = 88 per roll channel, of the first sample; None when not kept (long audio). ``audio``: what
+    was read (length, peak, NaN).
     """
 
     notes: list[Note]
@@ -165,7 +168,8 @@ class Pipeline:
         kwargs.setdefault("steps", DEFAULT_STEPS)
         result = transcribe_stream(self, self.open(audio, nonfinite), settings, samples=samples,
                                    keep_roll=keep_roll, **kwargs)
-        return _vote(result, self.config.audio.fps, keep_samples)
+        calibration = Calibration.of(self.config.roll.confidence_calibration)
+        return _vote(result, self.config.audio.fps, keep_samples, calibration)
 
     def generate(self, seconds: float = 20.48, **kwargs) -> Transcription:
         """Unconditional generation (w = -1, §4.3): a roll sampled with c_mel = -1 everywhere."""
@@ -334,12 +338,16 @@ def _alias(old: str, old_value, new: str, new_value):
     return new_value if new_value is not None else old_value
 
 
-def _vote(result: StreamResult, fps: float, keep_samples: bool) -> Transcription:
+def _vote(result: StreamResult, fps: float, keep_samples: bool, calibration: Calibration | None = None
+          ) -> Transcription:
     """One :class:`Transcription` of K sampled transcriptions: the sample itself when K = 1, else
-    the majority's notes with their confidence (:func:`diffroll.confidence.consensus`)."""
+    the majority's notes with their confidence (:func:`diffroll.confidence.consensus`, through
+    ``calibration`` when given)."""
     if len(result.samples) == 1:
         return Transcription(array_notes(result.samples[0]), result.roll, fps, audio=result.audio)
     notes, confidence = consensus(result.samples)
+    if calibration is not None:
+        confidence = [float(c) for c in calibration(confidence, len(result.samples))]
     sample_notes = [array_notes(a) for a in result.samples] if keep_samples else None
     return Transcription(notes, result.roll, fps, confidence, sample_notes, result.audio)
 

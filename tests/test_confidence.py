@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from diffroll.confidence import (array_notes, cluster_notes, consensus, expected_calibration_error, note_array,
-                                 reliability, true_positives, vote_bins)
+from diffroll.confidence import (Calibration, array_notes, cluster_notes, consensus, expected_calibration_error,
+                                 fit_calibration, note_array, reliability, true_positives, vote_bins)
 from diffroll.roll import Note
 
 F = 1 / 31.25  # one frame
@@ -115,3 +115,32 @@ def test_reliability_and_ece():
         reliability([1.5], [True])
     with pytest.raises(ValueError, match="differ in length"):
         reliability([0.5, 0.5], [True])
+
+
+def test_a_calibration_fit_on_over_confident_votes_removes_their_error():
+    """Votes whose notes are right less often than their share (as the bundled model's are): the
+    fitted calibration recovers the law that made them and brings the ECE near 0."""
+    rng = np.random.default_rng(0)
+    truth = Calibration(slope=1.2, intercept=-0.4)
+    share = rng.integers(1, 5, 40000) / 4
+    right = rng.uniform(size=share.size) < truth(share, 4)
+    assert expected_calibration_error(share, right, vote_bins(4)) > 0.08
+    fitted = fit_calibration(share, right, 4)
+    assert fitted.slope == pytest.approx(1.2, abs=0.06) and fitted.intercept == pytest.approx(-0.4, abs=0.06)
+    bins = vote_bins(4, fitted)
+    assert np.all(np.diff(fitted(np.arange(1, 5) / 4, 4)) > 0) and np.all(np.diff(bins) > 0)
+    assert len(reliability(fitted(share, 4), right, bins)) == 4  # still one bin per vote count
+    assert expected_calibration_error(fitted(share, 4), right, bins) < 0.01
+    assert Calibration.of([1.2, -0.4]) == truth and Calibration.of(None) is None
+    assert 0 < truth(1.0, 4) < 1 and truth(1.0, 8) > truth(1.0, 4)  # all of 8 votes say more than all of 4
+
+
+@pytest.mark.parametrize("bad", [[0.0, 1.0], [-1.0, 0.0], [float("nan"), 0.0], [1.0]])
+def test_a_calibration_must_raise_confidence_with_votes(bad):
+    with pytest.raises(ValueError, match="slope|slope, intercept"):
+        Calibration.of(bad)
+
+
+def test_a_calibration_needs_right_and_wrong_notes():
+    with pytest.raises(ValueError, match="right and wrong"):
+        fit_calibration([0.25, 0.5, 1.0], [True, True, True], 4)

@@ -451,6 +451,11 @@ def test_samples_differ_and_do_not_depend_on_the_batch_size():
     assert all(0.5 < c <= 1 for c in runs[0].confidence)
     single = pipe.transcribe(wave, sampler="ddim", steps=3, progress=False)
     assert single.notes == runs[0].sample_notes[0]  # sample 0 draws the x_T a single run draws
+    calibrated = Pipeline(pipe.model, cfg.override(confidence_calibration=[2.0, -1.0]))
+    voted = calibrated.transcribe(wave, samples=3, sampler="ddim", steps=3, progress=False)
+    assert voted.notes == runs[0].notes  # a checkpoint's calibration maps each vote share to a probability
+    smoothed = (3 * np.array(runs[0].confidence) + 0.5) / 4
+    np.testing.assert_allclose(voted.confidence, 1 / (1 + np.exp(-(2.0 * np.log(smoothed / (1 - smoothed)) - 1.0))))
 
 
 # --- no silent wrong results ----------------------------------------------------------------------

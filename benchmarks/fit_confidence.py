@@ -1,0 +1,90 @@
+"""Calibrate a checkpoint's per-note confidence (:class:`diffroll.confidence.Calibration`) on the
+VALIDATION split (never a test split); optionally export the checkpoint with it in its config
+(``roll.confidence_calibration``).
+
+    .venv/bin/python benchmarks/fit_confidence.py [--checkpoint checkpoints/diffroll-cpu.pt]
+        [--pieces 48] [--max-seconds 60] [--samples 4] [--export checkpoints/diffroll-cpu.pt]
+
+Every piece is transcribed with K samples and the CLI's sampler; every candidate note of the vote
+(:func:`diffroll.confidence.cluster_notes`) is right or not (onset within 50 ms of a reference
+note of its pitch). Prints the expected calibration error of the raw vote shares and of the
+calibration fit on the other half of the pieces (each half scored by the other's fit), then fits
+on all of them. Writes runs/tune/confidence-<checkpoint>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+
+from diffroll.checkpoint import export_weights, load_pipeline  # noqa: E402
+from diffroll.confidence import (cluster_notes, expected_calibration_error, fit_calibration,  # noqa: E402
+                                 true_positives, vote_bins)
+from diffroll.data import load_pieces  # noqa: E402
+from diffroll.paths import bundled_checkpoint  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", type=Path, default=None, help="default: the bundled model")
+    p.add_argument("--data", type=Path, default=ROOT / "data" / "offline-cpu")
+    p.add_argument("--pieces", type=int, default=48)
+    p.add_argument("--max-seconds", type=float, default=60.0)
+    p.add_argument("--samples", type=int, default=4, help="K, as notebook 10 and --samples use it")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--export", type=Path, default=None, help="write the fp16 weights with the calibration here")
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    checkpoint = args.checkpoint or bundled_checkpoint()
+    pipe = load_pipeline(checkpoint)
+    pieces = load_pieces(args.data, "validation", None, args.pieces, args.max_seconds, cfg=pipe.config, spread=True)
+    if len(pieces) < 2:
+        raise SystemExit(f"{args.data}: too few validation pieces (build the corpus: make data)")
+    per_piece = []  # (shares, right) of each piece's candidates
+    for _, _, wave, ref in tqdm(pieces, desc="validation", unit="piece"):
+        result = pipe.transcribe(wave, samples=args.samples, progress=False, keep_roll=False)
+        candidates = cluster_notes(result.sample_notes)
+        per_piece.append((np.array([c.confidence for c in candidates]),
+                          true_positives(ref, [c.note for c in candidates])))
+    k, raw_bins = args.samples, vote_bins(args.samples)
+    share, right = (np.concatenate(x) for x in zip(*per_piece))
+    halves = [list(range(0, len(per_piece), 2)), list(range(1, len(per_piece), 2))]
+    crossed = []
+    for fit_on, score_on in (halves, halves[::-1]):
+        calibration = fit_calibration(*(np.concatenate([per_piece[i][j] for i in fit_on]) for j in (0, 1)), k)
+        s, r = (np.concatenate([per_piece[i][j] for i in score_on]) for j in (0, 1))
+        crossed.append((calibration(s, k), r, calibration))
+    ece_raw = expected_calibration_error(share, right, raw_bins)
+    ece_crossed = np.average([expected_calibration_error(c, r, vote_bins(k, cal)) for c, r, cal in crossed],
+                             weights=[len(r) for _, r, _ in crossed])
+    calibration = fit_calibration(share, right, k)
+    votes = np.round(share * k)
+    by_votes = {v: float(right[votes == v].mean()) for v in range(1, k + 1) if (votes == v).any()}
+    print(f"{len(pieces)} validation excerpts, K = {k}: {len(share)} candidate notes, right per vote count {by_votes}")
+    print(f"ECE of the vote share {ece_raw:.3f}; calibrated (each half by the other's fit) {ece_crossed:.3f}")
+    print(f"calibration on all: slope {calibration.slope:.3f}, intercept {calibration.intercept:.3f} -> "
+          + ", ".join(f"{v}/{k}: {calibration(v / k, k):.3f}" for v in range(1, k + 1)))
+    out = ROOT / "runs" / "tune" / f"confidence-{Path(checkpoint).parent.name}-{Path(checkpoint).stem}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"checkpoint": str(checkpoint), "pieces": len(pieces), "samples": k,
+                               "max_seconds": args.max_seconds, "right_per_votes": by_votes, "ece_raw": ece_raw,
+                               "ece_crossed": float(ece_crossed),
+                               "confidence_calibration": [calibration.slope, calibration.intercept]}, indent=1))
+    print(f"wrote {out}")
+    if args.export:
+        path = export_weights(checkpoint, args.export, half=True,
+                              settings={"roll": {"confidence_calibration": [calibration.slope, calibration.intercept]}})
+        print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
