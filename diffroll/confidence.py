@@ -32,6 +32,7 @@ import mir_eval
 import numpy as np
 
 from .evaluate import ONSET_TOLERANCE
+from .logistic import fit_logistic, sigmoid
 from .roll import Note
 
 
@@ -256,7 +257,7 @@ class Calibration:
 
     def __call__(self, share, samples: int):
         """The probability for vote shares ``share`` (votes / K) of K = ``samples``."""
-        return 1.0 / (1.0 + np.exp(-(self.slope * _log_odds(share, samples) + self.intercept)))
+        return sigmoid(self.slope * _log_odds(share, samples) + self.intercept)
 
 
 def _log_odds(share, samples: int) -> np.ndarray:
@@ -264,26 +265,18 @@ def _log_odds(share, samples: int) -> np.ndarray:
     return np.log(smoothed / (1 - smoothed))
 
 
-def fit_calibration(share: Sequence[float], correct: Sequence[bool], samples: int, iterations: int = 50
-                    ) -> Calibration:
+def fit_calibration(share: Sequence[float], correct: Sequence[bool], samples: int) -> Calibration:
     """The :class:`Calibration` of least log loss on notes with vote shares ``share`` of K =
-    ``samples`` that are right or not (``correct``): Newton's method on logistic regression's two
-    parameters."""
+    ``samples`` that are right or not (``correct``): logistic regression on the log-odds
+    (:func:`diffroll.logistic.fit_logistic`)."""
     v = np.asarray(share, dtype=float)
     y = np.asarray(correct, dtype=float)
     if v.shape != y.shape or len(v) == 0:
         raise ValueError(f"share and correct must be equally long and not empty: {v.shape} vs {y.shape}")
     if y.min() == y.max() or v.min() == v.max():
         raise ValueError("a calibration needs right and wrong notes with different vote shares")
-    x = np.stack([_log_odds(v, samples), np.ones_like(v)], axis=1)
-    theta = np.zeros(2)
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-x @ theta))
-        step = np.linalg.solve(x.T @ (x * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2), x.T @ (y - p))
-        theta += step
-        if np.abs(step).max() < 1e-10:
-            break
-    return Calibration(float(theta[0]), float(theta[1]))
+    (slope,), intercept = fit_logistic(_log_odds(v, samples)[:, None], y)
+    return Calibration(float(slope), intercept)
 
 
 __all__ = ["Calibration", "Candidate", "array_notes", "cluster_notes", "consensus", "expected_calibration_error",

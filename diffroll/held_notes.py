@@ -33,6 +33,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from .config import LOWEST_MIDI
+from .logistic import fit_logistic, sigmoid
 from .pianist import harmony_changes
 from .roll import Note, sustain_notes
 
@@ -126,8 +127,7 @@ class HeldNoteModel:
 
     def probability(self, features: np.ndarray) -> np.ndarray:
         z = (np.asarray(features, dtype=np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
-        logit = self.bias + np.concatenate([z, z * z], axis=1) @ np.asarray(self.weights)
-        return 1.0 / (1.0 + np.exp(-logit))
+        return sigmoid(self.bias + np.concatenate([z, z * z], axis=1) @ np.asarray(self.weights))
 
 
 class _Note:
@@ -238,30 +238,16 @@ def candidate_labels(ref: Sequence[Note], arr: np.ndarray, candidate: np.ndarray
 
 def fit_held_note_model(features: np.ndarray, labels: np.ndarray, threshold: float = 0.5,
                         l2: float = 1e-3) -> HeldNoteModel:
-    """Logistic regression (L-BFGS, L2 penalty ``l2``) of labels 1 against 0 on [z, z²]."""
-    import torch
-
+    """Logistic regression (:func:`diffroll.logistic.fit_logistic`, L2 penalty ``l2``) of labels 1
+    against 0 on [z, z²]."""
     keep = labels >= 0
     x, y = np.asarray(features, dtype=np.float64)[keep], labels[keep] == 1
     if len(np.unique(y)) < 2:
         raise ValueError(f"held-note labels need both classes; got {int(y.sum())} held of {len(y)}")
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
     z = (x - mean) / scale
-    design = torch.tensor(np.concatenate([z, z * z], axis=1), dtype=torch.float64)
-    target = torch.tensor(y, dtype=torch.float64)
-    w = torch.zeros(design.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
-
-    def loss():
-        opt.zero_grad()
-        value = torch.nn.functional.binary_cross_entropy_with_logits(design @ w + b, target) + l2 * (w * w).sum()
-        value.backward()
-        return value
-
-    opt.step(loss)
-    return HeldNoteModel.from_dict(dict(mean=mean, scale=scale, weights=w.detach().numpy(), bias=b.item(),
-                                        threshold=threshold))
+    weights, bias = fit_logistic(np.concatenate([z, z * z], axis=1), y, l2=l2)
+    return HeldNoteModel.from_dict(dict(mean=mean, scale=scale, weights=weights, bias=bias, threshold=threshold))
 
 
 __all__ = ["FEATURES", "HeldNoteModel", "Tracks", "candidate_labels", "fit_held_note_model", "frame_tracks",

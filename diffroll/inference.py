@@ -146,7 +146,8 @@ def native_bf16(device: torch.device) -> bool:
         return False
 
 
-def _check_precision(precision: str) -> None:
+def check_precision(precision: str) -> None:
+    """ValueError for a precision not in :data:`PRECISIONS` (sampling's and training's)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
 
@@ -154,7 +155,7 @@ def _check_precision(precision: str) -> None:
 def sampling_precision(precision: str, device: torch.device) -> str:
     """``fp32`` or ``bf16`` (the network under autocast) for a ``precision`` of :data:`PRECISIONS`:
     ``auto`` is bf16 where :func:`native_bf16`, else fp32."""
-    _check_precision(precision)
+    check_precision(precision)
     if precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     return precision
@@ -164,7 +165,7 @@ def check_sampling(*, batch_size: int = 4, samples: int = 1, w: float | None = N
                    steps: int | None = None, overlap: int | None = None, size: int | None = None,
                    precision: str = "auto") -> None:
     """ValueError naming the setting for a value that cannot work (instead of an internal error)."""
-    _check_precision(precision)
+    check_precision(precision)
     for name, value in (("batch_size", batch_size), ("samples", samples)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
@@ -593,7 +594,8 @@ DEFAULT_SAMPLER = "ddim"
 DEFAULT_STEPS = 5
 
 
-__all__ = ["DEFAULT_SAMPLER", "DEFAULT_STEPS", "SILENCE_PEAK", "DecodeSettings", "NoteStream", "StreamResult",
-           "Windows", "check_sampling", "chunk_mels", "decode_roll", "decode_settings", "frames_mask",
-           "min_note_frames", "plan_windows", "sample_seed", "stream_rolls", "transcribe_notes",
-           "transcribe_stream", "transcribe_wave", "window_mels"]
+__all__ = ["DEFAULT_SAMPLER", "DEFAULT_STEPS", "PRECISIONS", "SILENCE_PEAK", "DecodeSettings", "NoteStream",
+           "StreamResult", "Windows", "check_precision", "check_sampling", "chunk_mels", "decode_roll",
+           "decode_settings", "frames_mask", "min_note_frames", "native_bf16", "plan_windows", "sample_seed",
+           "sampling_precision", "stream_rolls", "transcribe_notes", "transcribe_stream", "transcribe_wave",
+           "window_mels"]

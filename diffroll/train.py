@@ -40,12 +40,12 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError, config_of, load_checkpoint, save_checkpoint
 from .config import Config
 from .diffusion import Diffusion
+from .inference import check_precision
 from .pipeline import Pipeline, new_model
 
 log = logging.getLogger("diffroll.train")
 
 CROP_SEED = 500_009  # the crops of step n are drawn from seed·1,000,003 + n + CROP_SEED
-PRECISIONS = ("auto", "fp32", "bf16")
 VAL_LOSS_SEGMENTS = 32  # validation loss: the first segments of the validation set, fixed t and ε
 VAL_LOSS_SEED = 12_345
 
@@ -58,8 +58,7 @@ def pick_device(device: str | None = None) -> torch.device:
 def precision_of(precision: str, device: torch.device) -> str:
     """``fp32`` or ``bf16`` (autocast) for a :attr:`TrainConfig.precision` on ``device``:
     ``auto`` is bf16 on CUDA and fp32 on CPU."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+    check_precision(precision)
     if precision == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     return precision

@@ -4,6 +4,7 @@ import pytest
 
 from diffroll.confidence import (Calibration, array_notes, cluster_notes, consensus, expected_calibration_error,
                                  fit_calibration, note_array, reliability, true_positives, vote_bins)
+from diffroll.logistic import fit_logistic
 from diffroll.roll import Note
 
 F = 1 / 31.25  # one frame
@@ -144,3 +145,15 @@ def test_a_calibration_must_raise_confidence_with_votes(bad):
 def test_a_calibration_needs_right_and_wrong_notes():
     with pytest.raises(ValueError, match="right and wrong"):
         fit_calibration([0.25, 0.5, 1.0], [True, True, True], 4)
+
+
+def test_logistic_regression_finds_the_optimum_and_its_penalty_shrinks_the_weights():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(5000, 3))
+    y = rng.uniform(size=5000) < 1 / (1 + np.exp(-(x @ [2.0, -1.0, 0.0] + 0.5)))
+    w, b = fit_logistic(x, y)
+    p = 1 / (1 + np.exp(-(x @ w + b)))
+    np.testing.assert_allclose(np.append(x.T @ (p - y), (p - y).sum()) / len(y), 0, atol=1e-9)  # the gradient
+    np.testing.assert_allclose(np.append(w, b), [2.0, -1.0, 0.0, 0.5], atol=0.12)
+    shrunk, _ = fit_logistic(x, y, l2=0.1)
+    assert np.linalg.norm(shrunk) < 0.7 * np.linalg.norm(w)
