@@ -320,17 +320,22 @@ def write_markdown(path: Path, results, meta, ref, best, met):
     path.write_text("\n".join(lines))
 
 
-def plot(path: Path, results, ref, best):
+def plot(path: Path, results, ref, best, cfg_w: float):
+    """F1 against RTF per sampler and w (dashed w = 0, solid w = 0.5, dotted the checkpoint's own
+    w), basic-pitch, the CLI default (DDIM x 5 at the checkpoint's w) and the rule's recommendation."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from diffroll.inference import DEFAULT_SAMPLER, DEFAULT_STEPS
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     colors = {"ddpm": "tab:blue", "ddim": "tab:orange", "dpmpp": "tab:green"}
     for ax, key, title in ((axes[0], "f1", "note F1 (onset)"), (axes[1], "f1_offset", "note-with-offset F1")):
         for sampler in SAMPLERS:
-            for w, style in ((0.0, "--"), (0.5, "-")):
+            for w in sorted({r["w"] for r in results if r["sampler"] == sampler}):
+                style = {0.0: "--", 0.5: "-"}.get(w, ":")
                 rs = sorted((r for r in results if r["sampler"] == sampler and r["w"] == w), key=lambda r: r["steps"])
                 if not rs:
                     continue
@@ -342,9 +347,13 @@ def plot(path: Path, results, ref, best):
         for r in results:
             if r["sampler"] == "basic-pitch":
                 ax.plot(r["s"]["all"]["rtf"], 100 * head(r)[key], "k*", ms=12, label="basic-pitch")
+        for r in results:
+            if (r["sampler"], r["steps"], r["w"]) == (DEFAULT_SAMPLER, DEFAULT_STEPS, cfg_w):
+                ax.plot(r["s"]["all"]["rtf"], 100 * head(r)[key], "s", ms=12, mfc="none", mec="black",
+                        label="CLI default")
         if best is not None:
             ax.plot(best["s"]["all"]["rtf"], 100 * head(best)[key], "o", ms=12, mfc="none", mec="red",
-                    label="CLI default")
+                    label="recommended by the rule")
         ax.axvline(RTF_TARGET, color="grey", lw=0.8, ls=":")
         if ref is not None and key == "f1":
             ax.axhline(100 * (head(ref)["f1"] - F1_MARGIN), color="grey", lw=0.8, ls=":")
@@ -364,7 +373,7 @@ def render(args, results, meta) -> None:
     ref, best, met = recommend(results, meta["cfg_w"])
     args.out.mkdir(parents=True, exist_ok=True)
     write_markdown(args.out / "bench.md", results, meta, ref, best, met)
-    plot(args.out / "bench.png", results, ref, best)
+    plot(args.out / "bench.png", results, ref, best, meta["cfg_w"])
     print(f"wrote {args.out / 'bench.md'} and {args.out / 'bench.png'}")
     if best is not None:
         print(f"recommended default: --sampler {best['sampler']} --steps {best['steps']} --w {best['w']:g}"
