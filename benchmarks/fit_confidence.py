@@ -19,32 +19,28 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from diffroll.checkpoint import export_weights, load_pipeline  # noqa: E402
+from offset_diagnosis import diagnosis_setup  # noqa: E402
+
+from diffroll.checkpoint import export_weights  # noqa: E402
 from diffroll.confidence import (cluster_notes, expected_calibration_error, fit_calibration,  # noqa: E402
                                  true_positives, vote_bins)
 from diffroll.data import load_pieces  # noqa: E402
 from diffroll.paths import bundled_checkpoint  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", type=Path, default=None, help="default: the bundled model")
-    p.add_argument("--data", type=Path, default=ROOT / "data" / "offline-cpu")
-    p.add_argument("--pieces", type=int, default=48)
-    p.add_argument("--max-seconds", type=float, default=60.0)
+def options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=4, help="K, as notebook 10 and --samples use it")
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--export", type=Path, default=None, help="write the fp16 weights with the calibration here")
-    args = p.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
+
+def main(argv: list[str] | None = None) -> int:
+    args, pipe = diagnosis_setup(__doc__, argv, pieces=48, more_options=options)
     checkpoint = args.checkpoint or bundled_checkpoint()
-    pipe = load_pipeline(checkpoint)
     pieces = load_pieces(args.data, "validation", None, args.pieces, args.max_seconds, cfg=pipe.config, spread=True)
     if len(pieces) < 2:
         raise SystemExit(f"{args.data}: too few validation pieces (build the corpus: make data)")

@@ -21,12 +21,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from diffroll.checkpoint import export_weights, load_pipeline  # noqa: E402
+from offset_diagnosis import diagnosis_setup  # noqa: E402
+
+from diffroll.checkpoint import export_weights  # noqa: E402
 from diffroll.confidence import note_array  # noqa: E402
 from diffroll.data import load_pieces  # noqa: E402
 from diffroll.evaluate import note_scores  # noqa: E402
@@ -55,21 +57,15 @@ def transcribed(pipe, pieces, desc: str) -> list[dict]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", type=Path, default=None, help="default: the bundled model")
-    p.add_argument("--data", type=Path, default=ROOT / "data" / "offline-cpu")
+def options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fit-pieces", type=int, default=160, help="training pieces the model is fit on")
-    p.add_argument("--pieces", type=int, default=96, help="validation pieces the threshold is chosen on")
-    p.add_argument("--max-seconds", type=float, default=60.0)
     p.add_argument("--thresholds", type=float, nargs="+", default=[0.2, 0.25, 0.3, 0.35, 0.4])
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--export", type=Path, default=None, help="write the fp16 EMA weights with the fitted guess here")
-    args = p.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
+
+def main(argv: list[str] | None = None) -> int:
+    args, pipe = diagnosis_setup(__doc__, argv, pieces=96, more_options=options)  # --pieces: the threshold's
     checkpoint = args.checkpoint or bundled_checkpoint()
-    pipe = load_pipeline(checkpoint)
     cfg, fps = pipe.config, pipe.config.audio.fps
     fit = transcribed(pipe, load_pieces(args.data, "train", None, args.fit_pieces, args.max_seconds, cfg=cfg,
                                         spread=True), "fit (train)")

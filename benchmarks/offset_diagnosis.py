@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -46,15 +47,20 @@ def table(rows: np.ndarray) -> str:
     return "\n".join(lines)
 
 
-def diagnosis_setup(doc: str, argv: list[str] | None = None) -> tuple[argparse.Namespace, object]:
-    """The options of a diagnosis on validation excerpts (checkpoint, data, pieces, max seconds,
-    threads), parsed, and the checkpoint's pipeline (the bundled model by default)."""
+def diagnosis_setup(doc: str, argv: list[str] | None = None, pieces: int = 24,
+                    more_options: Callable[[argparse.ArgumentParser], None] | None = None
+                    ) -> tuple[argparse.Namespace, object]:
+    """The options of a script on validation excerpts (checkpoint, data, ``pieces``, max seconds,
+    threads, and whatever ``more_options`` adds), parsed, and the checkpoint's pipeline (the
+    bundled model by default). The diagnoses and the fit_* scripts share it."""
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, default=None, help="default: the bundled model")
     p.add_argument("--data", type=Path, default=ROOT / "data" / "offline-cpu")
-    p.add_argument("--pieces", type=int, default=24)
+    p.add_argument("--pieces", type=int, default=pieces, help=f"validation excerpts (default: {pieces})")
     p.add_argument("--max-seconds", type=float, default=60.0)
     p.add_argument("--threads", type=int, default=2)
+    if more_options is not None:
+        more_options(p)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     return args, load_pipeline(args.checkpoint or bundled_checkpoint())
