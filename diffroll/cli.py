@@ -16,8 +16,8 @@ No silent wrong results:
 - existing outputs are never replaced unless ``--overwrite`` is given (that input fails);
 - every output is written to a temporary file and renamed once all of an input's outputs are
   done, so a failed input leaves nothing behind;
-- ``--sampler ddpm`` draws its per-step noise per batch: its result depends on ``--batch-size``
-  (and ``--samples``); ddim and dpmpp do not.
+- a result depends on the seed only, not on ``--batch-size`` (every window of every sample draws
+  its noise from its own generator).
 
 Long files are streamed (read, sampled and decoded window by window; only the notes are kept), so
 memory does not grow with the length of the audio (``--sonify`` too renders a minute at a time).

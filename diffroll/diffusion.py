@@ -9,7 +9,7 @@ Index convention: ``alphas_cumprod[i]`` holds ᾱ_t for t = i + 1; ᾱ_0 = 1 (α
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -63,7 +63,16 @@ def guided_denoiser(model, mel: torch.Tensor, w: float) -> Denoiser:
     return denoise
 
 
-def _randn(shape, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def _randn(shape, generator: Generators, like: torch.Tensor) -> torch.Tensor:
+    """N(0, I) noise of ``shape``; with a sequence of generators, row b from generator b (so a
+    row's noise does not depend on the rows batched with it)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
+        return torch.stack([_randn(tuple(shape[1:]), g, like) for g in generator])
     device = generator.device if generator is not None else like.device
     return torch.randn(shape, generator=generator, device=device).to(like.device)
 
@@ -131,14 +140,16 @@ class Diffusion:
 
     @torch.no_grad()
     def sample(self, model, mel: torch.Tensor, w: float = 0.5, sampler: str = "ddpm",
-               steps: int | None = None, generator: torch.Generator | None = None,
+               steps: int | None = None, generator: Generators = None,
                callback: Callable[[dict], None] | None = None,
                x_T: torch.Tensor | None = None) -> torch.Tensor:
         """Algorithm 1: x_T ~ N(0, I), then reverse steps to x_0, the posteriorgram (B, R, τ).
 
         ``sampler``: ``ddpm`` (the paper's σ_t, default), ``ddim`` (σ = 0) or ``dpmpp``
         (DPM-Solver++(2M), beyond the paper); ``steps`` strides the T steps (None: all).
-        ``callback`` receives a dict (i, t, alpha_bar, x_t, x0_hat) at every step.
+        ``callback`` receives a dict (i, t, alpha_bar, x_t, x0_hat) at every step. ``generator``
+        draws x_T (when not given) and DDPM's per-step noise; a sequence of B generators draws
+        each example's own.
         """
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
@@ -163,7 +174,7 @@ def _rand(n: int, generator: torch.Generator | None, like: torch.Tensor) -> torc
 
 
 def sample_ddpm(denoise: Denoiser, x: torch.Tensor, diffusion: Diffusion, timesteps: list[int],
-                generator: torch.Generator | None = None, callback=None, eta: float = 1.0) -> torch.Tensor:
+                generator: Generators = None, callback=None, eta: float = 1.0) -> torch.Tensor:
     """Algorithm 1 over descending ``timesteps`` (consecutive: the paper's; strided: DDIM's
     generalisation). η = 1 gives DDPM's σ_t = √((1−ᾱ_{t−1})/(1−ᾱ_t))·√(1−α_t); η = 0 is DDIM."""
     for i, t in enumerate(timesteps):

@@ -22,9 +22,8 @@ together with the windows; K note streams give K transcriptions (see :mod:`diffr
 
 Noise: x_T of sample j is drawn window after window from its own generator (:func:`sample_seed`:
 ``seed`` itself for sample 0, so the first of K samples is the single transcription of that seed),
-so the deterministic samplers (ddim, dpmpp) give the same result for any ``batch_size``.
-**DDPM's per-step noise is drawn per batch: a ddpm result is reproducible for a given (seed,
-batch_size, samples) but changes with the batch size.**
+and DDPM's per-step noise of each window of each sample from its own generator
+(:func:`step_seed`), so every sampler gives the same result for any ``batch_size``.
 
 Silent windows (peak below ``SILENCE_PEAK``) are not sampled at all when transcribing: their roll
 is 0. Generation (w = -1) and masked (inpainted) windows are always sampled.
@@ -214,7 +213,6 @@ def stream_rolls(pipe, audio: AudioStream, *, w: float | None = None, sampler: s
     plan = plan_windows(total, size, overlap)
     frontend = MelFrontend(cfg.audio).to(device)
     init_gens = [torch.Generator().manual_seed(sample_seed(seed, j)) for j in range(samples)]  # x_T
-    step_gen = torch.Generator().manual_seed(seed + 1)  # DDPM's per-step noise
     n_pairs = len(plan.starts) * samples
     pending: dict[int, np.ndarray] = {}  # window -> (samples, R, size), filled sample by sample
     bar = tqdm(total=len(plan.starts), desc=desc, unit="window", disable=not progress, leave=False)
@@ -236,8 +234,9 @@ def stream_rolls(pipe, audio: AudioStream, *, w: float | None = None, sampler: s
         x0 = np.zeros((len(pairs), keys, size), dtype=np.float32)
         if run:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                step_gens = [torch.Generator().manual_seed(step_seed(seed, *pairs[k])) for k in run]
                 x0[run] = _sample(pipe, mel[[row[pairs[k][0]] for k in run]], x_T[run].to(device), w, sampler,
-                                  steps, step_gen, callback)
+                                  steps, step_gens, callback)
         del mel, x_T, chunks
         return_freed_memory()  # the network's and the mel's temporaries
         for k, (i, j) in enumerate(pairs):
@@ -285,8 +284,15 @@ def sample_seed(seed: int, sample: int) -> int:
     return int(np.random.SeedSequence([int(seed) % 2 ** 63, sample]).generate_state(1, np.uint64)[0] % 2 ** 63)
 
 
+def step_seed(seed: int, window: int, sample: int) -> int:
+    """The seed of DDPM's per-step noise for one window of one sample: its own, so that a result
+    does not depend on which windows and samples are batched together."""
+    return int(np.random.SeedSequence([int(seed) % 2 ** 63, window, sample, 1]).generate_state(1, np.uint64)[0]
+               % 2 ** 63)
+
+
 def _sample(pipe, mel: torch.Tensor, x_T: torch.Tensor, w: float, sampler: str, steps: int | None,
-            generator: torch.Generator, callback) -> np.ndarray:
+            generator: list[torch.Generator], callback) -> np.ndarray:
     """x̂0 of one batch: Algorithm 1, or one pass with x_t = 0, t = 1 for the discriminative
     baseline (§4.1)."""
     model = pipe.model
@@ -597,5 +603,5 @@ DEFAULT_STEPS = 5
 __all__ = ["DEFAULT_SAMPLER", "DEFAULT_STEPS", "PRECISIONS", "SILENCE_PEAK", "DecodeSettings", "NoteStream",
            "StreamResult", "Windows", "check_precision", "check_sampling", "chunk_mels", "decode_roll",
            "decode_settings", "frames_mask", "min_note_frames", "native_bf16", "plan_windows", "sample_seed",
-           "sampling_precision", "stream_rolls", "transcribe_notes", "transcribe_stream", "transcribe_wave",
-           "window_mels"]
+           "sampling_precision", "step_seed", "stream_rolls", "transcribe_notes", "transcribe_stream",
+           "transcribe_wave", "window_mels"]

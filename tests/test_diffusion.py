@@ -100,6 +100,21 @@ def test_last_step_returns_x0_hat(sampler):
     assert torch.allclose(out, target, atol=1e-5)
 
 
+def test_ddpm_with_one_generator_per_example_draws_each_examples_own_noise():
+    """A sequence of generators: example b's trajectory depends on generator b only, not on the batch."""
+    d = Diffusion(T=50)
+    model = lambda x, t, m: torch.tanh(x)  # x̂0 depends on x_t: the step noise shows in the result
+    mel, x_T = torch.rand(3, 229, 6), torch.randn(3, 88, 6, generator=torch.Generator().manual_seed(1))
+    gens = lambda seeds: [torch.Generator().manual_seed(s) for s in seeds]
+    three = d.sample(model, mel, w=0.0, sampler="ddpm", steps=8, x_T=x_T, generator=gens([10, 11, 12]))
+    alone = d.sample(model, mel[1:2], w=0.0, sampler="ddpm", steps=8, x_T=x_T[1:2], generator=gens([11]))
+    torch.testing.assert_close(three[1:2], alone)
+    other = d.sample(model, mel[1:2], w=0.0, sampler="ddpm", steps=8, x_T=x_T[1:2], generator=gens([99]))
+    assert not torch.allclose(other, alone)
+    with pytest.raises(ValueError, match="2 generators for a batch of 3"):
+        d.sample(model, mel, w=0.0, sampler="ddpm", steps=8, x_T=x_T, generator=gens([1, 2]))
+
+
 def test_samplers_agree_with_200_step_ddpm_on_known_x0():
     """Fake model whose x̂0 is a fixed function of x_t: few-step samplers approach full DDIM/DDPM."""
     d = Diffusion()

@@ -246,9 +246,11 @@ def test_same_seed_same_roll_other_seed_other_roll():
     run = lambda **kw: transcribe_wave(model, wave, sampler=kw.pop("sampler", "ddpm"), steps=4, progress=False, **kw)
     np.testing.assert_array_equal(run(seed=3), run(seed=3))
     assert not np.allclose(run(seed=3), run(seed=4))
-    # deterministic samplers: x_T is drawn window by window, so the batch size does not matter
-    np.testing.assert_allclose(run(seed=5, sampler="ddim", batch_size=1), run(seed=5, sampler="ddim", batch_size=3),
-                               atol=1e-5)
+    # x_T is drawn window by window and DDPM's step noise per window, so the batch size does not matter
+    for sampler in ("ddim", "ddpm"):
+        np.testing.assert_allclose(run(seed=5, sampler=sampler, batch_size=1), run(seed=5, sampler=sampler, batch_size=3),
+                                   atol=1e-5)
+    assert not np.allclose(run(seed=5, sampler="ddpm"), run(seed=5, sampler="ddim"))  # DDPM's steps do add noise
 
 
 # --- samplers against 200-step DDPM on a model whose x̂0 is exact --------------------------------
@@ -441,16 +443,19 @@ def test_samples_are_batched_with_windows_and_voted():
     assert sum(pipe.model.batches) == windows * 3  # every (window, sample) pair once, 5 to a batch
 
 
-def test_samples_differ_and_do_not_depend_on_the_batch_size():
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_samples_differ_and_do_not_depend_on_the_batch_size(sampler):
     cfg = smoke()
     pipe = random_model(cfg)
     wave = melody(6.0, [(0.5, 5.0, 72)])
-    runs = [pipe.transcribe(wave, samples=3, sampler="ddim", steps=3, batch_size=b, progress=False) for b in (1, 4)]
+    runs = [pipe.transcribe(wave, samples=3, sampler=sampler, steps=3, batch_size=b, progress=False) for b in (1, 4)]
     assert runs[0].sample_notes == runs[1].sample_notes and runs[0].notes == runs[1].notes
     assert runs[0].sample_notes[0] != runs[0].sample_notes[1]  # different x_T, different transcriptions
     assert all(0.5 < c <= 1 for c in runs[0].confidence)
-    single = pipe.transcribe(wave, sampler="ddim", steps=3, progress=False)
-    assert single.notes == runs[0].sample_notes[0]  # sample 0 draws the x_T a single run draws
+    single = pipe.transcribe(wave, sampler=sampler, steps=3, progress=False)
+    assert single.notes == runs[0].sample_notes[0]  # sample 0 draws the noise a single run draws
+    if sampler == "ddpm":
+        return
     calibrated = Pipeline(pipe.model, cfg.override(confidence_calibration=[2.0, -1.0]))
     voted = calibrated.transcribe(wave, samples=3, sampler="ddim", steps=3, progress=False)
     assert voted.notes == runs[0].notes  # a checkpoint's calibration maps each vote share to a probability
