@@ -322,7 +322,8 @@ def write_markdown(path: Path, results, meta, ref, best, met):
 
 def plot(path: Path, results, ref, best, cfg_w: float):
     """F1 against RTF per sampler and w (dashed w = 0, solid w = 0.5, dotted the checkpoint's own
-    w), basic-pitch, the CLI default (DDIM x 5 at the checkpoint's w) and the rule's recommendation."""
+    w), basic-pitch, the CLI default (DEFAULT_SAMPLER x DEFAULT_STEPS at the checkpoint's w) and the
+    rule's recommendation."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -3,7 +3,7 @@ discriminative baseline and basic-pitch, on the same audio: the whole piano test
 headline) and the whole first test split of the offline corpus.
 
     .venv/bin/python benchmarks/model_card.py [--checkpoint checkpoints/diffroll-cpu.pt]
-        [--baseline checkpoints/discriminative-cpu.pt] [--snapshot PATH] [--sampler ddim --steps 5] [--precision auto]
+        [--baseline checkpoints/discriminative-cpu.pt] [--snapshot PATH] [--sampler ddpm --steps 5] [--precision auto]
         [--ws 0 0.5] [--max-seconds None] [--threads 2] [--no-basic-pitch] [--out figures/model_card.md]
 
 - piano test split: pedalled piano music (music21 keyboard pieces held out by piece, pianistic
@@ -35,7 +35,7 @@ from bench_samplers import run_basic_pitch  # noqa: E402  (basic-pitch in its ow
 from diffroll.checkpoint import load_checkpoint, load_pipeline, trained_steps  # noqa: E402
 from diffroll.data import load_pieces  # noqa: E402
 from diffroll.evaluate import evaluate_pieces, mean_scores  # noqa: E402
-from diffroll.inference import PRECISIONS  # noqa: E402
+from diffroll.inference import DEFAULT_SAMPLER, DEFAULT_STEPS, PRECISIONS  # noqa: E402
 
 SETS = ("piano_test", "test")
 
@@ -88,8 +88,8 @@ def main(argv=None):
     p.add_argument("--snapshot", type=Path, default=None,
                    help="DiffRoll weights with the baseline's training budget (equal-budget rows)")
     p.add_argument("--data", type=Path, default=ROOT / "data" / "offline-cpu")
-    p.add_argument("--sampler", default="ddim")
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--sampler", default=DEFAULT_SAMPLER, help=f"default: the CLI's ({DEFAULT_SAMPLER})")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"default: the CLI's ({DEFAULT_STEPS})")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="the network's arithmetic, as the CLI's --precision (auto: bf16 where the CPU has it natively)")
     p.add_argument("--ws", type=float, nargs="+", default=None,
