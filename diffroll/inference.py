@@ -276,19 +276,21 @@ def return_freed_memory() -> None:
         _TRIM(0)
 
 
+def _hashed_seed(*parts: int) -> int:
+    """A seed in [0, 2^63) mixed from ``parts`` (numpy's SeedSequence)."""
+    return int(np.random.SeedSequence([int(p) % 2 ** 63 for p in parts]).generate_state(1, np.uint64)[0] % 2 ** 63)
+
+
 def sample_seed(seed: int, sample: int) -> int:
     """The seed of sample ``sample``'s x_T generator: ``seed`` itself for sample 0 (so sample 0 of K
     is the single transcription of that seed), a hash of both for the others."""
-    if sample == 0:
-        return int(seed)
-    return int(np.random.SeedSequence([int(seed) % 2 ** 63, sample]).generate_state(1, np.uint64)[0] % 2 ** 63)
+    return int(seed) if sample == 0 else _hashed_seed(seed, sample)
 
 
 def step_seed(seed: int, window: int, sample: int) -> int:
     """The seed of DDPM's per-step noise for one window of one sample: its own, so that a result
     does not depend on which windows and samples are batched together."""
-    return int(np.random.SeedSequence([int(seed) % 2 ** 63, window, sample, 1]).generate_state(1, np.uint64)[0]
-               % 2 ** 63)
+    return _hashed_seed(seed, window, sample, 1)
 
 
 def _sample(pipe, mel: torch.Tensor, x_T: torch.Tensor, w: float, sampler: str, steps: int | None,
