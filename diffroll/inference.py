@@ -233,8 +233,8 @@ def stream_rolls(pipe, audio: AudioStream, *, w: float | None = None, sampler: s
         run = [k for k, (i, _) in enumerate(pairs) if w == -1 or masked[row[i]].any() or not quiet[row[i]]]
         x0 = np.zeros((len(pairs), keys, size), dtype=np.float32)
         if run:
+            step_gens = [torch.Generator().manual_seed(step_seed(seed, *pairs[k])) for k in run]  # DDPM's noise
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                step_gens = [torch.Generator().manual_seed(step_seed(seed, *pairs[k])) for k in run]
                 x0[run] = _sample(pipe, mel[[row[pairs[k][0]] for k in run]], x_T[run].to(device), w, sampler,
                                   steps, step_gens, callback)
         del mel, x_T, chunks
