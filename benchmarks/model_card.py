@@ -4,7 +4,7 @@ headline) and the whole first test split of the offline corpus.
 
     .venv/bin/python benchmarks/model_card.py [--checkpoint checkpoints/diffroll-cpu.pt]
         [--baseline checkpoints/discriminative-cpu.pt] [--snapshot PATH] [--sampler ddpm --steps 5] [--precision auto]
-        [--ws 0 0.5] [--max-seconds None] [--threads 2] [--no-basic-pitch] [--out figures/model_card.md]
+        [--ws 0 0.5] [--samples 1 4] [--max-seconds None] [--threads 2] [--no-basic-pitch] [--out figures/model_card.md]
 
 - piano test split: pedalled piano music (music21 keyboard pieces held out by piece, pianistic
   pieces from their own seed) rendered only in timbres never used for training: FluidR3_GM,
@@ -15,6 +15,8 @@ headline) and the whole first test split of the offline corpus.
 Every piece is transcribed whole with the CLI's code path (:meth:`Pipeline.transcribe`'s window
 machinery) and scored with mir_eval: note F1 (onset ±50 ms), note-with-offset F1, note-with-
 offset-and-velocity F1, and the notes that split a held reference note (:func:`split_notes`).
+The bundled model is scored with one sample (the CLI's default) and with the mean of K samples
+(``--samples``; ``diffroll transcribe --samples K``).
 Not a test: it reports numbers (``runs/model_card/results.json`` keeps every row).
 """
 from __future__ import annotations
@@ -95,6 +97,8 @@ def main(argv=None):
     p.add_argument("--ws", type=float, nargs="+", default=None,
                    help="guidance weights (default: each checkpoint's own, as the CLI uses it)")
     p.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
+    p.add_argument("--samples", type=int, nargs="+", default=[1, 4],
+                   help="K samples per piece for the bundled model, each K a row (default: 1 4)")
     p.add_argument("--max-seconds", type=float, default=None)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-basic-pitch", action="store_true")
@@ -107,21 +111,24 @@ def main(argv=None):
     bundled = load_pipeline(args.checkpoint)
     cfg = bundled.config
     sets = {s: load_set(args.data, s, cfg, args.max_seconds) for s in args.sets}
-    models = [(args.label, args.checkpoint, args.ws)]
+    if any(k < 1 for k in args.samples):
+        p.error(f"--samples must be whole numbers >= 1, got {args.samples}")
+    models = [(args.label if k == 1 else f"{args.label}, mean of {k} samples", args.checkpoint, args.ws, k)
+              for k in args.samples]
     if args.snapshot is not None and args.snapshot.is_file():
-        models.append(("DiffRoll, baseline's budget", args.snapshot, args.ws))
+        models.append(("DiffRoll, baseline's budget", args.snapshot, args.ws, 1))
     if args.baseline is not None and args.baseline.is_file():
-        models.append(("Discriminative (§4.1)", args.baseline, [None]))
+        models.append(("Discriminative (§4.1)", args.baseline, [None], 1))
 
     rows: list[dict] = []
-    for label, path, ws in models:
+    for label, path, ws, k in models:
         pipe = bundled if path == args.checkpoint else load_pipeline(path)
         trained = trained_steps(load_checkpoint(path))
         for w in ws or [pipe.config.diffusion.w if pipe.config.train.mode == "diffusion" else None]:
             for split, pieces in sets.items():
                 start = time.perf_counter()
                 scored = evaluate_pieces(pipe, pieces, sampler=args.sampler, steps=args.steps, w=w, progress=False,
-                                         precision=args.precision)
+                                         precision=args.precision, samples=k)
                 rows += tag(scored, label, trained, "–" if w is None else w, split, pipe.config)
                 m = mean_scores(scored, by=())[0]
                 print(f"{label:30s} w={w} {split:10s} F1 {m['f1']:.3f} offset {m['f1_offset']:.3f} "

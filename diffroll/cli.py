@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .audio_stream import NONFINITE_POLICIES
 from .diffusion import SAMPLERS
-from .inference import DEFAULT_SAMPLER, DEFAULT_STEPS, PRECISIONS, SILENCE_PEAK
+from .inference import COMBINES, DEFAULT_SAMPLER, DEFAULT_STEPS, PRECISIONS, SILENCE_PEAK
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_GENERATE_SECONDS = 24 * 3600.0
 EPILOG = ("Exit status: 0 every input written; 1 an input or the checkpoint failed (the other inputs are still "
@@ -146,10 +146,14 @@ def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True, samples
                        help="guidance weight of Algorithm 1 (default: the checkpoint's, 0.5 in the paper)")
     if samples:
         g.add_argument("--samples", type=_positive_int, default=1, metavar="K",
-                       help="draw K transcriptions (different noise, batched together) and keep the notes a "
-                            "majority (more than K/2) holds; each note's confidence is the share of samples "
-                            "holding it (same pitch, onset within 50 ms), or for a calibrated checkpoint (the "
-                            "bundled one) the chance that such a note is right (default: 1, confidence 1.0)")
+                       help="draw K transcriptions (different noise, batched together) and read the notes from "
+                            "the mean of their rolls (or keep the notes a majority holds: --combine vote); each "
+                            "note's confidence is the share of samples holding it (same pitch, onset within "
+                            "50 ms), or for a calibrated checkpoint (the bundled one) the chance that such a note "
+                            "is right (default: 1, confidence 1.0). K samples cost K times the time")
+        g.add_argument("--combine", choices=COMBINES, default=None,
+                       help="how K > 1 samples become one transcription: mean (their x̂0 averaged, then read) or "
+                            "vote (each read, the notes more than K/2 hold kept) (default: the checkpoint's, mean)")
     g.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     g.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     g.add_argument("--threads", type=_positive_int, default=None,
@@ -159,8 +163,8 @@ def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True, samples
                    help="the network's arithmetic: bf16 (autocast; the sampler stays fp32) or fp32; auto: bf16 on "
                         "CUDA and on CPUs with native bf16 (AVX-512 BF16, AMX), where it is faster (default: auto)")
     g.add_argument("--batch-size", type=_positive_int, default=4,
-                   help="rolls (windows x samples) sampled per network call (default: 4). With --sampler ddpm "
-                        "the result depends on it: DDPM's per-step noise is drawn per batch")
+                   help="rolls (windows x samples) sampled per network call (default: 4); the result does not "
+                        "depend on it (every window and sample draws its own noise)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     d = p.add_argument_group("reading notes from the roll")
     d.add_argument("--frame-threshold", "--threshold", dest="frame_threshold", type=_threshold, default=None,
@@ -443,6 +447,7 @@ def _kwargs(args, **extra) -> dict:
               use_pedal=args.use_pedal, keep_roll=False, keep_samples=False)
     if hasattr(args, "samples"):
         kw["samples"] = args.samples
+        kw["combine"] = args.combine
     if hasattr(args, "w"):
         kw["w"] = args.w
     if hasattr(args, "nonfinite"):

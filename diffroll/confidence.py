@@ -11,7 +11,9 @@ each sample's note counted for one note only (the matching rule of mir_eval's no
 :func:`cluster_notes` groups the K samples' notes into such candidates; :func:`consensus` keeps
 the candidates found by a majority (more than K/2 samples). A candidate's onset is one of its
 members' onsets (the centre that gathers the most samples), its offset and velocity the lower
-medians of its members'.
+medians of its members'. When the notes are read from the mean of the K samples' x̂0 instead
+(``combine="mean"``, the bundled model's way), :func:`support` gives each of them the same share:
+the samples holding a matching note / K.
 
 Calibration: a confidence c is calibrated when the notes given c are true positives (matched to
 the reference by mir_eval, onset within 50 ms) a fraction c of the time. :func:`reliability` bins
@@ -93,6 +95,20 @@ def consensus(samples: Sequence[Sequence[Note] | np.ndarray], tolerance: float =
         kept += _restrikes([c for c in _vote(*_of_pitch(samples, pitch), k, tolerance) if c.votes >= need])
     kept.sort(key=lambda c: (c.note.onset, c.note.pitch))
     return [c.note for c in kept], [c.confidence for c in kept]
+
+
+def support(notes: Sequence[Note] | np.ndarray, samples: Sequence[Sequence[Note] | np.ndarray],
+            tolerance: float = ONSET_TOLERANCE) -> list[float]:
+    """Per note of ``notes`` (read some other way, e.g. from the mean of the K samples' x̂0), the
+    share of the K ``samples`` holding a matching note: same pitch, onset within ``tolerance``,
+    each sample's note matched to one note only (:func:`true_positives`, mir_eval's rule)."""
+    notes = array_notes(note_array(notes))
+    if not samples:
+        raise ValueError("support needs at least one sample")
+    held = np.zeros(len(notes))
+    for sample in samples:
+        held += true_positives(array_notes(note_array(sample)), notes, tolerance)
+    return [float(h) for h in held / len(samples)]
 
 
 def _restrikes(group: list[Candidate]) -> list[Candidate]:
@@ -177,17 +193,49 @@ def _representative(centre: np.ndarray, members: np.ndarray) -> Note:
 
 def true_positives(ref: Sequence[Note], est: Sequence[Note], tolerance: float = ONSET_TOLERANCE) -> np.ndarray:
     """(len(est),) bool: the estimated notes that mir_eval matches to a reference note (same pitch
-    within 50 cents, pitches in Hz, onset within ``tolerance``, offsets ignored): note F1's rule."""
+    within 50 cents, pitches in Hz, onset within ``tolerance``, offsets ignored): note F1's rule.
+
+    mir_eval compares every reference note with every estimated one (memory ∝ their product: 2 GB
+    for two 30-minute transcriptions), so it is run on independent parts: one MIDI pitch at a time
+    (the notes' pitches are whole keys), cut in time where no onset of either list lies within
+    ``tolerance`` of the next (no pair across a cut can match), a few hundred notes a part. A
+    maximum matching of each part is a maximum matching of the whole."""
     hit = np.zeros(len(est), dtype=bool)
     if not len(ref) or not len(est):
         return hit
     r = np.asarray([tuple(Note(*n))[:3] for n in ref], dtype=float)
     e = np.asarray([tuple(Note(*n))[:3] for n in est], dtype=float)
-    pairs = mir_eval.transcription.match_notes(r[:, :2], mir_eval.util.midi_to_hz(r[:, 2]), e[:, :2],
-                                               mir_eval.util.midi_to_hz(e[:, 2]), onset_tolerance=tolerance,
-                                               offset_ratio=None)
-    hit[[j for _, j in pairs]] = True
+    for pitch in np.unique(e[:, 2]):
+        ri, ei = np.flatnonzero(r[:, 2] == pitch), np.flatnonzero(e[:, 2] == pitch)
+        if not len(ri):
+            continue
+        for rj, ej in _independent_parts(r[ri, 0], e[ei, 0], tolerance):
+            if not len(rj) or not len(ej):
+                continue
+            rp, ep = r[ri[rj]], e[ei[ej]]
+            pairs = mir_eval.transcription.match_notes(rp[:, :2], mir_eval.util.midi_to_hz(rp[:, 2]), ep[:, :2],
+                                                       mir_eval.util.midi_to_hz(ep[:, 2]), onset_tolerance=tolerance,
+                                                       offset_ratio=None)
+            hit[ei[ej[[j for _, j in pairs]]]] = True
     return hit
+
+
+def _independent_parts(ref_onsets: np.ndarray, est_onsets: np.ndarray, tolerance: float, size: int = 256
+                       ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ref indices, est indices) of consecutive parts of two onset lists such that no onset of one
+    part lies within ``tolerance`` (+1 ms, beyond mir_eval's rounding) of an onset of another;
+    neighbouring parts are joined up to ``size`` notes."""
+    onsets = np.concatenate([ref_onsets, est_onsets])
+    is_est = np.arange(len(onsets)) >= len(ref_onsets)
+    order = np.argsort(onsets, kind="stable")
+    gaps = np.flatnonzero(np.diff(onsets[order]) > tolerance + 1e-3) + 1  # a part may start here
+    start = 0
+    for i, cut in enumerate(np.append(gaps, len(order))):
+        if cut - start < size and i < len(gaps):
+            continue
+        part = np.sort(order[start:cut])  # each list in its own order, as mir_eval would see it
+        yield part[~is_est[part]], part[is_est[part]] - len(ref_onsets)
+        start = cut
 
 
 def reliability(confidence: Sequence[float], correct: Sequence[bool], bins: int | Sequence[float] = 10) -> list[dict]:
@@ -221,12 +269,15 @@ def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bo
     return float(sum(r["count"] * abs(r["accuracy"] - r["confidence"]) for r in rows) / total)
 
 
-def vote_bins(k: int, calibration: "Calibration | None" = None) -> np.ndarray:
-    """Bin edges with one bin per possible vote count 1..K of K samples (confidence v / K, or its
-    ``calibration``: the edges then lie halfway between the calibrated values)."""
+def vote_bins(k: int, calibration: "Calibration | None" = None, lowest: int = 1) -> np.ndarray:
+    """Bin edges with one bin per possible vote count ``lowest``..K of K samples (confidence v / K,
+    or its ``calibration``: the edges then lie halfway between the calibrated values). ``lowest``:
+    1 for candidates of a vote; 0 for notes read from the samples' mean, which no sample may hold."""
+    if lowest not in (0, 1):
+        raise ValueError(f"lowest is 0 or 1 (the fewest votes a note can have), got {lowest!r}")
     if calibration is None:
-        return np.concatenate([[0.0], (np.arange(1, k) + 0.5) / k, [1.0]])
-    values = calibration(np.arange(1, k + 1) / k, k)
+        return np.concatenate([[0.0], (np.arange(lowest, k) + 0.5) / k, [1.0]])
+    values = calibration(np.arange(lowest, k + 1) / k, k)
     return np.concatenate([[0.0], (values[:-1] + values[1:]) / 2, [1.0]])
 
 
@@ -280,4 +331,4 @@ def fit_calibration(share: Sequence[float], correct: Sequence[bool], samples: in
 
 
 __all__ = ["Calibration", "Candidate", "array_notes", "cluster_notes", "consensus", "expected_calibration_error",
-           "fit_calibration", "note_array", "reliability", "true_positives", "vote_bins"]
+           "fit_calibration", "note_array", "reliability", "support", "true_positives", "vote_bins"]

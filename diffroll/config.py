@@ -89,6 +89,7 @@ class RollConfig:
     pedal_threshold: float | None = 0.5  # pedal channel: notes ending while above it last until it falls (None: unused)
     held_notes: dict | None = None  # a held_notes.HeldNoteModel: guess the notes a pedal held (None: off)
     confidence_calibration: list[float] | None = None  # [slope, intercept] of confidence.Calibration (None: votes/K)
+    combine_samples: str = "mean"  # K > 1 samples: notes of the mean of their x̂0 ("mean") or of a majority ("vote")
     channel_weights: list[float] | None = None  # weight of each channel's squared error in Eq. 3 (None: equal)
     velocity_note_weight: float = 1.0  # the velocity error weighs this many times more where the reference note sounds
 

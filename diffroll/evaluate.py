@@ -127,13 +127,15 @@ def frame_scores(ref_roll: np.ndarray, est_roll: np.ndarray, fps: float = 31.25,
                 frame_f1=_f1(m["Precision"], m["Recall"]))
 
 
-def evaluate_pieces(pipe, pieces, max_seconds: float | None = None, progress: bool = True,
+def evaluate_pieces(pipe, pieces, max_seconds: float | None = None, progress: bool = True, samples: int = 1,
                     **transcribe_kwargs) -> list[dict]:
     """Transcribe whole pieces with a :class:`~diffroll.pipeline.Pipeline` and score each:
     ``pieces`` yields (name, group, wave, ref_notes).
 
     Returns one row per piece (name, group, seconds, wall_seconds, rtf, note, note-with-offset,
     velocity and frame scores); ``max_seconds`` cuts each piece (and its reference) to its beginning.
+    ``samples`` = K > 1: K samples combined as :meth:`~diffroll.pipeline.Pipeline.transcribe`
+    combines them (the frame scores on the roll the notes come from).
     """
     import time
 
@@ -149,7 +151,11 @@ def evaluate_pieces(pipe, pieces, max_seconds: float | None = None, progress: bo
             wave = wave[: int(max_seconds * sr)]
             ref = clip_notes(ref, max_seconds)
         start = time.perf_counter()
-        est, x0 = transcribe_notes(pipe, wave, progress=False, **transcribe_kwargs)
+        if samples == 1:
+            est, x0 = transcribe_notes(pipe, wave, progress=False, **transcribe_kwargs)
+        else:
+            result = pipe.transcribe(wave, samples=samples, progress=False, keep_samples=False, **transcribe_kwargs)
+            est, x0 = result.notes, result.roll
         wall = time.perf_counter() - start
         seconds = len(wave) / sr
         ref_roll = notes_to_roll(ref, fps, n_frames=x0.shape[1])

@@ -4,7 +4,7 @@ generates and inpaints (the CLI, the notebooks and the benchmarks all use it).
     pipe = Pipeline.from_checkpoint()              # the bundled model
     result = pipe.transcribe("song.wav")           # notes (with velocities), the posteriorgram
     result.midi().write("song.mid")
-    voted = pipe.transcribe("song.wav", samples=4, keep_roll=False)  # majority of 4 samples
+    voted = pipe.transcribe("song.wav", samples=4, keep_roll=False)  # mean of 4 samples' x̂0
     voted.write_csv("song.csv")                    # onset_s,offset_s,pitch,velocity,confidence
     dream = pipe.generate(seconds=20.0)            # w = -1: no audio (§4.3)
     fixed = pipe.inpaint("take.flac", [(12, 15)])  # c_mel = -1 in the masked seconds (§4.4)
@@ -26,11 +26,11 @@ import pretty_midi
 import torch
 
 from .audio_stream import AudioInfo, AudioStream, array_audio, open_audio, read_audio, silence_audio
-from .confidence import Calibration, array_notes, consensus, note_array
+from .confidence import Calibration, array_notes, consensus, note_array, support
 from .config import Config
 from .diffusion import Diffusion
-from .inference import (DEFAULT_SAMPLER, DEFAULT_STEPS, StreamResult, check_sampling, decode_roll, decode_settings,
-                        frames_mask, transcribe_stream)
+from .inference import (DEFAULT_SAMPLER, DEFAULT_STEPS, StreamResult, check_combine, check_sampling, decode_roll,
+                        decode_settings, frames_mask, transcribe_stream)
 from .model import DiffRoll
 from .roll import Note, notes_to_midi
 
@@ -44,14 +44,15 @@ SONIFY_SOUNDFONTS = ("FluidR3_GM", "TimGM6mb")  # the default: the first one ins
 class Transcription:
     """Notes read from a posteriorgram, each with its confidence.
 
-    With ``samples`` = K > 1 the notes are those found by a majority of K transcriptions and
+    With ``samples`` = K > 1 the notes are read from the mean of the K samples' x̂0 (``combine=
+    "mean"``) or are those found by a majority of the K transcriptions (``"vote"``), and
     ``confidence`` holds, per note, the share of the K samples holding it (same pitch, onset within
     50 ms; :mod:`diffroll.confidence`) — or, for a checkpoint with a
     :attr:`~diffroll.config.RollConfig.confidence_calibration`, the probability that the note is
     right that this share gives (:class:`~diffroll.confidence.Calibration`); ``sample_notes`` are
     the K transcriptions themselves. With K = 1 every confidence is 1.0. ``roll``: x̂0 (R, frames),
-    R = 88 per roll channel, of the first sample; None when not kept (long audio). ``audio``: what
-    was read (length, peak, NaN).
+    R = 88 per roll channel, the notes are read from (the mean's, or the first sample's when voting);
+    None when not kept (long audio). ``audio``: what was read (length, peak, NaN).
     """
 
     notes: list[Note]
@@ -143,13 +144,15 @@ class Pipeline:
                    onset_threshold: float | None = None, min_note_ms: float | None = None,
                    min_frames_without_onset: int | None = None, offset_threshold: float | None = None,
                    restrike_threshold: float | None = None, pedal_threshold: float | None = None,
-                   use_pedal: bool = True, keep_roll: bool = True,
-                   keep_samples: bool = True, nonfinite: str = "error", **kwargs) -> Transcription:
+                   use_pedal: bool = True, keep_roll: bool = True, keep_samples: bool = True,
+                   nonfinite: str = "error", combine: str | None = None, **kwargs) -> Transcription:
         """Audio (a file: any rate, mono or stereo, streamed; a mono array at the config's rate; or
         an :class:`~diffroll.audio_stream.AudioStream`) -> :class:`Transcription`.
 
-        ``samples`` = K: K transcriptions from different x_T, batched together; the notes a
-        majority holds, with their confidence. ``frame_threshold`` (alias ``threshold``),
+        ``samples`` = K: K transcriptions from different x_T, batched together; ``combine`` (None:
+        the checkpoint's :attr:`~diffroll.config.RollConfig.combine_samples`): "mean" reads the
+        notes from the mean of their x̂0, "vote" keeps the notes a majority holds; each note's
+        confidence is the share of the K samples holding it. ``frame_threshold`` (alias ``threshold``),
         ``onset_threshold``, ``min_note_ms``, ``offset_threshold``, ``restrike_threshold``,
         ``pedal_threshold``, ``use_pedal``: see :func:`diffroll.inference.decode_settings`.
         ``keep_roll=False`` and ``keep_samples=False`` keep only the notes (memory independent of
@@ -166,10 +169,11 @@ class Pipeline:
                        steps=kwargs.get("steps"), precision=kwargs.get("precision", "auto"))
         kwargs.setdefault("sampler", DEFAULT_SAMPLER)
         kwargs.setdefault("steps", DEFAULT_STEPS)
+        combine = check_combine(self.config.roll.combine_samples if combine is None else combine)
         result = transcribe_stream(self, self.open(audio, nonfinite), settings, samples=samples,
-                                   keep_roll=keep_roll, **kwargs)
+                                   keep_roll=keep_roll, combine=combine, **kwargs)
         calibration = Calibration.of(self.config.roll.confidence_calibration)
-        return _vote(result, self.config.audio.fps, keep_samples, calibration)
+        return _combine(result, self.config.audio.fps, keep_samples, calibration)
 
     def generate(self, seconds: float = 20.48, **kwargs) -> Transcription:
         """Unconditional generation (w = -1, §4.3): a roll sampled with c_mel = -1 everywhere."""
@@ -338,14 +342,19 @@ def _alias(old: str, old_value, new: str, new_value):
     return new_value if new_value is not None else old_value
 
 
-def _vote(result: StreamResult, fps: float, keep_samples: bool, calibration: Calibration | None = None
+def _combine(result: StreamResult, fps: float, keep_samples: bool, calibration: Calibration | None = None
           ) -> Transcription:
     """One :class:`Transcription` of K sampled transcriptions: the sample itself when K = 1, else
-    the majority's notes with their confidence (:func:`diffroll.confidence.consensus`, through
-    ``calibration`` when given)."""
+    the notes of the samples' mean x̂0 (``result.combined``) or of their majority
+    (:func:`diffroll.confidence.consensus`), with their confidence (the share of samples holding
+    the note, through ``calibration`` when given)."""
     if len(result.samples) == 1:
         return Transcription(array_notes(result.samples[0]), result.roll, fps, audio=result.audio)
-    notes, confidence = consensus(result.samples)
+    if result.combined is not None:
+        notes = array_notes(result.combined)
+        confidence = support(notes, result.samples)
+    else:
+        notes, confidence = consensus(result.samples)
     if calibration is not None:
         confidence = [float(c) for c in calibration(confidence, len(result.samples))]
     sample_notes = [array_notes(a) for a in result.samples] if keep_samples else None

@@ -198,10 +198,17 @@ def test_notes_csv_holds_the_midi_notes(tmp_path, ckpt):
         assert (int(row[2]), int(row[3])) == (pitch, velocity)
         assert abs(float(row[0]) - start) < 1e-3 and abs(float(row[1]) - end) < 1e-3  # a MIDI tick is 0.5 ms
         assert row[4] == "1.0"  # one sample: certain
-    assert run("transcribe", tmp_path / "x.wav", "-o", tmp_path / "k", "--notes-csv", "--samples", "3", ckpt=ckpt) == 0
-    _, rows = read_csv(tmp_path / "k" / "x.csv")
-    assert rows and {r[4] for r in rows} <= {"0.6667", "1.0"}  # a majority of 3: 2 or 3 votes
-    assert len(rows) == len(pretty_midi.PrettyMIDI(str(tmp_path / "k" / "x.mid")).instruments[0].notes)
+    for combine, shares in (("vote", {"0.6667", "1.0"}),  # a majority of 3: 2 or 3 votes
+                            ("mean", {"0.0", "0.3333", "0.6667", "1.0"})):  # read from the mean: any share
+        out = tmp_path / combine
+        assert run("transcribe", tmp_path / "x.wav", "-o", out, "--notes-csv", "--samples", "3", "--combine", combine,
+                   ckpt=ckpt) == 0
+        _, rows = read_csv(out / "x.csv")
+        assert rows and {r[4] for r in rows} <= shares
+        assert len(rows) == len(pretty_midi.PrettyMIDI(str(out / "x.mid")).instruments[0].notes)
+    with pytest.raises(SystemExit) as exc:
+        run("transcribe", tmp_path / "x.wav", "-o", tmp_path / "m", "--samples", "3", "--combine", "median", ckpt=ckpt)
+    assert exc.value.code == 2 and not (tmp_path / "m").exists()
 
 
 def test_sonify_writes_the_transcription_as_audio(tmp_path, ckpt):
@@ -334,12 +341,12 @@ def test_existing_outputs_are_not_overwritten_without_overwrite(tmp_path, ckpt, 
     assert "already exists" in capsys.readouterr().err
 
 
-def test_help_says_ddpm_depends_on_the_batch_size(capsys):
+def test_help_says_the_result_does_not_depend_on_the_batch_size(capsys):
     with pytest.raises(SystemExit):
         cli.main(["transcribe", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "--sampler ddpm the result depends on it" in text
-    for option in ("--samples", "--notes-csv", "--sonify", "--overwrite", "--nonfinite", "--onset-threshold",
+    assert "the result does not depend on it" in text and "depends on it:" not in text
+    for option in ("--samples", "--combine", "--notes-csv", "--sonify", "--overwrite", "--nonfinite", "--onset-threshold",
                    "--frame-threshold", "--min-note-ms", "--threads", "--offset-threshold", "--restrike-threshold",
                    "--pedal-threshold", "--no-pedal"):
         assert option in text

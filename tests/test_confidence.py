@@ -1,9 +1,11 @@
-"""Per-note confidence: matching notes across samples, the majority vote, calibration metrics."""
+"""Per-note confidence: matching notes across samples, the majority vote, the support of notes read
+another way, calibration metrics."""
+import mir_eval
 import numpy as np
 import pytest
 
 from diffroll.confidence import (Calibration, array_notes, cluster_notes, consensus, expected_calibration_error,
-                                 fit_calibration, note_array, reliability, true_positives, vote_bins)
+                                 fit_calibration, note_array, reliability, support, true_positives, vote_bins)
 from diffroll.logistic import fit_logistic
 from diffroll.roll import Note
 
@@ -78,6 +80,28 @@ def test_confidence_is_the_share_of_samples_with_a_matching_note():
     assert all(0.5 < x <= 1.0 for x in conf) and len(kept) == len(conf)
 
 
+def test_support_is_the_share_of_samples_matching_each_note():
+    notes = [Note(0.0, 0.5, 60, 70), Note(0.5, 1.0, 64, 90), Note(2.0, 2.5, 67, 50)]
+    samples = [[Note(F, 0.4, 60), Note(0.5, 1.0, 64)],  # 60 within 50 ms, 64 exact
+               [Note(0.1, 0.5, 60), Note(0.5 + F, 0.9, 64)],  # 60 is 100 ms late: no match
+               note_array([Note(0.5, 1.0, 65), Note(2.0, 2.1, 67)])]  # a neighbouring key matches nothing
+    assert support(notes, samples) == pytest.approx([1 / 3, 2 / 3, 1 / 3])
+    assert support(notes, [notes]) == [1.0, 1.0, 1.0] and support([], samples) == []
+    # one sample's note backs one note only (mir_eval's matching), even when two notes are near it
+    assert support([Note(0.0, 0.2, 60), Note(F, 0.3, 60)], [[Note(0.0, 0.3, 60)]]) == [1.0, 0.0]
+    rng = np.random.default_rng(1)  # against the rule written out, on random samples
+    for _ in range(5):
+        onsets, pitches = rng.uniform(0, 10, 20) // F * F, rng.integers(60, 63, 20)
+        est = sorted({Note(float(t), float(t) + 0.3, int(p)) for t, p in zip(onsets, pitches)})
+        k = [[Note(n.onset + int(rng.integers(-3, 4)) * F, n.offset, n.pitch) for n in est if rng.random() < 0.7]
+             for _ in range(3)]
+        shares = support(est, k)
+        assert all(s in (0.0, 1 / 3, 2 / 3, 1.0) for s in shares)
+        assert sum(shares) * 3 == pytest.approx(sum(true_positives(sample, est).sum() for sample in k))
+    with pytest.raises(ValueError, match="at least one sample"):
+        support(notes, [])
+
+
 def test_kept_notes_of_one_key_do_not_overlap():
     samples = [[Note(0.0, 1.0, 60), Note(0.5, 1.0, 60)]] * 2 + [[Note(0.0, 0.4, 60), Note(0.5, 1.0, 60)]]
     kept, _ = consensus(samples)
@@ -100,6 +124,28 @@ def test_true_positives_follow_mir_eval_matching():
     assert true_positives(ref, []).shape == (0,)
 
 
+def test_true_positives_run_in_parts_match_as_many_as_mir_eval_on_the_whole():
+    """Pitch by pitch and in parts of a few hundred notes (bounded memory for long transcriptions):
+    as many matches as mir_eval run on everything at once (here the very same notes), each a real
+    match (same pitch, onset within 50 ms), on dense random notes with onsets at the tolerance's edge."""
+    rng = np.random.default_rng(3)
+    for n, m in ((1500, 1200), (40, 900), (700, 1)):
+        ref = [Note(float(t), float(t) + 0.2, int(p)) for t, p in zip(rng.uniform(0, 90, n) // F * F,
+                                                                        rng.integers(60, 63, n))]
+        est = [Note(ref[i].onset + float(rng.choice([-0.05, -0.02, 0.0, 0.05, 0.07])), ref[i].offset, ref[i].pitch)
+               for i in rng.integers(0, n, m)]
+        r, e = np.array([x[:3] for x in ref]), np.array([x[:3] for x in est])
+        pairs = mir_eval.transcription.match_notes(r[:, :2], mir_eval.util.midi_to_hz(r[:, 2]), e[:, :2],
+                                                   mir_eval.util.midi_to_hz(e[:, 2]), offset_ratio=None)
+        whole = np.zeros(m, dtype=bool)
+        whole[[j for _, j in pairs]] = True
+        hit = true_positives(ref, est)
+        assert hit.sum() == len(pairs) > 0
+        np.testing.assert_array_equal(hit, whole)  # here even the same notes
+        for j in np.flatnonzero(hit):
+            assert any(x.pitch == est[j].pitch and abs(x.onset - est[j].onset) <= 0.05 + 1e-4 for x in ref)
+
+
 def test_reliability_and_ece():
     conf = np.array([1.0, 1.0, 1.0, 1.0, 0.25, 0.25, 0.25, 0.25])
     ok = np.array([1, 1, 1, 0, 1, 0, 0, 0], dtype=bool)
@@ -109,6 +155,7 @@ def test_reliability_and_ece():
     assert expected_calibration_error(np.ones(10), np.ones(10, bool)) == 0.0
     assert np.isnan(expected_calibration_error([], []))
     np.testing.assert_allclose(vote_bins(4), [0, 0.375, 0.625, 0.875, 1.0])
+    np.testing.assert_allclose(vote_bins(4, lowest=0), [0, 0.125, 0.375, 0.625, 0.875, 1.0])  # 0 votes: its own bin
     rng = np.random.default_rng(1)  # calibrated by construction: ECE near 0
     c = rng.uniform(0, 1, 20000)
     assert expected_calibration_error(c, rng.uniform(0, 1, c.size) < c) < 0.02
@@ -132,6 +179,11 @@ def test_a_calibration_fit_on_over_confident_votes_removes_their_error():
     assert np.all(np.diff(fitted(np.arange(1, 5) / 4, 4)) > 0) and np.all(np.diff(bins) > 0)
     assert len(reliability(fitted(share, 4), right, bins)) == 4  # still one bin per vote count
     assert expected_calibration_error(fitted(share, 4), right, bins) < 0.01
+    zero = vote_bins(4, fitted, lowest=0)  # notes read from the mean: 0 of 4 samples may hold one
+    assert len(zero) == 6 and np.all(np.diff(zero) > 0)
+    assert zero[1] == pytest.approx((fitted(0, 4) + fitted(0.25, 4)) / 2)
+    with pytest.raises(ValueError, match="lowest is 0 or 1"):
+        vote_bins(4, lowest=2)
     assert Calibration.of([1.2, -0.4]) == truth and Calibration.of(None) is None
     assert 0 < truth(1.0, 4) < 1 and truth(1.0, 8) > truth(1.0, 4)  # all of 8 votes say more than all of 4
 
