@@ -102,12 +102,10 @@ def support(notes: Sequence[Note] | np.ndarray, samples: Sequence[Sequence[Note]
     """Per note of ``notes`` (read some other way, e.g. from the mean of the K samples' x̂0), the
     share of the K ``samples`` holding a matching note: same pitch, onset within ``tolerance``,
     each sample's note matched to one note only (:func:`true_positives`, mir_eval's rule)."""
-    notes = array_notes(note_array(notes))
     if not samples:
         raise ValueError("support needs at least one sample")
-    held = np.zeros(len(notes))
-    for sample in samples:
-        held += true_positives(array_notes(note_array(sample)), notes, tolerance)
+    est = note_array(notes)
+    held = sum(true_positives(sample, est, tolerance).astype(float) for sample in samples)
     return [float(h) for h in held / len(samples)]
 
 
@@ -191,7 +189,8 @@ def _representative(centre: np.ndarray, members: np.ndarray) -> Note:
 
 # --- calibration --------------------------------------------------------------------------------
 
-def true_positives(ref: Sequence[Note], est: Sequence[Note], tolerance: float = ONSET_TOLERANCE) -> np.ndarray:
+def true_positives(ref: Sequence[Note] | np.ndarray, est: Sequence[Note] | np.ndarray,
+                   tolerance: float = ONSET_TOLERANCE) -> np.ndarray:
     """(len(est),) bool: the estimated notes that mir_eval matches to a reference note (same pitch
     within 50 cents, pitches in Hz, onset within ``tolerance``, offsets ignored): note F1's rule.
 
@@ -203,8 +202,7 @@ def true_positives(ref: Sequence[Note], est: Sequence[Note], tolerance: float = 
     hit = np.zeros(len(est), dtype=bool)
     if not len(ref) or not len(est):
         return hit
-    r = np.asarray([tuple(Note(*n))[:3] for n in ref], dtype=float)
-    e = np.asarray([tuple(Note(*n))[:3] for n in est], dtype=float)
+    r, e = note_array(ref)[:, :3], note_array(est)[:, :3]  # onset, offset, pitch
     for pitch in np.unique(e[:, 2]):
         ri, ei = np.flatnonzero(r[:, 2] == pitch), np.flatnonzero(e[:, 2] == pitch)
         if not len(ri):

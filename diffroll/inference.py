@@ -602,11 +602,12 @@ def transcribe_stream(pipe, audio: AudioStream, settings: DecodeSettings, *, sam
     for lo, hi, x0 in stream_rolls(pipe, audio, samples=samples, **kwargs):
         for stream, x in zip(streams, x0):
             stream.feed(x)
-        x_mean = x0.mean(axis=0) if mean is not None else None
+        x = x0[0]
         if mean is not None:
-            mean.feed(x_mean)
+            x = x0.mean(axis=0)
+            mean.feed(x)
         if roll is not None:
-            roll[:, lo:hi] = x0[0] if x_mean is None else x_mean
+            roll[:, lo:hi] = x
     return StreamResult([s.close_array() for s in streams], roll, audio.info,
                         mean.close_array() if mean is not None else None)
 
