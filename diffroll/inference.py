@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .audio import MelFrontend
+from .audio import MelFrontend, cached_frontend
 from .audio_stream import AudioInfo, AudioStream, SampleBuffer, array_audio
 from .confidence import array_notes, note_array
 from .config import N_KEYS, Config, RollConfig
@@ -214,7 +214,7 @@ def stream_rolls(pipe, audio: AudioStream, *, w: float | None = None, sampler: s
         buffer.drain()
         return
     plan = plan_windows(total, size, overlap)
-    frontend = MelFrontend(cfg.audio).to(device)
+    frontend = cached_frontend(cfg.audio, device)
     init_gens = [torch.Generator().manual_seed(sample_seed(seed, j)) for j in range(samples)]  # x_T
     n_pairs = len(plan.starts) * samples
     pending: dict[int, np.ndarray] = {}  # window -> (samples, R, size), filled sample by sample

@@ -4,7 +4,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from diffroll.audio import AudioError, MelFrontend, load_audio, mel_spectrogram
+from diffroll.audio import AudioError, MelFrontend, cached_frontend, load_audio, mel_spectrogram
 from diffroll.config import SCALES, Config, get_config
 from diffroll.model import DiffRoll, count_parameters
 from diffroll.pipeline import new_model
@@ -106,6 +106,33 @@ def test_mel_in_unit_range_silence_is_zero_and_shape():
     assert batch.shape == (3, 229, 10)
     with pytest.raises(AudioError, match="shorter than one hop"):
         MelFrontend(cfg)(torch.zeros(100))
+
+
+def test_the_mel_frontend_is_made_once_per_config(monkeypatch):
+    """Transcriptions share one front-end per audio config and device (nnAudio's kernels take ~0.1 s
+    to build); another config, or the same config changed afterwards, gets its own."""
+    import dataclasses
+
+    from diffroll import audio
+
+    cfg = dataclasses.replace(get_config("smoke").audio, n_mels=57)  # a config no other test has cached
+    made = []
+
+    class Counted(MelFrontend):
+        def __init__(self, c=None):
+            made.append(c)
+            super().__init__(c)
+
+    monkeypatch.setattr(audio, "MelFrontend", Counted)
+    first = cached_frontend(cfg)
+    assert cached_frontend(dataclasses.replace(cfg)) is first and len(made) == 1
+    wave = torch.randn(2, 4096)
+    torch.testing.assert_close(first(wave), MelFrontend(cfg)(wave))
+    made.clear()
+    cfg.n_mels = 58
+    other = cached_frontend(cfg)
+    assert other is not first and other.cfg.n_mels == 58 and first.cfg.n_mels == 57 and len(made) == 1
+    assert other.cfg is not cfg  # a copy: changing cfg again cannot change the cached front-end
 
 
 def test_mel_puts_a_tone_in_the_right_bin():
