@@ -17,3 +17,22 @@ torch.set_num_threads(1)  # deterministic, and no oversubscription of the 2 core
 import sys  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests share small helpers (toy_data.py)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def frontends_made(monkeypatch):
+    """The configs of every MelFrontend built while the test runs (from an empty front-end cache)."""
+    from diffroll import audio
+
+    made = []
+
+    class Counted(audio.MelFrontend):
+        def __init__(self, cfg=None):
+            made.append(cfg)
+            super().__init__(cfg)
+
+    monkeypatch.setattr(audio, "MelFrontend", Counted)
+    monkeypatch.setattr(audio, "_frontends", {})
+    return made

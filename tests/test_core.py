@@ -108,22 +108,13 @@ def test_mel_in_unit_range_silence_is_zero_and_shape():
         MelFrontend(cfg)(torch.zeros(100))
 
 
-def test_the_mel_frontend_is_made_once_per_config(monkeypatch):
+def test_the_mel_frontend_is_made_once_per_config(frontends_made):
     """Transcriptions share one front-end per audio config and device (nnAudio's kernels take ~0.1 s
     to build); another config, or the same config changed afterwards, gets its own."""
     import dataclasses
 
-    from diffroll import audio
-
-    cfg = dataclasses.replace(get_config("smoke").audio, n_mels=57)  # a config no other test has cached
-    made = []
-
-    class Counted(MelFrontend):
-        def __init__(self, c=None):
-            made.append(c)
-            super().__init__(c)
-
-    monkeypatch.setattr(audio, "MelFrontend", Counted)
+    cfg = dataclasses.replace(get_config("smoke").audio, n_mels=57)
+    made = frontends_made
     first = cached_frontend(cfg)
     assert cached_frontend(dataclasses.replace(cfg)) is first and len(made) == 1
     wave = torch.randn(2, 4096)

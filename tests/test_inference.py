@@ -467,23 +467,12 @@ def test_samples_differ_and_do_not_depend_on_the_batch_size(sampler):
     np.testing.assert_allclose(voted.confidence, 1 / (1 + np.exp(-(2.0 * np.log(smoothed / (1 - smoothed)) - 1.0))))
 
 
-def test_transcriptions_share_one_mel_frontend(monkeypatch):
-    from diffroll import audio
-
-    made = []
-
-    class Counted(MelFrontend):
-        def __init__(self, c=None):
-            made.append(c)
-            super().__init__(c)
-
-    monkeypatch.setattr(audio, "MelFrontend", Counted)
-    monkeypatch.setattr(audio, "_frontends", {})
+def test_transcriptions_share_one_mel_frontend(frontends_made):
     pipe = ArgmaxModel(smoke())
     wave = melody(4.0, [(0.5, 3.0, 72)])
     first = pipe.transcribe(wave, sampler="ddim", steps=1, progress=False)
     assert pipe.transcribe(wave, sampler="ddim", steps=1, progress=False).notes == first.notes and first.notes
-    assert len(made) == 1  # made for the first transcription, reused by the second
+    assert len(frontends_made) == 1  # made for the first transcription, reused by the second
 
 
 def test_mean_of_samples_reads_the_notes_from_the_mean_roll():
