@@ -178,7 +178,8 @@ class Pipeline:
     def generate(self, seconds: float = 20.48, **kwargs) -> Transcription:
         """Unconditional generation (w = -1, §4.3): a roll sampled with c_mel = -1 everywhere. With
         ``samples`` = K, ``sample_notes`` are K independent generations; ``notes`` combines them as
-        a transcription's samples are combined (mean or vote), keeping only what they share."""
+        a transcription's samples are combined (mean or vote), which for unrelated pieces of music
+        means little: use ``sample_notes``."""
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (0 < seconds < math.inf):
             raise ValueError(f"seconds must be a finite number > 0, got {seconds!r}")
         sr = self.config.audio.sample_rate
