@@ -29,7 +29,7 @@ from .audio_stream import AudioInfo, AudioStream, array_audio, open_audio, read_
 from .confidence import Calibration, array_notes, consensus, note_array, support
 from .config import Config
 from .diffusion import Diffusion
-from .inference import (DEFAULT_SAMPLER, DEFAULT_STEPS, StreamResult, check_combine, check_sampling, decode_roll,
+from .inference import (DEFAULT_SAMPLER, DEFAULT_STEPS, StreamResult, check_sampling, decode_roll,
                         decode_settings, frames_mask, transcribe_stream)
 from .model import DiffRoll
 from .roll import Note, notes_to_midi
@@ -169,7 +169,7 @@ class Pipeline:
                        steps=kwargs.get("steps"), precision=kwargs.get("precision", "auto"))
         kwargs.setdefault("sampler", DEFAULT_SAMPLER)
         kwargs.setdefault("steps", DEFAULT_STEPS)
-        combine = check_combine(self.config.roll.combine_samples if combine is None else combine)
+        combine = self.config.roll.combine_samples if combine is None else combine  # checked by transcribe_stream
         result = transcribe_stream(self, self.open(audio, nonfinite), settings, samples=samples,
                                    keep_roll=keep_roll, combine=combine, **kwargs)
         calibration = Calibration.of(self.config.roll.confidence_calibration)
