@@ -22,6 +22,8 @@ import numpy as np
 import pretty_midi
 from scipy import signal
 
+from .room import RoomSettings, recording_chain, room_and_mic
+
 SUSTAIN_CC = 64
 TAIL_SECONDS = 1.0  # rendered after the last note-off, so releases are not cut
 PITCH_BEND_RANGE_CENTS = 200.0  # General MIDI's default bend range: ±2 semitones over ±8192
@@ -172,7 +174,12 @@ def normalize_peak(audio: np.ndarray, peak: float = 0.9) -> np.ndarray:
 
 @dataclass(frozen=True)
 class AugmentSettings:
-    """Ranges of :func:`augment_audio` (saved in every corpus's ``corpus.json``)."""
+    """Ranges of :func:`augment_audio` (saved in every corpus's ``corpus.json``).
+
+    ``room``: the room, microphone and recorder of :mod:`diffroll.room`, taken by a share
+    ``room.probability`` of the renders instead of the EQ, synthetic reverb and compressor; with
+    ``room=None`` the chain draws and returns exactly what it did before the room existed.
+    """
 
     eq_bands: tuple[int, int] = (1, 3)
     eq_gain_db: float = 9.0
@@ -185,12 +192,17 @@ class AugmentSettings:
     noise_probability: float = 0.7
     snr_db: tuple[float, float] = (10.0, 50.0)
     peak_dbfs: tuple[float, float] = (-30.0, -1.0)
+    room: RoomSettings | None = RoomSettings()  # None: never the room and microphone (the chain before it)
 
 
 def augment_audio(audio: np.ndarray, sample_rate: int, rng: np.random.Generator,
                   settings: AugmentSettings = AugmentSettings(), force_noise: bool = False) -> np.ndarray:
     """Random EQ, room reverb, compression, noise at a random SNR and a random gain (training renders
     only; every probability and range in :class:`AugmentSettings`).
+
+    With probability ``settings.room.probability`` the render instead goes through a simulated room
+    and microphone (:func:`diffroll.room.room_and_mic`), then the noise below, then the recorder
+    (:func:`diffroll.room.recording_chain`: compressor, MP3), then the gain. Otherwise:
 
     - EQ: 1–3 bands, each ``x + (g - 1) · bandpass(x)`` (a parallel peaking filter of ±9 dB,
       scipy Butterworth biquads), plus with probability 0.5 a low- or high-frequency tilt.
@@ -204,6 +216,12 @@ def augment_audio(audio: np.ndarray, sample_rate: int, rng: np.random.Generator,
     """
     st = settings
     x = audio.astype(np.float64)
+    if st.room is not None and st.room.probability > 0 and rng.random() < st.room.probability:
+        x = room_and_mic(x, sample_rate, rng, st.room)
+        if force_noise or rng.random() < st.noise_probability:
+            x = add_noise(x, sample_rate, rng, st.snr_db)
+        x = recording_chain(x, sample_rate, rng, st.room)
+        return normalize_peak(x, peak=10 ** (rng.uniform(*st.peak_dbfs) / 20))
     nyquist = sample_rate / 2
     for _ in range(int(rng.integers(st.eq_bands[0], st.eq_bands[1] + 1))):
         centre = float(np.exp(rng.uniform(np.log(80.0), np.log(0.7 * nyquist))))
@@ -222,16 +240,22 @@ def augment_audio(audio: np.ndarray, sample_rate: int, rng: np.random.Generator,
         x = compress(x, sample_rate, threshold_db=20 * np.log10(max(np.abs(x).max(), 1e-9)) - rng.uniform(6, 20),
                      ratio=rng.uniform(*st.compression_ratio), release_s=rng.uniform(0.05, 0.3))
     if force_noise or rng.random() < st.noise_probability:
-        noise = rng.standard_normal(x.size)
-        colour = rng.random()
-        if colour < 1 / 3:
-            noise = signal.sosfilt(signal.butter(1, rng.uniform(300, 3000), fs=sample_rate, output="sos"), noise)
-        elif colour < 2 / 3:  # roughly pink: a 1/f tilt from a cascade of one-pole low-passes
-            noise = sum(signal.sosfilt(signal.butter(1, f, fs=sample_rate, output="sos"), noise) * (f / 100) ** 0.5
-                        for f in (100, 400, 1600, 6400))
-        snr_db = rng.uniform(*st.snr_db)
-        x = x + noise * (_rms(x) / max(_rms(noise), 1e-12)) * 10 ** (-snr_db / 20)
+        x = add_noise(x, sample_rate, rng, st.snr_db)
     return normalize_peak(x, peak=10 ** (rng.uniform(*st.peak_dbfs) / 20))
+
+
+def add_noise(x: np.ndarray, sample_rate: int, rng: np.random.Generator, snr_db: tuple[float, float]) -> np.ndarray:
+    """``x`` plus white, low-passed or pink-ish noise (a third each) at an SNR drawn from ``snr_db``
+    against its RMS: hiss, hum-free room and preamp noise (no library generates it)."""
+    noise = rng.standard_normal(x.size)
+    colour = rng.random()
+    if colour < 1 / 3:
+        noise = signal.sosfilt(signal.butter(1, rng.uniform(300, 3000), fs=sample_rate, output="sos"), noise)
+    elif colour < 2 / 3:  # roughly pink: a 1/f tilt from a cascade of one-pole low-passes
+        noise = sum(signal.sosfilt(signal.butter(1, f, fs=sample_rate, output="sos"), noise) * (f / 100) ** 0.5
+                    for f in (100, 400, 1600, 6400))
+    snr = rng.uniform(*snr_db)
+    return x + noise * (_rms(x) / max(_rms(noise), 1e-12)) * 10 ** (-snr / 20)
 
 
 def room_impulse_response(rng: np.random.Generator, sample_rate: int, rt60: float) -> np.ndarray:
