@@ -12,10 +12,19 @@ the network turn them into NaN, and NaN is never above a threshold). By default
 how many samples are bad and where the first and the last are (seconds and sample index);
 ``nonfinite="zero"`` replaces them by 0 (a click of silence) and logs a warning with the same
 details (:attr:`AudioInfo.nonfinite`).
+
+Truncated files: the length in the header is checked against what decodes. A WAV or AIFF whose
+data chunk is longer than the file (libsndfile's log: ``data : 396800 (should be 132237)``) and a
+compressed file (MP3, FLAC...) whose audio ends before the header's length are refused with a
+:class:`TruncatedAudioError` naming how much is missing (``truncated="error"``, before any work when
+a seek near the end shows it, else when the reader reaches the end); ``truncated="warn"``
+transcribes what decodes (the missing end as silence) and logs a warning saying how much is missing.
 """
 from __future__ import annotations
 
 import logging
+import os
+import re
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
@@ -32,10 +41,16 @@ log = logging.getLogger("diffroll.audio_stream")
 READ_BLOCK = 1 << 20  # frames per block when streaming a file from disk
 RESAMPLE_CHUNK_SECONDS = 30.0
 NONFINITE_POLICIES = ("error", "zero")
+TRUNCATED_POLICIES = ("error", "warn")
+TRUNCATION_TOLERANCE = 0.1  # seconds: a file whose audio ends this little before its header's length is not truncated
 
 
 class NonFiniteAudioError(AudioError):
     """Audio with NaN or infinite samples (refused unless ``nonfinite="zero"``)."""
+
+
+class TruncatedAudioError(AudioError):
+    """Audio that ends before the length its header says (refused unless ``truncated="warn"``)."""
 
 
 # --- audio in, as a stream ----------------------------------------------------------------------
@@ -54,6 +69,8 @@ class AudioInfo:
     nonfinite: int = 0
     first_bad: int | None = None
     last_bad: int | None = None
+    header_frames: int = 0  # source frames the header says
+    missing: int = 0  # of them, frames that do not decode (a truncated file)
 
     @property
     def seconds(self) -> float:
@@ -77,9 +94,63 @@ class AudioStream:
     blocks: Iterator[np.ndarray]
 
 
-def _check_policy(nonfinite: str) -> None:
+def _check_policy(nonfinite: str, truncated: str = "error") -> None:
     if nonfinite not in NONFINITE_POLICIES:
         raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
+    if truncated not in TRUNCATED_POLICIES:
+        raise ValueError(f"truncated must be one of {TRUNCATED_POLICIES}, got {truncated!r}")
+
+
+def _truncation(info: AudioInfo) -> str:
+    """E.g. ``truncated: its header says 12.400 s, 4.132 s decode (8.268 s missing)``."""
+    h, m = info.header_frames, info.missing
+    return (f"truncated: its header says {h / info.rate:.3f} s ({h} frames), {(h - m) / info.rate:.3f} s decode "
+            f"({m / info.rate:.3f} s missing)")
+
+
+def _truncated(info: AudioInfo, truncated: str) -> None:
+    """Refuse (``truncated="error"``) or warn about audio missing its end."""
+    if truncated == "error":
+        raise TruncatedAudioError(f"{info.name}: {_truncation(info)}; refusing to transcribe part of a file: repair "
+                                  "or re-export it, or transcribe what decodes with --truncated warn "
+                                  "(API: truncated='warn')")
+    log.warning("%s: %s; transcribed what decodes, the rest as silence", info.name, _truncation(info))
+
+
+def _declared_frames(head) -> int | None:
+    """The frames a WAV / AIFF header declares when its data chunk is longer than the file
+    (libsndfile, which reads only what is there, logs ``data : 396800 (should be 132237)``)."""
+    m = re.search(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", head.extra_info, re.M)
+    if m is None or int(m[1]) in (0, 0xFFFFFFFF, 0x7FFFF000):  # 0 and these: written as a stream, size unknown
+        return None
+    said, there = int(m[1]), int(m[2])
+    return said // (there // head.frames) if said > there >= head.frames > 0 else None
+
+
+def _ends_early(path: Path, frames: int, tolerance: int) -> bool:
+    """Whether the audio ends more than ``tolerance`` frames before ``frames`` (a seek near the end)."""
+    if frames <= tolerance:
+        return False
+    try:
+        with sf.SoundFile(_os_path(path)) as f:
+            f.seek(frames - tolerance - 1)
+            return len(f.read(1)) == 0
+    except Exception:  # a failed seek is a failed read: the reader names it
+        return False
+
+
+def _decoded_frames(path: Path) -> int:
+    """Frames that really decode, read to the end."""
+    n = 0
+    with sf.SoundFile(_os_path(path)) as f:
+        while len(block := f.read(READ_BLOCK, dtype="float32", always_2d=True)):
+            n += len(block)
+    return n
+
+
+def _os_path(path: Path) -> bytes:
+    """The path as the OS's bytes: libsndfile opens any file name, UTF-8 or not."""
+    return os.fsencode(path)
 
 
 def _record_bad(info: AudioInfo, bad_rows: np.ndarray, offset: int) -> None:
@@ -101,12 +172,15 @@ def _warn_repaired(info: AudioInfo) -> None:
         log.warning("%s: %s; replaced them by 0", info.name, info.bad_summary())
 
 
-def _file_blocks(path: Path, info: AudioInfo, nonfinite: str) -> Iterator[np.ndarray]:
-    """Mono blocks at the file's rate; bad samples counted, then refused or zeroed."""
+def _file_blocks(path: Path, info: AudioInfo, nonfinite: str, truncated: str = "error", frames: int = 0,
+                 tolerance: int = 0) -> Iterator[np.ndarray]:
+    """Mono blocks at the file's rate; bad samples counted, then refused or zeroed; a file that
+    decodes fewer than ``frames`` frames (beyond ``tolerance``) refused or warned about."""
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(_os_path(path)) as f:
             pos = 0
-            for raw in f.blocks(blocksize=READ_BLOCK, dtype="float32", always_2d=True):
+            # f.read, not f.blocks: blocks() hands on its whole buffer when a decoder stops early
+            while len(raw := f.read(READ_BLOCK, dtype="float32", always_2d=True)):
                 bad = ~np.isfinite(raw)
                 if bad.any():
                     _record_bad(info, bad.any(axis=1), pos)
@@ -121,6 +195,9 @@ def _file_blocks(path: Path, info: AudioInfo, nonfinite: str) -> Iterator[np.nda
     if info.nonfinite and nonfinite == "error":
         raise _bad_audio_error(info)
     _warn_repaired(info)
+    if frames - pos > tolerance:
+        info.missing = info.header_frames - pos
+        _truncated(info, truncated)
 
 
 def _tracked(blocks: Iterator[np.ndarray], info: AudioInfo) -> Iterator[np.ndarray]:
@@ -130,22 +207,30 @@ def _tracked(blocks: Iterator[np.ndarray], info: AudioInfo) -> Iterator[np.ndarr
         yield b
 
 
-def open_audio(path: str | Path, sr: int = 16000, nonfinite: str = "error") -> AudioStream:
+def open_audio(path: str | Path, sr: int = 16000, nonfinite: str = "error", truncated: str = "error") -> AudioStream:
     """A stream of any file libsndfile reads, as float32 mono at ``sr`` (channels averaged,
-    polyphase resampling as :func:`resample_chunked`). ``nonfinite``: see the module docstring.
-    Raises :class:`~diffroll.audio.AudioError` naming the file when it is missing or unreadable
-    (while reading, too)."""
-    _check_policy(nonfinite)
+    polyphase resampling as :func:`resample_chunked`). ``nonfinite`` and ``truncated``: see the
+    module docstring. Raises :class:`~diffroll.audio.AudioError` naming the file when it is
+    missing, unreadable (while reading, too) or truncated."""
+    _check_policy(nonfinite, truncated)
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such audio file")
     try:
-        head = sf.info(str(path))
+        head = sf.info(_os_path(path), verbose=True)
     except Exception as err:
         raise AudioError(f"{path}: not a readable audio file ({err})") from err
     file_sr, frames = int(head.samplerate), max(int(head.frames), 0)
-    info = AudioInfo(str(path), file_sr, sr, resampled_length(frames, file_sr, sr))
-    blocks = _resampled(_file_blocks(path, info, nonfinite), frames, file_sr, sr)
+    info = AudioInfo(str(path), file_sr, sr, resampled_length(frames, file_sr, sr), header_frames=frames)
+    tolerance = int(TRUNCATION_TOLERANCE * file_sr)
+    declared = _declared_frames(head)
+    if declared is not None and declared - frames > tolerance:  # libsndfile reads only what is there
+        info.header_frames, info.missing = declared, declared - frames
+        _truncated(info, truncated)
+    elif truncated == "error" and _ends_early(path, frames, tolerance):  # before any work
+        info.missing = frames - _decoded_frames(path)
+        _truncated(info, truncated)
+    blocks = _resampled(_file_blocks(path, info, nonfinite, truncated, frames, tolerance), frames, file_sr, sr)
     return AudioStream(info, _tracked(blocks, info))
 
 
@@ -289,5 +374,6 @@ class SampleBuffer:
         self.data = np.zeros(0, dtype=np.float32)
 
 
-__all__ = ["NONFINITE_POLICIES", "AudioInfo", "AudioStream", "NonFiniteAudioError", "SampleBuffer", "array_audio",
+__all__ = ["NONFINITE_POLICIES", "TRUNCATED_POLICIES", "AudioInfo", "AudioStream", "NonFiniteAudioError",
+           "TruncatedAudioError", "SampleBuffer", "array_audio",
            "open_audio", "read_audio", "resample_chunked", "resampled_length", "silence_audio"]
