@@ -13,6 +13,11 @@ the batches of step n are a pure function of n (:class:`Stream`), so a resumed r
 same run. The next batch is read and cropped in a background thread while the current step runs.
 With ``precision="bf16"`` the forward pass runs under bf16 autocast (CPU or CUDA).
 
+Runs that cannot work stop early: :func:`check_config` refuses a bad setting (a wrong type, a learning
+rate that is not a positive number, a batch of 0...) before any work, and training stops at the first
+non-finite loss with a :class:`TrainingError`, without saving over the last good checkpoint (nor
+is a checkpoint with non-finite weights ever written).
+
 Data parallel (``torchrun --nproc_per_node N -m diffroll train ...``): each of the N processes
 takes its 1/N of every global batch of N × ``batch_size`` examples and draws that part's share of
 the global batch's random numbers, and DistributedDataParallel averages the gradients, so N
@@ -50,9 +55,69 @@ VAL_LOSS_SEGMENTS = 32  # validation loss: the first segments of the validation 
 VAL_LOSS_SEED = 12_345
 
 
+MODES = ("diffusion", "discriminative")
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (a non-finite loss or weights); the last good checkpoint is kept."""
+
+
 def pick_device(device: str | None = None) -> torch.device:
-    """CUDA when present, else CPU (or what ``device`` says)."""
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """CUDA when present, else CPU (or what ``device`` says; ValueError for a CUDA device that is
+    not there)."""
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"no such CUDA device here ({torch.cuda.device_count()} found): use --device cpu")
+    return dev
+
+
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),),
+          "list": (list, tuple), "dict": (dict,)}
+
+
+def _check_types(part) -> None:
+    """TypeError naming the first field of a config section whose value is not of its annotated
+    type (``lr = "abc"`` from ``--set lr='"abc"'``); a bool is not a number."""
+    for f in dataclasses.fields(part):
+        value, alts = getattr(part, f.name), [alt.strip().split("[")[0] for alt in str(f.type).split("|")]
+        if not all(alt in _TYPES for alt in alts):
+            continue  # an annotation this check does not know
+        types = tuple(t for alt in alts for t in _TYPES[alt])
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise TypeError(f"{f.name} must be {f.type}, got {value!r}")
+
+
+def check_config(cfg: Config) -> None:
+    """ValueError / TypeError naming the first setting of ``cfg`` that cannot train: a value of the
+    wrong type in any section, or a training setting out of its range. ``Trainer`` checks it;
+    ``diffroll train`` before any work."""
+    for section in dataclasses.fields(cfg):
+        if section.name != "scale":
+            _check_types(getattr(cfg, section.name))
+    t, finite = cfg.train, math.isfinite
+    rules = [("mode", t.mode in MODES, f"one of {MODES}"),
+             ("batch_size", t.batch_size >= 1, "a whole number >= 1"),
+             ("lr", finite(t.lr) and t.lr > 0, "a finite number > 0"),
+             ("lr_final", finite(t.lr_final) and t.lr_final >= 0, "a finite number >= 0"),
+             ("lr_decay_start", t.lr_decay_start >= 0, "a whole number >= 0"),
+             ("max_steps", t.max_steps >= 1, "a whole number >= 1"),
+             ("max_minutes", t.max_minutes is None or (finite(t.max_minutes) and t.max_minutes >= 0),
+              "a finite number of minutes >= 0 (0: no limit)"),
+             ("crop_frames", t.crop_frames is None or t.crop_frames >= 1, "a whole number >= 1 (or null)"),
+             ("grad_clip", finite(t.grad_clip) and t.grad_clip >= 0, "a finite number >= 0 (0: none)"),
+             ("ema_decay", t.ema_decay is None or 0 <= t.ema_decay < 1, "in [0, 1) (or null: no EMA)"),
+             ("checkpoint_every", t.checkpoint_every >= 1, "a whole number >= 1"),
+             ("snapshot_every", t.snapshot_every is None or t.snapshot_every >= 0, "a whole number >= 0 (or null)"),
+             ("validate_every", t.validate_every >= 0, "a whole number >= 0 (0: never)"),
+             ("log_every", t.log_every >= 1, "a whole number >= 1"),
+             ("seed", 0 <= t.seed < 2 ** 63, "a whole number from 0 to 2**63 - 1")]
+    for name, ok, what in rules:
+        if not ok:
+            raise ValueError(f"{name} must be {what}, got {getattr(t, name)!r}")
+    if not (finite(cfg.diffusion.p) and 0 <= cfg.diffusion.p <= 1):
+        raise ValueError(f"p (the dropout probability) must be in [0, 1], got {cfg.diffusion.p!r}")
+    check_precision(t.precision)
+    learning_rate(t, 0)  # the schedule's own checks
 
 
 def precision_of(precision: str, device: torch.device) -> str:
@@ -200,6 +265,7 @@ class Trainer:
                  progress: bool = True):
         if paired is None and unpaired is None:
             raise ValueError("give a paired dataset, a roll-only dataset, or both")
+        check_config(cfg)
         self.cfg = cfg
         self.rank, self.world = world()
         self.device = pick_device(device)
@@ -285,11 +351,21 @@ class Trainer:
         path = Path(path) if path is not None else self.checkpoint_path
         if path is None:
             raise ValueError("no run_dir and no path: where should the checkpoint go?")
+        self._check_finite()
         return save_checkpoint(path, self.state_dict())
+
+    def _check_finite(self) -> None:
+        """TrainingError when a weight is NaN or infinite: such a run is never saved."""
+        for name, p in (self.model.named_parameters() if self.ema is None else
+                        [*self.model.named_parameters(), *self.ema.named_parameters()]):
+            if not torch.isfinite(p).all():
+                raise TrainingError(f"step {self.step}: weight {name} is NaN or infinite: not saved (the last "
+                                    f"checkpoint is kept); lower the learning rate (lr {self.cfg.train.lr:g})")
 
     def save_weights(self, path: str | Path, half: bool = False) -> Path:
         """Inference-only weights (EMA when kept) + config + history: what ``load_pipeline`` needs;
         ``half``: float16 weights (the bundled model)."""
+        self._check_finite()
         weights = (self.ema if self.ema is not None else self.model).state_dict()
         if half:
             weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
@@ -420,8 +496,11 @@ class Trainer:
         recent: list[float] = []
         last = time.monotonic()
         while self.step < max_steps and not self._out_of_time(deadline):
-            loss = self.train_step()
-            recent.append(self._mean_over_processes(loss))
+            loss = self._mean_over_processes(self.train_step())
+            if not math.isfinite(loss):
+                bar.close()
+                raise TrainingError(self._diverged(loss))
+            recent.append(loss)
             now = time.monotonic()
             self.wall_seconds += now - last
             last = now
@@ -442,6 +521,12 @@ class Trainer:
         if self.run_dir is not None:
             self._checkpoint()
         return self.history
+
+    def _diverged(self, loss: float) -> str:
+        kept = self.checkpoint_path if self.checkpoint_path is not None and self.checkpoint_path.exists() else None
+        return (f"step {self.step}: the training loss is {loss} (lr {learning_rate(self.cfg.train, self.step - 1):g}): "
+                f"stopped, nothing saved{f' (the last good checkpoint {kept} is kept)' if kept else ''}; lower the "
+                "learning rate (--lr), or resume from an earlier checkpoint")
 
     def _checkpoint(self) -> None:
         if self.rank == 0:
