@@ -24,6 +24,19 @@ The model of one key (pitch ``p``, fundamental f0 = 440 · 2^((p − 69) / 12)):
   rings on until the pedal is released. A key struck again while sounding restarts (the old
   vibration is damped in :data:`RESTRIKE_T60`). Keys from ``undamped_from`` up have no dampers.
 - **Soundboard**: a fixed random EQ per piece (smooth bumps in log frequency) on the partials.
+- **Stretched tuning**: pianos are tuned to the Railsback curve (Railsback 1938; Martin & Ward,
+  JASA 33, 1961): the bass flat and the treble sharp of equal temperament, because tuners match
+  the inharmonic partials of octaves. Approximated here by two parabolas meeting at A4 (0 cents):
+  −``stretch_bass_cents`` · ((69 − p) / 48)² below, +``stretch_treble_cents`` · ((p − 69) / 39)²
+  above (:func:`railsback_cents`; about −20 cents at A0 and +30 at C8 for a grand).
+- **Sympathetic resonance**: with the sustain pedal down every damper is off, so the strings whose
+  partials coincide with a sounding note's partials (the keys an octave, a twelfth and two octaves
+  above and below) are driven through the bridge and ring faintly at *their own* partials
+  (``sympathetic_level``), building up in ~20 ms and dying at their own rate or when the pedal
+  comes up. A resonating partial responds less the more it is mistuned from the driving partial.
+- **Mechanical noise**: a key's thump on the keybed at its onset (low, louder when harder),
+  the damper's felt falling back on the strings at its release, and the pedal mechanism at each
+  pedal press and release (``key_noise_level``, ``damper_noise_level``, ``pedal_noise_level``).
 
 Speed: each key is synthesised once per piece (both hardnesses, as long as its longest note needs),
 as a sum of damped complex exponentials evaluated by blocks with one matrix product; notes are
@@ -43,7 +56,9 @@ from .roll import load_midi, sustain_spans
 SUSTAIN_CC = 64
 TAIL_SECONDS = 1.0  # rendered after the last note-off or pedal-up, as in diffroll.render
 T60_DB = 60.0 / (20 * np.log10(np.e))  # ln(1000): exp(-T60_DB · t / T60) falls by 60 dB at T60
-INHARMONICITY_CURVE = ((21, 3e-4), (45, 1e-4), (108, 2e-3))  # (MIDI pitch, B), log-interpolated
+# (MIDI pitch, B), log-interpolated; B at C8 is SynthParams.treble_inharmonicity. B is smallest in the
+# low tenor and rises to ~1e-2 in the top octave (Rigaud, David & Daudet, JASA 133, 2013, fig. 5).
+INHARMONICITY_CURVE = ((21, 3e-4), (45, 1e-4))
 AFTERSOUND_T60_A0 = 25.0  # seconds, at decay_scale 1; halves every AFTERSOUND_HALVING semitones
 AFTERSOUND_HALVING = 15.0
 PROMPT_RATIO = 4.0  # the prompt sound decays 4x faster than the aftersound
@@ -58,6 +73,13 @@ ATTACK_SECONDS = (0.002, 0.0005)  # attack time constant at A0 and at C8
 HAMMER_NOISE_SECONDS, HAMMER_NOISE_DECAY = 0.04, 0.008
 RESTRIKE_T60 = 0.04  # a re-struck key's old vibration dies this fast
 SOUNDBOARD_BUMPS = 4
+SYMPATHETIC_INTERVALS = (-24, -19, -12, 12, 19, 24)  # keys whose partials coincide with a note's
+SYMPATHETIC_WIDTH_CENTS = 10.0  # a resonating partial mistuned by this answers at half amplitude
+SYMPATHETIC_BUILDUP = 0.02  # seconds: time constant of the resonance's growth
+# mechanical noises: (seconds long, centre Hz range, octaves wide, decay seconds)
+KEY_NOISE = (0.06, (80.0, 250.0), 1.5, 0.012)
+DAMPER_NOISE = (0.05, (250.0, 700.0), 2.0, 0.012)
+PEDAL_NOISE = (0.2, (100.0, 300.0), 2.5, 0.04)
 BLOCK = 512  # samples per block of the tone synthesis (see _damped_sinusoids)
 
 # Parameter ranges of SynthParams.random: uniform draws (n_partials rounded). The held-out ranges
@@ -76,6 +98,12 @@ TRAIN_RANGES: dict[str, tuple[float, float]] = {
     "n_partials": (24, 64),
     "velocity_exponent": (1.5, 2.5),
     "soundboard_depth_db": (0.0, 6.0),
+    "stretch_bass_cents": (10.0, 30.0),
+    "stretch_treble_cents": (20.0, 40.0),
+    "sympathetic_level": (0.005, 0.03),
+    "key_noise_level": (0.01, 0.05),
+    "damper_noise_level": (0.003, 0.02),
+    "pedal_noise_level": (0.005, 0.04),
 }
 HELD_OUT_RANGES: dict[str, tuple[float, float]] = {
     **TRAIN_RANGES,
@@ -101,6 +129,14 @@ class SynthParams:
     - ``n_partials``: most partials per key (fewer where they would pass Nyquist).
     - ``velocity_exponent``: gain = (velocity / 127) ** velocity_exponent.
     - ``soundboard_depth_db``: largest gain of the random soundboard EQ bumps.
+    - ``stretch_bass_cents``, ``stretch_treble_cents``: the Railsback stretch, cents flat at A0 and
+      sharp at C8 (:func:`railsback_cents`; 0 and 0: equal temperament).
+    - ``treble_inharmonicity``: B at C8 before ``inharmonicity_scale`` (the top of
+      :data:`INHARMONICITY_CURVE`; 2e-3 was the curve's top before corpus v5).
+    - ``sympathetic_level``: amplitude of the strings resonating under the pedal, relative to the
+      driving note's partials (0: none).
+    - ``key_noise_level``, ``damper_noise_level``, ``pedal_noise_level``: peaks of the keybed thump
+      of a full-velocity strike, of a damper falling and of the pedal mechanism (0: none).
     - ``undamped_from``: lowest key without a damper (89 = F6 on a grand; 128 = damp all).
     - ``tuning_cents``: the whole piano tuned this far from A = 440 Hz (the corpus's detune
       augmentation; not drawn by :meth:`random`).
@@ -118,13 +154,23 @@ class SynthParams:
     n_partials: int = 48
     velocity_exponent: float = 2.0
     soundboard_depth_db: float = 3.0
+    stretch_bass_cents: float = 20.0
+    stretch_treble_cents: float = 30.0
+    treble_inharmonicity: float = 1e-2
+    sympathetic_level: float = 0.015
+    key_noise_level: float = 0.03
+    damper_noise_level: float = 0.01
+    pedal_noise_level: float = 0.02
     undamped_from: int = 89
     tuning_cents: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
-        positive = ("inharmonicity_scale", "decay_scale", "brightness", "damper_t60", "n_partials")
+        positive = ("inharmonicity_scale", "decay_scale", "brightness", "damper_t60", "n_partials",
+                    "treble_inharmonicity")
         problems = [f"{name} must be > 0" for name in positive if not getattr(self, name) > 0]
+        levels = ("sympathetic_level", "key_noise_level", "damper_noise_level", "pedal_noise_level")
+        problems += [f"{name} must be >= 0" for name in levels if not getattr(self, name) >= 0]
         if not 0 < self.hammer_position < 0.5:
             problems.append("hammer_position must be in (0, 0.5)")
         if not 0 <= self.aftersound_level <= 1:
@@ -200,6 +246,21 @@ def note_strikes(midi: pretty_midi.PrettyMIDI, damper_t60: float,
     return strikes, float(last_event)
 
 
+def railsback_cents(pitch: float, bass_cents: float, treble_cents: float) -> float:
+    """The stretch of a key from equal temperament in cents: a parabolic approximation of the
+    Railsback curve, 0 at A4, −``bass_cents`` at A0 and +``treble_cents`` at C8 (see the module)."""
+    if pitch >= 69:
+        return treble_cents * ((pitch - 69) / 39) ** 2
+    return -bass_cents * ((69 - pitch) / 48) ** 2
+
+
+def pedal_spans(midi: pretty_midi.PrettyMIDI, last_event: float) -> list[tuple[float, float]]:
+    """The sustain pedal's (down, up) spans of all non-drum instruments, as
+    :func:`diffroll.roll.sustain_spans` reads them; a pedal never released goes up at ``last_event``."""
+    return sorted((down, min(up, last_event)) for inst in midi.instruments if not inst.is_drum
+                  for down, up in sustain_spans(inst) if down < last_event)
+
+
 def damper_curves(strikes: list[Strike], sample_rate: int) -> dict[float, np.ndarray]:
     """For each damping time among ``strikes``: the envelope after the damper falls, from 1 down
     to -60 dB at ``damping_t60`` seconds (float32, ``damping_t60`` seconds long)."""
@@ -220,6 +281,8 @@ class ProceduralPiano:
         self._bump_octaves = rng.uniform(0.3, 1.0, SOUNDBOARD_BUMPS)
         self._bump_gains_db = rng.uniform(-1.0, 1.0, SOUNDBOARD_BUMPS) * params.soundboard_depth_db
         self._detune_jitter = rng.uniform(0.5, 1.5, 128)  # per key, on unison_detune_cents
+        self._noise_centres = {name: float(np.exp(rng.uniform(*np.log(spec[1]))))
+                               for name, spec in (("key", KEY_NOISE), ("damper", DAMPER_NOISE), ("pedal", PEDAL_NOISE))}
 
     def render(self, midi: pretty_midi.PrettyMIDI, tail: float = TAIL_SECONDS) -> np.ndarray:
         """All non-drum notes (and sustain pedal) of ``midi`` -> float32 mono audio, not normalised.
@@ -254,7 +317,105 @@ class ProceduralPiano:
             if released < n:
                 sound[released:] *= damp_curves[s.damping_t60][: n - released]
             out[start:start + n] += sound
+        spans = pedal_spans(midi, last_event)
+        if self.params.sympathetic_level > 0 and spans:
+            self._add_sympathetic(out, strikes, lengths, spans)
+        self._add_mechanical_noise(out, strikes, spans)
         return out
+
+    def _add_sympathetic(self, out: np.ndarray, strikes: list[Strike], lengths: list[int],
+                         spans: list[tuple[float, float]]) -> None:
+        """For every pedal span during which a note sounds: from the later of its onset and the
+        pedal press, its sympathetic strings (:meth:`_sympathetic_tone`) ring, scaled by the note's
+        loudness and by how far it has decayed, until the pedal comes up (then damped)."""
+        sr, p = self.sample_rate, self.params
+        damp = np.exp(-T60_DB * np.arange(int(np.ceil(p.damper_t60 * sr))) / (p.damper_t60 * sr)).astype(np.float32)
+        uses = []  # (pitch, start sample, samples until pedal up, gain)
+        for s, n in zip(strikes, lengths):
+            sound_end = s.onset + n / sr
+            for down, up in spans:
+                begin = max(s.onset, down)
+                if begin < min(up, sound_end):
+                    decayed = np.exp(-T60_DB * (begin - s.onset) / self._aftersound_t60(s.pitch))
+                    gain = p.sympathetic_level * (s.velocity / 127) ** p.velocity_exponent * decayed
+                    uses.append((s.pitch, int(round(begin * sr)), int(round((up - begin) * sr)), gain))
+        needed: dict[int, int] = {}
+        for pitch, _, held, _ in uses:
+            needed[pitch] = max(needed.get(pitch, 0), held + damp.size)
+        tones = {pitch: self._sympathetic_tone(pitch, n) for pitch, n in needed.items()}
+        for pitch, start, held, gain in uses:
+            tone = tones[pitch]
+            n = min(tone.size, held + damp.size, out.size - start)
+            sound = tone[:n] * np.float32(gain)
+            if held < n:
+                sound[held:] *= damp[: n - held]
+            out[start:start + n] += sound
+
+    def _sympathetic_tone(self, pitch: int, n_samples: int) -> np.ndarray:
+        """(n,) float32: the strings of :data:`SYMPATHETIC_INTERVALS` around ``pitch`` driven by its
+        partials: each partial of a resonating key that lies within 50 cents of a driving partial
+        rings at its own frequency, with the driving partial's amplitude (mean of soft and hard)
+        times 1 / (1 + (mistuning / SYMPATHETIC_WIDTH_CENTS)²), at the resonating key's aftersound
+        rate, growing in with time constant SYMPATHETIC_BUILDUP."""
+        sr = self.sample_rate
+        n_samples = min(n_samples, max(self._natural_samples(pitch + d) for d in SYMPATHETIC_INTERVALS))
+        source = self._partials(pitch)
+        drive = 0.5 * (source.soft + source.hard)
+        freqs, rates, amps = [], [], []
+        for key in (pitch + d for d in SYMPATHETIC_INTERVALS):
+            if not 21 <= key <= 108 or source.freq.size == 0:
+                continue
+            strings = self._partials(key)
+            nearest = np.abs(np.log2(strings.freq[:, None] / source.freq[None, :])).argmin(axis=1)
+            cents = 1200 * np.log2(strings.freq / source.freq[nearest])
+            close = np.abs(cents) < 50
+            freqs.append(strings.freq[close])
+            rates.append(strings.after_rate[close])
+            amps.append(drive[nearest[close]] / (1 + (cents[close] / SYMPATHETIC_WIDTH_CENTS) ** 2))
+        if not freqs or not sum(f.size for f in freqs):
+            return np.zeros(n_samples, dtype=np.float32)
+        tone = _damped_sinusoids(np.concatenate(freqs), np.concatenate(rates), np.concatenate(amps)[None, :],
+                                 n_samples, sr)[0]
+        return tone * (1 - np.exp(-np.arange(n_samples) / (SYMPATHETIC_BUILDUP * sr))).astype(np.float32)
+
+    def _add_mechanical_noise(self, out: np.ndarray, strikes: list[Strike], spans: list[tuple[float, float]]) -> None:
+        """Keybed thumps at onsets (∝ velocity / 127), damper noise where a damper falls (not at a
+        re-strike: the damper stays up), pedal noise at each press and release."""
+        p, sr = self.params, self.sample_rate
+        events = []  # (kind, time, level, variant)
+        if p.key_noise_level > 0:
+            events += [("key", s.onset, p.key_noise_level * s.velocity / 127, s.pitch) for s in strikes]
+        if p.damper_noise_level > 0:
+            events += [("damper", s.release, p.damper_noise_level, s.pitch) for s in strikes
+                       if np.isfinite(s.release) and s.damping_t60 != RESTRIKE_T60]
+        if p.pedal_noise_level > 0:
+            events += [("pedal", t, p.pedal_noise_level, i) for i, span in enumerate(spans) for t in span]
+        specs = {"key": KEY_NOISE, "damper": DAMPER_NOISE, "pedal": PEDAL_NOISE}
+        for kind, time, level, variant in events:
+            start = int(round(time * sr))
+            if start >= out.size:
+                continue
+            burst = self._noise_burst(kind, variant % 16, specs[kind])
+            n = min(burst.size, out.size - start)
+            out[start:start + n] += np.float32(level) * burst[:n]
+
+    def _noise_burst(self, kind: str, variant: int, spec: tuple) -> np.ndarray:
+        """(n,) float32, peak 1: one of 16 noise bursts per kind and piece, band-passed around the
+        piece's centre for the kind (an octaves-wide Gaussian in log frequency), decaying."""
+        key = (kind, variant)
+        cache = self.__dict__.setdefault("_bursts", {})
+        if key not in cache:
+            seconds, _, octaves_wide, decay_s = spec
+            sr = self.sample_rate
+            n = int(seconds * sr)
+            index = ("key", "damper", "pedal").index(kind)
+            spectrum = np.fft.rfft(np.random.default_rng([self.params.seed, 2, index, variant]).standard_normal(n))
+            freq = np.fft.rfftfreq(n, 1 / sr)
+            octaves = np.log2(np.maximum(freq, 1.0) / self._noise_centres[kind]) / (octaves_wide / 2)
+            burst = np.fft.irfft(spectrum * np.exp(-0.5 * octaves**2), n) * np.exp(-np.arange(n) / (decay_s * sr))
+            burst *= np.minimum(1.0, (n - np.arange(n)) / max(1, n // 8))  # faded out over its last eighth
+            cache[key] = (burst / max(np.abs(burst).max(), 1e-30)).astype(np.float32)
+        return cache[key]
 
     def _sounding_samples(self, strike: Strike, damp_samples: int) -> int:
         """How many samples of its key's tone a strike needs (at most the tone's natural length)."""
@@ -281,8 +442,9 @@ class ProceduralPiano:
         3. Two-stage decay rates, growing with pitch and with f_n / f0.
         """
         p, sr = self.params, self.sample_rate
-        f0 = 440.0 * 2.0 ** ((pitch - 69) / 12 + p.tuning_cents / 1200)
-        curve_pitch, curve_b = zip(*INHARMONICITY_CURVE)
+        stretch = railsback_cents(pitch, p.stretch_bass_cents, p.stretch_treble_cents)
+        f0 = 440.0 * 2.0 ** ((pitch - 69) / 12 + (p.tuning_cents + stretch) / 1200)
+        curve_pitch, curve_b = zip(*INHARMONICITY_CURVE, (108, p.treble_inharmonicity))
         b = p.inharmonicity_scale * np.exp(np.interp(pitch, curve_pitch, np.log(curve_b)))
         n = np.arange(1, p.n_partials + 1)
         freq = n * f0 * np.sqrt(1 + b * n**2) / np.sqrt(1 + b)

@@ -132,3 +132,111 @@ def test_force_noise_fills_silence_in_the_room_chain():
     def level(y):  # the gap's RMS against the peak (the two draws differ in gain)
         return np.sqrt(np.mean(y[gap].astype(np.float64) ** 2)) / np.abs(y).max()
     assert level(noisy) > 10 * level(quiet)
+
+
+# --- the procedural piano's real-piano physics ------------------------------------------------
+
+from diffroll.pianosynth import ProceduralPiano, SynthParams, railsback_cents  # noqa: E402
+
+QUIET = dict(sympathetic_level=0.0, key_noise_level=0.0, damper_noise_level=0.0, pedal_noise_level=0.0)
+
+
+def _midi(notes, pedal=()) -> pretty_midi.PrettyMIDI:
+    """notes: (pitch, velocity, start, end); pedal: (time, CC 64 value)."""
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0)
+    inst.notes = [pretty_midi.Note(v, p, s, e) for p, v, s, e in notes]
+    inst.control_changes = [pretty_midi.ControlChange(64, value, t) for t, value in pedal]
+    pm.instruments.append(inst)
+    return pm
+
+
+def _peak_hz(audio, near_hz, cents=60, start_s=0.05, seconds=1.0) -> float:
+    """The strongest spectral peak within ±``cents`` of ``near_hz`` (Hann window, 16x zero padding,
+    parabolic refinement of the log magnitude)."""
+    n = int(seconds * SR)
+    nfft = 1 << int(np.ceil(np.log2(16 * n)))
+    seg = audio[int(start_s * SR):int(start_s * SR) + n]
+    log_mag = np.log(np.abs(np.fft.rfft(seg * np.hanning(seg.size), nfft)) + 1e-30)
+    lo, hi = (int(near_hz * 2 ** (c / 1200) * nfft / SR) for c in (-cents, cents))
+    k = lo + int(np.argmax(log_mag[lo:hi + 1]))
+    a, b, c = log_mag[k - 1:k + 2]
+    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * SR / nfft
+
+
+def _cents(f, ref):
+    return 1200 * np.log2(f / ref)
+
+
+def test_railsback_curve_shape():
+    assert railsback_cents(69, 20, 30) == 0.0
+    assert railsback_cents(21, 20, 30) == pytest.approx(-20.0) and railsback_cents(108, 20, 30) == pytest.approx(30.0)
+    curve = [railsback_cents(p, 20, 30) for p in range(21, 109)]
+    assert np.all(np.diff(curve) >= 0)
+
+
+@pytest.mark.parametrize("pitch, sign", [(96, +1), (24, -1)], ids=["C7-sharp", "C1-flat"])
+def test_stretched_tuning_is_heard(pitch, sign):
+    """The measured fundamental of a lone note sits where the Railsback curve puts it."""
+    params = SynthParams(stretch_bass_cents=30.0, stretch_treble_cents=40.0, **QUIET)
+    nominal = 440.0 * 2 ** ((pitch - 69) / 12)
+    expected = railsback_cents(pitch, 30.0, 40.0)
+    assert sign * expected > 15
+    measured = _cents(_peak_hz(ProceduralPiano(params, SR).render(_midi([(pitch, 80, 0.0, 1.5)])), nominal), nominal)
+    assert measured == pytest.approx(expected, abs=3.0)
+    flat = dataclasses.replace(params, stretch_bass_cents=0.0, stretch_treble_cents=0.0)
+    untuned = _cents(_peak_hz(ProceduralPiano(flat, SR).render(_midi([(pitch, 80, 0.0, 1.5)])), nominal), nominal)
+    assert abs(untuned) < 3.0
+
+
+def test_bass_partials_are_inharmonic():
+    """The 10th partial of A1 lies measurably above 10 · f0 (B ≈ 1.7e-4 there: ~+15 cents); with
+    almost no stiffness it sits at 10 · f0."""
+    def tenth_over_ten_f0(scale):
+        params = SynthParams(inharmonicity_scale=scale, **QUIET)
+        audio = ProceduralPiano(params, SR).render(_midi([(33, 100, 0.0, 2.0)]))
+        f0 = _peak_hz(audio, 55.0, seconds=1.5)
+        return _cents(_peak_hz(audio, 10 * f0, cents=60, seconds=1.5), 10 * f0)
+    assert tenth_over_ten_f0(1.0) > 8.0
+    assert abs(tenth_over_ten_f0(1e-6)) < 2.0
+
+
+def _band_rms(audio, hz, cents=15, start_s=0.5, seconds=1.0) -> float:
+    seg = audio[int(start_s * SR):int((start_s + seconds) * SR)].astype(np.float64)
+    spec = np.abs(np.fft.rfft(seg * np.hanning(seg.size)))
+    freq = np.fft.rfftfreq(seg.size, 1 / SR)
+    band = (freq > hz * 2 ** (-cents / 1200)) & (freq < hz * 2 ** (cents / 1200))
+    return float(np.sqrt(np.mean(spec[band] ** 2)))
+
+
+def test_sympathetic_resonance_only_under_the_pedal():
+    """A3 played with the pedal down makes E5 (a twelfth up) ring at E5's own partials; without the
+    pedal the resonance adds nothing at all."""
+    on, off = SynthParams(**{**QUIET, "sympathetic_level": 0.02}), SynthParams(**QUIET)
+    note = [(57, 100, 0.0, 0.4)]
+    for pedal in ((), ((0.0, 127), (2.0, 0))):
+        with_res = ProceduralPiano(on, SR).render(_midi(note, pedal))
+        without = ProceduralPiano(off, SR).render(_midi(note, pedal))
+        if not pedal:
+            assert np.array_equal(with_res, without)
+            continue
+        added = with_res - without
+        e5 = ProceduralPiano(on, SR)._partials(76).freq[0]  # stretched E5, ~3 x A3
+        assert _band_rms(added, e5) > 30 * _band_rms(added, 1.25 * 220.0)  # no key there
+        assert np.sqrt(np.mean(added**2)) < 0.3 * np.sqrt(np.mean(without**2))  # faint
+        assert np.abs(added[int(2.4 * SR):]).max() < 1e-3 * np.abs(added).max()  # damped at pedal up
+
+
+@pytest.mark.parametrize("kind, when", [("key_noise_level", 0.5), ("damper_noise_level", 1.0),
+                                        ("pedal_noise_level", 1.5)])
+def test_mechanical_noises_where_and_only_when_on(kind, when):
+    """Keybed thump at the onset (0.5 s), damper noise at the key's release (1.0 s), pedal noise at
+    the press (1.5 s); nothing elsewhere, nothing when the level is 0."""
+    midi = _midi([(60, 100, 0.5, 1.0)], pedal=[(1.5, 127), (2.5, 0)])
+    quiet = ProceduralPiano(SynthParams(**QUIET), SR).render(midi)
+    noisy = ProceduralPiano(SynthParams(**{**QUIET, kind: 0.05}), SR).render(midi)
+    added = (noisy - quiet).astype(np.float64)
+    at = added[int(when * SR):int((when + 0.05) * SR)]
+    assert np.abs(at).max() > 0.005
+    assert np.abs(added[int((when - 0.2) * SR):int(when * SR)]).max() == 0.0  # nothing before
+    assert np.abs(added[int((when + 0.3) * SR):int(2.5 * SR)]).max() == 0.0  # short

@@ -6,7 +6,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from diffroll.pianosynth import (HELD_OUT_RANGES, TRAIN_RANGES, ProceduralPiano, SynthParams,
+from diffroll.pianosynth import (HELD_OUT_RANGES, TRAIN_RANGES, ProceduralPiano, SynthParams, railsback_cents,
                                  render_procedural)
 
 SR = 16000
@@ -49,12 +49,18 @@ def centroid(audio, seconds=0.5) -> float:
     return float((power * np.fft.rfftfreq(int(seconds * SR), 1 / SR)).sum() / power.sum())
 
 
+def stretched_f0(pitch, params) -> float:
+    """Equal temperament moved by the piano's Railsback stretch."""
+    cents = railsback_cents(pitch, params.stretch_bass_cents, params.stretch_treble_cents)
+    return 440.0 * 2 ** ((pitch - 69) / 12 + cents / 1200)
+
+
 @pytest.mark.parametrize("name", PARAMS)
 def test_fundamental_within_5_cents_on_all_88_keys(name):
     synth = ProceduralPiano(PARAMS[name], SR)
     errors = {}
     for pitch in range(21, 109):
-        f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+        f0 = stretched_f0(pitch, PARAMS[name])
         audio = synth.render(make_midi([(pitch, 80, 0.0, 1.0)]))
         errors[pitch] = 1200 * np.log2(measured_f0(audio, f0) / f0)
     worst = max(errors, key=lambda p: abs(errors[p]))
@@ -65,11 +71,13 @@ def test_partials_are_stretched_and_below_nyquist():
     params = PARAMS["held_out"]
     synth = ProceduralPiano(params, SR)
     bass = synth._partials(21)
-    assert bass.freq[0] == pytest.approx(27.5, rel=1e-12) and bass.number[0] == 1
-    stretch = bass.freq / (bass.number * 27.5)  # sqrt(1 + B n²) / sqrt(1 + B)
+    a0 = stretched_f0(21, params)
+    assert bass.freq[0] == pytest.approx(a0, rel=1e-12) and bass.number[0] == 1
+    stretch = bass.freq / (bass.number * a0)  # sqrt(1 + B n²) / sqrt(1 + B)
     assert bass.freq.size > 10 and np.all(np.diff(stretch) > 0) and stretch[-1] > 1.01
     assert np.all(bass.number <= params.n_partials)
-    assert synth._partials(108).freq.tolist() == [pytest.approx(4186.009, rel=1e-6)]  # partial 2 > 0.95 · Nyquist
+    c8 = stretched_f0(108, params)
+    assert synth._partials(108).freq.tolist() == [pytest.approx(c8, rel=1e-12)]  # partial 2 > 0.95 · Nyquist
     g6 = synth._partials(91)  # G6, 1568 Hz: partials 1..4 fit under 7600 Hz, 5 does not
     assert g6.number.tolist() == [1, 2, 3, 4] and g6.freq[-1] < 0.95 * SR / 2
 
@@ -118,7 +126,7 @@ def test_top_keys_have_no_dampers():
 
 @pytest.mark.parametrize("pedal", [(), ((0.0, 127), (3.0, 0))])
 def test_restrike_restarts_the_note(pedal):
-    synth = ProceduralPiano(SynthParams(), SR)
+    synth = ProceduralPiano(SynthParams(sympathetic_level=0.0), SR)  # the first note's resonance rings on
     first_end = 0.2 if pedal else 2.0
     both = synth.render(make_midi([(60, 100, 0.0, first_end), (60, 100, 1.0, 2.0)], pedal=pedal))
     second = synth.render(make_midi([(60, 100, 1.0, 2.0)], pedal=pedal))
