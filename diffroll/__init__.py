@@ -1,16 +1,22 @@
 """DiffRoll: diffusion-based generative music transcription (Cheuk et al., ICASSP 2023)."""
 from .config import Config, get_config
-from .diffusion import Diffusion
-from .model import DiffRoll
 
 __version__ = "0.2.0"
 __all__ = ["Config", "Diffusion", "DiffRoll", "Pipeline", "get_config", "load_model", "transcribe"]
 
 
 def __getattr__(name):
-    if name == "Pipeline":  # imported on first use: `import diffroll` stays light
+    """The classes that need torch, imported on first use: `import diffroll` (and `diffroll --help`)
+    does not import torch."""
+    if name == "Pipeline":
         from .pipeline import Pipeline
         return Pipeline
+    if name == "Diffusion":
+        from .diffusion import Diffusion
+        return Diffusion
+    if name == "DiffRoll":
+        from .model import DiffRoll
+        return DiffRoll
     raise AttributeError(f"module 'diffroll' has no attribute {name!r}")
 
 

@@ -8,14 +8,20 @@
 Exit status: 0 when every input was written (silent or empty audio gives an empty MIDI and a
 note saying so), 1 when an input or the checkpoint failed (the other inputs are still
 transcribed), 2 for a usage error (a bad option value, an output folder that is a file or not
-writable, --steps above the model's T: all found before any transcription).
+writable, --steps above the model's T: all found before any transcription), 130 / 143 when
+interrupted by SIGINT / SIGTERM (temporary files removed).
 
 No silent wrong results:
 - audio with NaN or infinite samples is refused (exit 1, naming the file, how many samples and
   where), unless ``--nonfinite zero`` replaces them by 0 (with a warning naming them);
+- a truncated file (less audio than its header says) is refused, naming how much is missing,
+  unless ``--truncated warn`` transcribes what decodes (with a warning);
 - existing outputs are never replaced unless ``--overwrite`` is given (that input fails);
-- every output is written to a temporary file and renamed once all of an input's outputs are
-  done, so a failed input leaves nothing behind;
+- every output is written to a temporary file and, once all of an input's outputs are done,
+  linked to its name only if that name is still free (another run writing the same file meanwhile
+  makes this input fail, naming the file), so a failed input leaves nothing behind; temporary
+  files left by killed runs are removed by the next run into that folder;
+- checkpoints carry a checksum of their weights, verified on load;
 - a result depends on the seed only, not on ``--batch-size`` (every window of every sample draws
   its noise from its own generator).
 
@@ -28,21 +34,32 @@ import argparse
 import logging
 import math
 import os
+import re
+import shutil
+import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from .audio_stream import NONFINITE_POLICIES
-from .diffusion import SAMPLERS
-from .inference import COMBINES, DEFAULT_SAMPLER, DEFAULT_STEPS, PRECISIONS, SILENCE_PEAK
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Argument parsing must not import torch (``diffroll --help`` answers at once), so the choices of
+# the modules that do are repeated here; tests/test_cli.py checks that they are the same.
+SAMPLERS = ("ddpm", "ddim", "dpmpp")  # diffusion.SAMPLERS
+DEFAULT_SAMPLER, DEFAULT_STEPS = "ddpm", 5  # inference.DEFAULT_SAMPLER, DEFAULT_STEPS
+PRECISIONS = ("auto", "fp32", "bf16")  # inference.PRECISIONS
+COMBINES = ("mean", "vote")  # inference.COMBINES
+NONFINITE_POLICIES = ("error", "zero")  # audio_stream.NONFINITE_POLICIES
+TRUNCATED_POLICIES = ("error", "warn")  # audio_stream.TRUNCATED_POLICIES
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 MAX_GENERATE_SECONDS = 24 * 3600.0
+MAX_W = 2.0  # --w: guidance from 0 (none) to this; the paper's 0.5, measured from 0 to 1.5 (README)
+MAX_SEED = 2 ** 63 - 1
 EPILOG = ("Exit status: 0 every input written; 1 an input or the checkpoint failed (the other inputs are still "
           "done; nothing is written for a failed input, NaN / infinite audio is refused unless --nonfinite zero, "
-          "and existing outputs are kept unless --overwrite); 2 usage error, found before any work (option "
-          "values, an output folder that is a file or not writable, --steps above the model's T). Long audio is "
-          "streamed: memory does not grow with its length.")
+          "truncated audio unless --truncated warn, and existing outputs are kept unless --overwrite, also when "
+          "another run writes them meanwhile); 2 usage error, found before any work (option values, an output "
+          "folder that is a file or not writable, --steps above the model's T); 130 / 143 interrupted (SIGINT / "
+          "SIGTERM). Long audio is streamed: memory does not grow with its length.")
 
 
 class CliError(Exception):
@@ -53,19 +70,27 @@ class UsageError(CliError):
     """A bad argument found after parsing: the usage message, exit status 2."""
 
 
+def _printable(msg: str, stream) -> str:
+    """``msg`` as ``stream`` can print it: file names that are not valid in its encoding (e.g.
+    non-UTF-8 bytes, which Python keeps as surrogates) as backslash escapes, not a crash."""
+    enc = getattr(stream, "encoding", None) or "utf-8"
+    return msg.encode(enc, errors="backslashreplace").decode(enc, errors="replace")
+
+
 def _say(msg: str) -> None:
-    print(msg, flush=True)
+    print(_printable(msg, sys.stdout), flush=True)
 
 
 def _error(msg: str) -> None:
-    print(f"diffroll: error: {msg}", file=sys.stderr, flush=True)
+    print(_printable(f"diffroll: error: {msg}", sys.stderr), file=sys.stderr, flush=True)
 
 
 class _StderrLog(logging.Handler):
     """The package's warnings (NaN samples replaced, a stuck note cut) as ``diffroll: warning: ...``."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        print(f"diffroll: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr, flush=True)
+        print(_printable(f"diffroll: {record.levelname.lower()}: {record.getMessage()}", sys.stderr),
+              file=sys.stderr, flush=True)
 
 
 def _log_to_stderr() -> None:
@@ -84,6 +109,34 @@ def _finite(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def _guidance(text: str) -> float:
+    value = _finite(text)
+    if not 0 <= value <= MAX_W:
+        raise argparse.ArgumentTypeError(f"must be from 0 (no guidance) to {MAX_W:g} (the paper's: 0.5), got {text}; "
+                                         "w = -1 (no audio) is `diffroll generate`")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 2**63 - 1 = {MAX_SEED}, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 
@@ -142,8 +195,9 @@ def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True, samples
     g.add_argument("--steps", type=_positive_int, default=DEFAULT_STEPS,
                    help=f"sampling steps, at most the model's T (default: {DEFAULT_STEPS}; the paper: all 200)")
     if guidance:
-        g.add_argument("--w", type=_finite, default=None,
-                       help="guidance weight of Algorithm 1 (default: the checkpoint's, 0.5 in the paper)")
+        g.add_argument("--w", type=_guidance, default=None,
+                       help=f"guidance weight of Algorithm 1, from 0 (none) to {MAX_W:g} (default: the checkpoint's, "
+                            "0.5 in the paper and the bundled model)")
     if samples:
         g.add_argument("--samples", type=_positive_int, default=1, metavar="K",
                        help="draw K transcriptions (different noise, batched together) and read the notes from "
@@ -154,7 +208,7 @@ def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True, samples
         g.add_argument("--combine", choices=COMBINES, default=None,
                        help="how K > 1 samples become one transcription: mean (their x̂0 averaged, then read) or "
                             "vote (each read, the notes more than K/2 hold kept) (default: the checkpoint's, mean)")
-    g.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    g.add_argument("--seed", type=_seed, default=0, help="noise seed, 0 to 2**63 - 1 (default: 0)")
     g.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     g.add_argument("--threads", type=_positive_int, default=None,
                    help="torch CPU threads (default: torch's, one per core; on a machine busy with other work "
@@ -165,7 +219,8 @@ def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True, samples
     g.add_argument("--batch-size", type=_positive_int, default=4,
                    help="rolls (windows x samples) sampled per network call (default: 4); the result does not "
                         "depend on it (every window and sample draws its own noise)")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    g.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar (there is none either when stderr is not a terminal)")
     d = p.add_argument_group("reading notes from the roll")
     d.add_argument("--frame-threshold", "--threshold", dest="frame_threshold", type=_threshold, default=None,
                    metavar="X",
@@ -211,12 +266,19 @@ def _input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nonfinite", choices=NONFINITE_POLICIES, default="error",
                    help="audio with NaN or infinite samples: error (default) refuses the file (exit 1), naming "
                         "the bad samples; zero replaces them by 0 and warns")
+    p.add_argument("--truncated", choices=TRUNCATED_POLICIES, default="error",
+                   help="a file with less audio than its header says (cut off while copying or downloading): error "
+                        "(default) refuses it (exit 1), naming how much is missing; warn transcribes what decodes "
+                        "(the missing end as silence) and warns")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="diffroll", description="DiffRoll: diffusion-based piano transcription to MIDI.",
         epilog="Exit status: 0 all written, 1 an input or the checkpoint failed, 2 usage error.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"diffroll {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     t = sub.add_parser("transcribe", help="audio files or folders -> one MIDI file each",
@@ -279,13 +341,13 @@ def _train_parser(sub) -> None:
     g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     g.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads per process")
     g.add_argument("--workers", type=_positive_int, default=2, help="processes rendering the corpus (default: 2)")
-    g.add_argument("--val-pieces", type=int, default=2, help="whole validation pieces scored during training")
+    g.add_argument("--val-pieces", type=_count, default=2, help="whole validation pieces scored during training")
     g.add_argument("--export-to", type=Path, default=None,
                    help="also write inference-only (EMA, float16) weights here at the end")
     s = t.add_argument_group("settings (override the preset; any other with --set NAME=VALUE)")
     for name, kind in (("mode", str), ("p", float), ("kernel_size", int), ("channels", int), ("layers", int),
                        ("max_steps", int), ("max_minutes", float), ("batch_size", int), ("lr", float),
-                       ("seed", int), ("precision", str)):
+                       ("seed", _seed), ("precision", str)):
         s.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
                        help="0: no time limit" if name == "max_minutes" else None)
     s.add_argument("--dilation", type=int, nargs="+", default=None, help="e.g. 1 2 for the paper's [1, 2, 1, 2, ...]")
@@ -346,8 +408,19 @@ def check_output_folder(folder: Path, what: str = "output folder") -> None:
                          "choose another folder with -o") from err
 
 
+STDIO = "-"
+
+
+def check_not_stdio(path: Path, what: str) -> None:
+    """UsageError for ``-``: audio is read from files (streamed, with seeks), not from a pipe."""
+    if str(path) == STDIO:
+        raise UsageError(f"{what} '-': standard input and output are not supported: save the audio to a file "
+                         "and give its path (e.g. `ffmpeg -i URL in.wav`), and write to a file with -o")
+
+
 def check_output_file(path: Path) -> None:
     """UsageError unless ``path`` can be a file written in a writable folder."""
+    check_not_stdio(path, "-o")
     if path.is_dir():
         raise UsageError(f"-o {path} is a folder: give the MIDI file to write, e.g. {path / 'out.mid'}")
     check_output_folder(path.parent, f"the folder of -o {path},")
@@ -381,25 +454,80 @@ def _check_sonify(args) -> None:
         raise CliError(f"--sonify: {err}") from err
 
 
+TEMP = re.compile(r"^\..+\.(\d+)\.tmp$")  # .NAME.PID.tmp: an output being written by process PID
+
+
 def _temp_of(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
-def write_midi_atomically(pm, path: Path) -> None:
-    """Write to a temporary file next to ``path``, then rename: no partial file on failure."""
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process (or not a pid): leave its files alone
+    return True
+
+
+def remove_stale_temps(folders) -> list[Path]:
+    """Remove the temporary outputs (``.NAME.PID.tmp``) that processes no longer running left in
+    ``folders`` (a run killed while writing); returns them."""
+    removed = []
+    for folder in {Path(f) for f in folders}:
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            m = TEMP.match(entry.name)
+            if m and int(m[1]) != os.getpid() and entry.is_file() and not _alive(int(m[1])):
+                entry.unlink(missing_ok=True)
+                removed.append(entry)
+    return removed
+
+
+def _claim(tmp: Path, path: Path) -> None:
+    """Give the finished ``tmp`` the name ``path`` only if no file has it: a hard link fails when
+    the name exists, so a run that wrote ``path`` meanwhile is never replaced (where the file system
+    has no hard links: an exclusive create, then a copy)."""
+    try:
+        os.link(tmp, path)
+        return
+    except FileExistsError:
+        raise CliError(f"{path} was written by another run meanwhile: not overwritten (pass --overwrite to "
+                       "replace, or write to another folder with -o)") from None
+    except OSError:
+        pass
+    try:
+        with open(tmp, "rb") as src, open(path, "xb") as dst:
+            shutil.copyfileobj(src, dst)
+    except FileExistsError:
+        raise CliError(f"{path} was written by another run meanwhile: not overwritten (pass --overwrite to "
+                       "replace, or write to another folder with -o)") from None
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def write_midi_atomically(pm, path: Path, overwrite: bool = False) -> None:
+    """Write to a temporary file next to ``path``, then claim ``path`` (replace it only with
+    ``overwrite``): no partial file on failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_of(path)
     try:
         pm.write(str(tmp))
-        os.replace(tmp, path)
+        os.replace(tmp, path) if overwrite else _claim(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def write_outputs(result, paths: dict[str, Path], soundfont: str | None = None) -> None:
+def write_outputs(result, paths: dict[str, Path], soundfont: str | None = None, overwrite: bool = False) -> None:
     """The MIDI (and CSV, WAV) of a :class:`~diffroll.pipeline.Transcription`, each written to a
-    temporary file; renamed only when all are written, so a failure leaves none of them."""
+    temporary file; given their names only when all are written, so a failure leaves none of
+    them. Without ``overwrite`` a name that exists by then (another run) fails this input, and the
+    outputs of it already named are removed."""
     temps = {kind: _temp_of(p) for kind, p in paths.items()}
+    named: list[Path] = []
     try:
         for kind, tmp in temps.items():
             tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -410,7 +538,15 @@ def write_outputs(result, paths: dict[str, Path], soundfont: str | None = None) 
             else:
                 result.sonify(tmp, soundfont)
         for kind, tmp in temps.items():
-            os.replace(tmp, paths[kind])
+            if overwrite:
+                os.replace(tmp, paths[kind])
+            else:
+                _claim(tmp, paths[kind])
+                named.append(paths[kind])
+    except BaseException:
+        for path in named:
+            path.unlink(missing_ok=True)
+        raise
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
@@ -425,7 +561,7 @@ def _load(args, generative: bool = False):
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise CliError("--device cuda: no CUDA device is available")
+        raise UsageError("--device cuda: no CUDA device is available: use --device cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
     checkpoint = args.checkpoint or (generative_checkpoint() if generative else None)
@@ -440,7 +576,8 @@ def _load(args, generative: bool = False):
 def _kwargs(args, **extra) -> dict:
     """Pipeline.transcribe's keyword arguments from the options."""
     kw = dict(sampler=args.sampler, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
-              precision=args.precision, progress=not args.quiet, frame_threshold=args.frame_threshold,
+              precision=args.precision, progress=not args.quiet and sys.stderr.isatty(),
+              frame_threshold=args.frame_threshold,
               onset_threshold=args.onset_threshold,
               min_note_ms=args.min_note_ms, offset_threshold=args.offset_threshold,
               restrike_threshold=args.restrike_threshold, pedal_threshold=args.pedal_threshold,
@@ -450,14 +587,14 @@ def _kwargs(args, **extra) -> dict:
         kw["combine"] = args.combine
     if hasattr(args, "w"):
         kw["w"] = args.w
-    if hasattr(args, "nonfinite"):
-        kw["nonfinite"] = args.nonfinite
     kw.update(extra)
     return kw
 
 
 def _remark(info, hop: int, masked: bool = False) -> str:
     """Why a transcription is empty by construction (empty, too short or silent audio)."""
+    from .inference import SILENCE_PEAK
+
     if info.samples == 0:
         return "empty audio (0 samples): wrote an empty MIDI"
     if info.samples < hop:
@@ -469,11 +606,12 @@ def _remark(info, hop: int, masked: bool = False) -> str:
 
 def _transcribe_file(pipe, src: Path, paths: dict[str, Path], args, mask_spans=None) -> tuple[float, int, str]:
     """Transcribe one file (streamed) to ``paths``; returns (audio seconds, notes, remark)."""
+    from .audio_stream import open_audio
     from .inference import frames_mask
 
     cfg = pipe.config
     kwargs = _kwargs(args, desc=src.name)
-    audio = pipe.open(src, kwargs.pop("nonfinite", "error"))
+    audio = open_audio(src, cfg.audio.sample_rate, args.nonfinite, args.truncated)
     if mask_spans is not None:
         frames = audio.info.samples // cfg.audio.hop_length
         mask = frames_mask(mask_spans, frames, cfg.audio.fps)
@@ -481,7 +619,7 @@ def _transcribe_file(pipe, src: Path, paths: dict[str, Path], args, mask_spans=N
             raise CliError(f"{src}: the mask lies outside the audio ({audio.info.seconds:.2f} s)")
         kwargs["mask"] = mask
     result = pipe.transcribe(audio, **kwargs)
-    write_outputs(result, paths, getattr(args, "soundfont", None))
+    write_outputs(result, paths, getattr(args, "soundfont", None), args.overwrite)
     return audio.info.seconds, len(result.notes), _remark(audio.info, cfg.audio.hop_length, mask_spans is not None)
 
 
@@ -491,9 +629,9 @@ def _done(src, paths: dict[str, Path], n: int, seconds: float, remark: str) -> N
 
 
 def _summary(files: int, failed: int, audio_s: float, wall_s: float) -> None:
-    rtf = wall_s / audio_s if audio_s > 0 else float("nan")
+    rtf = f" (real-time factor {wall_s / audio_s:.3f})" if audio_s > 0 else ""
     _say(f"{files} file{'s' if files != 1 else ''} written, {failed} failed: {audio_s:.1f} s of audio "
-         f"in {wall_s:.1f} s (real-time factor {rtf:.3f})")
+         f"in {wall_s:.1f} s{rtf}")
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -519,10 +657,13 @@ def _plan(jobs: list[tuple[Path, Path]], args) -> tuple[list[tuple[Path, dict[st
 
 
 def cmd_transcribe(args) -> int:
+    for path in args.inputs:
+        check_not_stdio(path, "INPUT")
     check_output_folder(args.outdir)
     _check_sonify(args)
     jobs, errors = collect_inputs(args.inputs)
     planned, refused = _plan(jobs, args)
+    pipe = _load(args) if jobs else None  # its usage errors (--steps above T) before any input's error
     for e in errors + refused:
         _error(e)
     if not jobs:
@@ -531,7 +672,7 @@ def cmd_transcribe(args) -> int:
     failed = len(errors) + len(refused)
     if not planned:
         return EXIT_FAILED
-    pipe = _load(args)
+    remove_stale_temps(p.parent for _, paths in planned for p in paths.values())
     start = time.perf_counter()
     done, audio_s = 0, 0.0
     for src, paths in planned:
@@ -551,11 +692,14 @@ def cmd_transcribe(args) -> int:
 def _single_output(args) -> dict[str, Path]:
     """The outputs of generate / inpaint, checked before any work."""
     check_output_file(args.output)
+    if hasattr(args, "input"):
+        check_not_stdio(args.input, "INPUT")
     _check_sonify(args)
     paths = output_paths(args.output, args)
     existing = existing_outputs(paths, args.overwrite)
     if existing:
         raise CliError(_refusal(existing))
+    remove_stale_temps(p.parent for p in paths.values())
     return paths
 
 
@@ -564,7 +708,7 @@ def cmd_generate(args) -> int:
     pipe = _load(args, generative=True)
     start = time.perf_counter()
     result = pipe.generate(args.seconds, **_kwargs(args, desc="generate"))
-    write_outputs(result, paths, args.soundfont)
+    write_outputs(result, paths, args.soundfont, args.overwrite)
     _say(f"generated {', '.join(str(p) for p in paths.values())} ({len(result.notes)} notes, {args.seconds:.1f} s)")
     _summary(1, 0, args.seconds, time.perf_counter() - start)
     return EXIT_OK
@@ -595,7 +739,7 @@ def cmd_train(args) -> int:
     from .data import training_data
     from .model import count_parameters
     from .paths import runs_dir
-    from .train import Trainer, pick_device
+    from .train import Trainer, check_config, pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -605,9 +749,15 @@ def cmd_train(args) -> int:
     try:
         cfg = get_config(args.scale, dataset=args.dataset, path=None if args.data is None else str(args.data),
                          **overrides)
-    except ValueError as err:
-        raise UsageError(str(err)) from err
-    device = pick_device(args.device)
+        check_config(cfg)  # every setting, before any work
+    except (TypeError, ValueError) as err:
+        raise UsageError(str(err).splitlines()[0]) from err
+    try:
+        device = pick_device(args.device)
+    except (RuntimeError, ValueError) as err:
+        raise UsageError(f"--device {args.device}: {str(err).splitlines()[0]}") from err
+    if args.init_from is not None and not args.init_from.is_file():
+        raise UsageError(f"--init-from {args.init_from}: no such checkpoint file")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -624,7 +774,8 @@ def cmd_train(args) -> int:
         if rank != 0:
             data = training_data(cfg, root=args.data, val_pieces=0, build=False)
         trainer = Trainer(cfg, paired=data["paired"], run_dir=run_dir, val_segments=data["val_segments"],
-                          val_pieces=data["val_waves"], device=str(device), init_from=args.init_from)
+                          val_pieces=data["val_waves"], device=str(device), init_from=args.init_from,
+                          progress=sys.stderr.isatty())
         if rank == 0:
             _say(f"run {run_dir}: {cfg.train.mode}, {count_parameters(trainer.model) / 1e6:.2f} M parameters, "
                  f"{len(data['paired'])} segments, device {device} x {trainer.world}, from step {trainer.step}")
@@ -645,25 +796,47 @@ def _one_line(err: Exception, src: Path) -> str:
     return msg if str(src) in msg else f"{src}: {msg}"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as SIGINT is: temporary files removed, one line, exit 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    from .checkpoint import CheckpointError
+    args = parser.parse_args(argv)  # before torch is imported: --help and usage errors answer at once
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: signals stay as they are
+        return _run(parser, args)
+    try:
+        return _run(parser, args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
+
+def _run(parser: argparse.ArgumentParser, args) -> int:
+    from .checkpoint import CheckpointError
     from .loaders import DataError
+    from .train import TrainingError
 
     _log_to_stderr()
     commands = {"transcribe": cmd_transcribe, "generate": cmd_generate, "inpaint": cmd_inpaint, "train": cmd_train}
     try:
         return commands[args.command](args)
     except UsageError as err:
-        parser.error(str(err))
-    except (CliError, CheckpointError, DataError) as err:
+        parser.error(_printable(str(err), sys.stderr))
+    except (CliError, CheckpointError, DataError, TrainingError) as err:
         _error(str(err).splitlines()[0])
         return EXIT_FAILED
+    except Terminated:
+        _error("terminated (SIGTERM)")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         _error("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
