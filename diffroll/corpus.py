@@ -74,7 +74,7 @@ from .sampledpiano import SampledParams, check_samples, render_sampled
 
 log = logging.getLogger("diffroll.data")
 
-CORPUS_VERSION = 4  # bump when the same settings would build different files
+CORPUS_VERSION = 5  # bump when the same settings would build different files
 # music21 corpus folders left out: collections of monophonic folk tunes in one file, test files,
 # and roman-numeral analyses (block-chord duplicates of pieces already present).
 EXCLUDED_COLLECTIONS = {"airdsAirs", "essenFolksong", "oneills1850", "ryansMammoth", "nottingham-dataset",
