@@ -1,4 +1,4 @@
-"""Audio in, log-mel out: the conditioning c_mel of §3–4.
+"""Audio in, log-mel out: the conditioning c_mel of §3–4 (or, beyond the paper, a harmonic CQT).
 
 16 kHz mono audio -> nnAudio mel spectrogram (229 bins, 0–8 kHz, window 2048, hop 512) -> log ->
 [0, 1], by one of two scalings (:attr:`AudioConfig.mel_scaling`):
@@ -10,6 +10,11 @@
 
 -1 is reserved for "no audio" (the classifier-free dropout value), which is why c_mel never goes
 below 0.
+
+``AudioConfig.frontend = "hcqt"`` selects :class:`HarmonicCQTFrontend` instead: a CQT aligned to
+the 88 keys with several harmonics stacked per key (as basic-pitch's HCQT), for the key-shared
+network. :func:`make_frontend` builds the one a config asks for; its output takes c_mel's place
+everywhere (training segments, windows, the -1 of classifier-free guidance).
 """
 from __future__ import annotations
 
@@ -20,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from nnAudio.features import MelSpectrogram
+from nnAudio.features import CQT2010v2, MelSpectrogram
 from scipy.signal import resample_poly
 
-from .config import AudioConfig
+from .config import LOWEST_MIDI, N_KEYS, AudioConfig
 
 LOG_EPS = 1e-5
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -100,19 +105,120 @@ class MelFrontend(torch.nn.Module):
         return scale_log_mel(mel)
 
 
-_frontends: dict[tuple, MelFrontend] = {}
+def scale_power(power: torch.Tensor, cfg: AudioConfig) -> torch.Tensor:
+    """A power spectrogram to [0, 1] by ``cfg.mel_scaling`` (see the module docstring)."""
+    if cfg.mel_scaling == "fixed":
+        return scale_fixed_db(power, cfg.db_floor, cfg.db_ceiling)
+    return scale_log_mel(power)
 
 
-def cached_frontend(cfg: AudioConfig | None = None, device: torch.device | str = "cpu") -> MelFrontend:
-    """The :class:`MelFrontend` of ``cfg`` on ``device``, made once per process and then shared
+def midi_hz(midi: float) -> float:
+    """Equal temperament, A4 (MIDI 69) = 440 Hz."""
+    return 440.0 * 2.0 ** ((midi - 69) / 12)
+
+
+class HarmonicCQTFrontend(torch.nn.Module):
+    """Waveform (B, samples) -> key-aligned harmonic CQT (B, channels·88, samples // hop) in [0, 1].
+
+    Beyond the paper (the HCQT of basic-pitch, Bittner et al. 2022). nnAudio's CQT2010v2 with
+    ``cqt_bins_per_key`` bins a semitone, its bins placed so that key k (MIDI 21 + k) has bins
+    [k·b, (k+1)·b), the middle one on the key's frequency. Harmonic h of key k is read at bin
+    i + round(12·b·log2 h) of the same CQT: the channels of key k hold the energy at h·f_k for
+    every h of ``harmonics``. Bins that would lie below A0's lowest bin (h < 1) or at or above
+    Nyquist (h·f_k > sr/2, e.g. the 5th harmonic of keys above ~E6 at 16 kHz) read 0, silence.
+    ``cqt_key_pool = "max"`` keeps each key's loudest bin per harmonic (robust to a detuned piano);
+    ``"none"`` keeps the b bins as channels.
+
+    Levels: the magnitude (normalised so that a sine of amplitude A reads A/2 in its bin) is put on
+    the mel's power scale, a full-scale sine at :data:`SINE_DB` dB, then scaled like the mel
+    (``mel_scaling``, ``db_floor``, ``db_ceiling`` mean the same levels). Rows are ordered
+    (channel, key): ``c.view(B, channels, 88, frames)`` is the key-major picture. Frame j is centred
+    on sample j·hop like the mel's.
+    """
+
+    SINE_DB = 42.0  # the mel's peak for a full-scale sine (10·log10 of nnAudio's mel power: 42.2)
+
+    def __init__(self, cfg: AudioConfig):
+        super().__init__()
+        self.cfg = cfg
+        b = cfg.cqt_bins_per_key
+        if b < 1 or b % 2 == 0:
+            raise ValueError(f"cqt_bins_per_key must be odd (a middle bin on the key), got {b}")
+        if cfg.cqt_key_pool not in ("max", "none"):
+            raise ValueError(f"unknown cqt_key_pool {cfg.cqt_key_pool!r}; choose max or none")
+        if not cfg.harmonics or min(cfg.harmonics) <= 0:
+            raise ValueError(f"harmonics must be positive, got {cfg.harmonics}")
+        if cfg.mel_scaling not in MEL_SCALINGS:
+            raise ValueError(f"unknown mel_scaling {cfg.mel_scaling!r}; choose one of {MEL_SCALINGS}")
+        bins_per_octave = 12 * b
+        f_min = midi_hz(LOWEST_MIDI) * 2.0 ** (-(b // 2) / bins_per_octave)  # the lowest bin of A0
+        shifts = [round(bins_per_octave * np.log2(h)) for h in cfg.harmonics]
+        below_nyquist = int(np.ceil(bins_per_octave * np.log2(cfg.sample_rate / 2 / f_min)))  # bins < sr/2
+        self.n_bins = min(N_KEYS * b + max(shifts), below_nyquist)
+        self.shifts = shifts
+        self.cqt = CQT2010v2(sr=cfg.sample_rate, hop_length=cfg.hop_length, fmin=f_min, n_bins=self.n_bins,
+                             filter_scale=cfg.cqt_filter_scale, bins_per_octave=bins_per_octave,
+                             pad_mode="constant", verbose=False)
+        self.register_buffer("frequencies", torch.as_tensor(self.cqt.frequencies, dtype=torch.float32),
+                             persistent=False)
+
+    def harmonic_stack(self, cqt: torch.Tensor) -> torch.Tensor:
+        """CQT magnitudes (B, n_bins, τ) -> (B, harmonics, 88·b, τ): channel h at bin i is the CQT
+        at bin i + shift_h, 0 where that bin is below the lowest or not computed (Nyquist)."""
+        B, n, frames = cqt.shape
+        rows = N_KEYS * self.cfg.cqt_bins_per_key
+        stacked = cqt.new_zeros(B, len(self.shifts), rows, frames)
+        for c, s in enumerate(self.shifts):
+            lo, hi = max(0, -s), min(rows, n - s)  # the rows i with 0 <= i + s < n
+            if hi > lo:
+                stacked[:, c, lo:hi] = cqt[:, lo + s:hi + s]
+        return stacked
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        if wave.dim() == 1:
+            wave = wave[None]
+        frames = wave.shape[-1] // self.cfg.hop_length
+        if frames == 0:
+            raise AudioError(f"audio of {wave.shape[-1]} samples is shorter than one hop "
+                             f"({self.cfg.hop_length} samples)")
+        magnitude = self.cqt(wave.float(), normalization_type="convolutional")[..., :frames]
+        stacked = self.harmonic_stack(magnitude)  # (B, H, 88·b, τ)
+        B, H, _, _ = stacked.shape
+        b = self.cfg.cqt_bins_per_key
+        per_key = stacked.view(B, H, N_KEYS, b, frames)
+        if self.cfg.cqt_key_pool == "max":
+            per_key = per_key.amax(dim=3, keepdim=True)
+        keys = per_key.permute(0, 1, 3, 2, 4).reshape(B, -1, frames)  # rows (channel, key)
+        power = (keys * 10.0 ** (self.SINE_DB / 20) / 0.5) ** 2  # a full-scale sine: SINE_DB dB
+        return scale_power(power, self.cfg)
+
+
+Frontend = MelFrontend | HarmonicCQTFrontend
+
+
+def make_frontend(cfg: AudioConfig | None = None) -> Frontend:
+    """The front-end ``cfg.frontend`` names: :class:`MelFrontend` (§4) or :class:`HarmonicCQTFrontend`."""
+    cfg = cfg or AudioConfig()
+    if cfg.frontend == "mel":
+        return MelFrontend(cfg)
+    if cfg.frontend == "hcqt":
+        return HarmonicCQTFrontend(cfg)
+    raise ValueError(f"unknown frontend {cfg.frontend!r}; choose mel or hcqt")
+
+
+_frontends: dict[tuple, Frontend] = {}
+
+
+def cached_frontend(cfg: AudioConfig | None = None, device: torch.device | str = "cpu") -> Frontend:
+    """The front-end of ``cfg`` (:func:`make_frontend`) on ``device``, made once per process and then shared
     (nnAudio builds its STFT and mel kernels in 0.06-0.18 s, a tenth or more of transcribing a
     30-second file: `diffroll transcribe` on the 22 FluidR3_GM files of the piano test split, 1,000 s,
     took 18.2 s instead of 19.1, means of 4 runs). It holds a copy of ``cfg``, so changing ``cfg``
     later gives another front-end."""
     cfg = cfg or AudioConfig()
-    key = (tuple(sorted(vars(cfg).items())), str(torch.device(device)))
+    key = (repr(sorted(vars(cfg).items())), str(torch.device(device)))  # repr: harmonics is a list
     if key not in _frontends:
-        _frontends[key] = MelFrontend(dataclasses.replace(cfg)).to(device)
+        _frontends[key] = make_frontend(dataclasses.replace(cfg)).to(device)
     return _frontends[key]
 
 

@@ -35,11 +35,30 @@ class AudioConfig:
     mel_scaling: str = "minmax"  # "minmax": the paper's per-window min-max of ln(mel); "fixed": dB range
     db_floor: float = -50.0  # "fixed": this level (10·log10 of nnAudio's mel power) maps to 0 ...
     db_ceiling: float = 40.0  # ... and this to 1 (a full-scale sine peaks near +41 dB); clipped to [0, 1]
+    # Beyond the paper: the conditioning front-end (see diffroll.audio). "mel": the log-mel above (§4);
+    # "hcqt": a harmonic CQT aligned to the 88 keys, rows (harmonic [, bin of the key], key), for
+    # the key-shared network (ModelConfig.architecture = "keyshared"). The settings below are the HCQT's.
+    frontend: str = "mel"
+    harmonics: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 3.0, 4.0, 5.0])
+    cqt_bins_per_key: int = 3  # CQT bins per semitone (bins per octave: 12 times this); odd, centred on the key
+    cqt_key_pool: str = "max"  # "max": a key's loudest bin per harmonic; "none": all its bins, as channels
+    cqt_filter_scale: float = 1.0  # nnAudio's filter_scale: < 1 shortens the CQT windows (coarser in pitch)
 
     @property
     def fps(self) -> float:
         """Frames per second of mels and rolls (31.25 for the paper's settings)."""
         return self.sample_rate / self.hop_length
+
+    @property
+    def condition_rows(self) -> int:
+        """Rows of the front-end's output c (229 mel bins for the paper; for the HCQT, 88 keys
+        times its channels per key, :attr:`key_channels`)."""
+        return self.n_mels if self.frontend == "mel" else N_KEYS * self.key_channels
+
+    @property
+    def key_channels(self) -> int:
+        """The HCQT's channels per key: one per harmonic (times the key's bins unpooled)."""
+        return len(self.harmonics) * (1 if self.cqt_key_pool == "max" else self.cqt_bins_per_key)
 
     @property
     def segment_frames(self) -> int:
@@ -53,6 +72,11 @@ class ModelConfig:
 
     ``dilation`` is a pattern that repeats over the layers: ``[1]`` is no dilation,
     ``[1, 2]`` is the paper's ``[1, 2, 1, 2, ...]`` (Table 1).
+
+    ``architecture = "keyshared"`` (beyond the paper, :mod:`diffroll.keynet`) is a network whose
+    weights are shared by the 88 keys; it reads the HCQT front-end (``AudioConfig.frontend =
+    "hcqt"``, ``n_mels`` = its rows). There ``channels`` are per key, ``kernel_size`` and
+    ``dilation`` act over time, ``key_kernel`` over keys.
     """
 
     channels: int = 512
@@ -64,6 +88,9 @@ class ModelConfig:
     step_embedding: int = 128  # width of the sinusoidal embedding of t (DiffWave)
     velocity_head: int = 0  # channels of the per-key path from c_mel to the velocity rows (0: none; beyond the paper)
     pedal_head: int = 0  # channels of the path from c_mel to the pedal rows (0: none; needs a pedal roll channel)
+    architecture: str = "diffwave"  # "diffwave": the paper's network (§3); "keyshared": weights shared by the keys
+    key_kernel: int = 3  # keyshared: width, in keys, of the convolutions over (key, time)
+    key_embedding: bool = False  # keyshared: a learned bias per key and channel (breaks the sharing; starts at 0)
 
     def dilation_of(self, layer: int) -> int:
         return self.dilation[layer % len(self.dilation)]
@@ -163,6 +190,11 @@ class DataConfig:
     gap_probability: float = 0.0  # share of training performances with silent (noise-only) gaps
 
 
+FRONTENDS = ("mel", "hcqt")
+HCQT_SETTINGS = ("harmonics", "cqt_bins_per_key", "cqt_key_pool", "cqt_filter_scale")  # AudioConfig's, for "hcqt"
+ARCHITECTURES = ("diffwave", "keyshared")
+
+
 @dataclass
 class Config:
     scale: str = "paper"
@@ -172,6 +204,19 @@ class Config:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self):
+        """The front-end and the network must fit: names known, the HCQT's rows read by the network."""
+        a, m = self.audio, self.model
+        if a.frontend not in FRONTENDS:
+            raise ValueError(f"unknown frontend {a.frontend!r}; choose one of {FRONTENDS}")
+        if m.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {m.architecture!r}; choose one of {ARCHITECTURES}")
+        if m.architecture == "keyshared" and a.frontend != "hcqt":
+            raise ValueError("architecture keyshared reads a key-aligned spectrum: set frontend=hcqt")
+        if a.frontend == "hcqt" and m.n_mels != a.condition_rows:
+            raise ValueError(f"the hcqt front-end gives {a.condition_rows} rows ({a.key_channels} per key): "
+                             f"set model.n_mels={a.condition_rows}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -232,6 +277,12 @@ _SECTIONS = {
 }
 
 
+KEYSHARED = {"frontend": "hcqt", "architecture": "keyshared", "model.n_mels": 6 * N_KEYS, "channels": 24,
+             "layers": 8, "kernel_size": 3, "dilation": [1, 2, 4, 8], "key_kernel": 3, "key_embedding": True}
+"""Overrides for the key-shared network on the HCQT (any scale), e.g. ``get_config("cpu", **KEYSHARED)``:
+24 channels per key, 8 layers of 3 keys × 3 frames, time dilations 1, 2, 4, 8 (beyond the paper)."""
+
+
 def get_config(scale: str = "cpu", **overrides: Any) -> Config:
     """The named preset, with overrides applied by setting name (see :meth:`Config.override`).
 
@@ -242,6 +293,8 @@ def get_config(scale: str = "cpu", **overrides: Any) -> Config:
       Beyond the paper (both presets but ``paper``): the note-state roll (frame, onset, velocity)
       and the fixed-range log-mel scaling.
     - ``paper``: the paper's sizes (needs a GPU and MAESTRO for the paper's numbers).
+
+    Any scale with ``**KEYSHARED``: the key-shared network on the harmonic CQT (beyond the paper).
     """
     if scale == "paper":
         cfg = Config(scale="paper")

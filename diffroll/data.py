@@ -33,8 +33,8 @@ from datasets.arrow_writer import ArrowWriter
 from tqdm.auto import tqdm
 
 from . import paths
-from .audio import AudioError, MelFrontend, load_audio
-from .config import LOWEST_MIDI, N_KEYS, AudioConfig, Config, RollConfig
+from .audio import AudioError, Frontend, load_audio, make_frontend
+from .config import HCQT_SETTINGS, LOWEST_MIDI, N_KEYS, AudioConfig, Config, RollConfig
 from .corpus import build_offline_corpus
 from .loaders import DataError, Piece, list_pieces, read_manifest, split_of
 from .roll import MidiError, Note, clip_notes, load_midi, merged_sustain_spans, midi_notes, notes_to_roll
@@ -121,10 +121,10 @@ def _check_audio_cfg(audio_cfg: AudioConfig) -> None:
                          f"({audio_cfg.hop_length}) so that segment frames line up with roll frames")
 
 
-def piece_segments(piece: Piece, cfg: Config, frontend: MelFrontend,
+def piece_segments(piece: Piece, cfg: Config, frontend: Frontend,
                    max_length_mismatch_s: float = MAX_LENGTH_MISMATCH_S, device: str = "cpu"
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """A piece cut into (n, 229, F) float16 mels and (n, R, F) float16 rolls.
+    """A piece cut into (n, 229, F) float16 mels (the front-end's rows) and (n, R, F) float16 rolls.
 
     Segment i holds samples [i·S, (i+1)·S) and roll frames [i·F, (i+1)·F); frame j of a mel is
     centred on sample j·hop, the time at which roll frame j starts (:mod:`diffroll.roll`).
@@ -155,6 +155,13 @@ def piece_roll(notes: list[Note], roll_cfg: RollConfig, fps: float, n_frames: in
         pedal = pedal_spans(midi)
     return notes_to_roll(notes, fps=fps, n_frames=n_frames, channels=roll_cfg.roll_channels,
                          onset_frames=roll_cfg.onset_frames, pedal=pedal)
+
+
+def audio_settings(audio_cfg: AudioConfig) -> dict:
+    """The audio settings that shape a cached segment: all of them, less the HCQT's when the front-end
+    is the mel (so the mel caches kept their keys when the HCQT settings came)."""
+    return {k: v for k, v in vars(audio_cfg).items()
+            if audio_cfg.frontend == "hcqt" or k not in ("frontend", *HCQT_SETTINGS)}
 
 
 def roll_settings(roll_cfg: RollConfig) -> dict:
@@ -247,7 +254,7 @@ def segment_dataset(pieces: list[Piece], cfg: Config, cache_dir=None,
     _check_audio_cfg(cfg.audio)
     a = cfg.audio
     features = datasets.Features({
-        "mel": datasets.Array2D((a.n_mels, a.segment_frames), "float16"),
+        "mel": datasets.Array2D((a.condition_rows, a.segment_frames), "float16"),  # the front-end's c
         "roll": datasets.Array2D((roll_rows(cfg), a.segment_frames), "float16"),
         "piece": datasets.Value("string"),
     })
@@ -255,7 +262,7 @@ def segment_dataset(pieces: list[Piece], cfg: Config, cache_dir=None,
              else [p.name, p.group, str(p.audio), str(p.midi)] for p in pieces]
 
     def build(path: Path):
-        frontend = MelFrontend(a).to(device)
+        frontend = make_frontend(a).to(device)
         skipped, n = {}, 0
         with ArrowWriter(features=features, path=str(path)) as writer:
             for p in tqdm(pieces, desc="segments"):
@@ -271,7 +278,7 @@ def segment_dataset(pieces: list[Piece], cfg: Config, cache_dir=None,
         _report_skips("segments", skipped, len(pieces))
         return n, skipped, features
 
-    settings = {**vars(a), **roll_settings(cfg.roll)}
+    settings = {**audio_settings(a), **roll_settings(cfg.roll)}
     return _cached("segments", cache_key("segments", settings, items), cache_dir, build)
 
 

@@ -56,10 +56,10 @@ def first_window_mels(cfg: Config, waves: Sequence[np.ndarray], frames: int | No
     """c_mel (B, n_mels, frames) of the first window of each wave, computed as inference computes
     a window's (:func:`diffroll.inference.window_mels`, ``cfg``'s audio settings: a model's own),
     then cut to its first ``frames`` frames (a shorter clip with the whole window's scaling)."""
-    from .audio import MelFrontend
+    from .audio import make_frontend
     from .inference import window_mels
 
-    frontend = MelFrontend(cfg.audio)
+    frontend = make_frontend(cfg.audio)
     mels = torch.cat([window_mels(wave, [0], cfg, frontend) for wave in waves])
     return mels[:, :, :frames]
 

@@ -31,6 +31,7 @@ from .config import Config
 from .diffusion import Diffusion
 from .inference import (DEFAULT_SAMPLER, DEFAULT_STEPS, StreamResult, check_sampling, decode_roll,
                         decode_settings, frames_mask, transcribe_stream)
+from .keynet import KeySharedDiffRoll
 from .model import DiffRoll
 from .roll import Note, notes_to_midi
 
@@ -215,7 +216,8 @@ class Pipeline:
 
     def label(self) -> str:
         cfg = self.config
-        return (f"{cfg.scale}: {cfg.model.layers}×{cfg.model.channels} ch, k={cfg.model.kernel_size}, "
+        shared = ", keyshared" if cfg.model.architecture == "keyshared" else ""
+        return (f"{cfg.scale}{shared}: {cfg.model.layers}×{cfg.model.channels} ch, k={cfg.model.kernel_size}, "
                 f"dilation {cfg.model.dilation}, T={cfg.diffusion.T}, roll {'+'.join(cfg.roll.roll_channels)}")
 
 
@@ -364,6 +366,8 @@ def _combine(result: StreamResult, fps: float, keep_samples: bool, calibration: 
     return Transcription(notes, result.roll, fps, confidence, sample_notes, result.audio)
 
 
-def new_model(cfg: Config) -> DiffRoll:
-    """The network of ``cfg``: its model settings, 88 rows per roll channel."""
+def new_model(cfg: Config) -> DiffRoll | KeySharedDiffRoll:
+    """The network of ``cfg``: its model settings (``architecture``), 88 rows per roll channel."""
+    if cfg.model.architecture == "keyshared":
+        return KeySharedDiffRoll(cfg.model, cfg.roll.roll_channels)
     return DiffRoll(cfg.model, cfg.roll.roll_channels)
