@@ -268,6 +268,7 @@ def _exits_2(argv, capsys) -> str:
     ["--frame-threshold", "0"], ["--onset-threshold", "nan"], ["--min-note-ms", "-5"], ["--min-note-ms", "nan"],
     ["--samples", "0"], ["--batch-size", "0"], ["--nonfinite", "ignore"], ["--offset-threshold", "2"],
     ["--restrike-threshold", "0"], ["--pedal-threshold", "1"], ["--precision", "fp16"],
+    ["--w", "-5"], ["--w", "100"], ["--w", "-1"], ["--seed", str(2 ** 64)], ["--seed", "-1"], ["--truncated", "pad"],
 ])
 def test_bad_numbers_are_usage_errors(tmp_path, capsys, extra):
     sf.write(tmp_path / "x.wav", tone(), SR)
@@ -370,3 +371,159 @@ def test_generate_and_inpaint_default_to_the_model_that_generates(tmp_path, monk
     run("generate", "-o", tmp_path / "gen.mid")
     run("inpaint", tmp_path / "x.wav", "--mask", "1:2", "-o", tmp_path / "inp.mid")
     assert loaded == [None, generative_checkpoint(), generative_checkpoint()]
+
+
+# --- no silent wrong results, part two (issue 30) -------------------------------------------------
+
+def _cut(src: Path, dst: Path, fraction: float) -> Path:
+    data = src.read_bytes()
+    dst.write_bytes(data[:int(len(data) * fraction)])
+    return dst
+
+
+def test_truncated_files_are_refused_naming_what_is_missing(tmp_path, ckpt, capsys):
+    """A WAV cut to a third of its bytes (libsndfile reads only what is there) and an MP3 cut
+    short (the decoder stops early: the block reader used to hand on uninitialised memory)."""
+    sf.write(tmp_path / "full.wav", tone(12.4), SR)
+    sf.write(tmp_path / "full.mp3", tone(12.4), SR, format="MP3")
+    wav = _cut(tmp_path / "full.wav", tmp_path / "short.wav", 1 / 3)
+    mp3 = _cut(tmp_path / "full.mp3", tmp_path / "cut.mp3", 1 / 3)
+    out = tmp_path / "out"
+    assert run("transcribe", wav, mp3, tmp_path / "full.mp3", "-o", out, ckpt=ckpt) == 1
+    err = capsys.readouterr().err
+    assert "short.wav: truncated: its header says 12.400 s (198400 frames), 4.132 s decode (8.268 s missing)" in err
+    assert "cut.mp3: truncated: its header says 12.400 s" in err and "--truncated warn" in err
+    assert midi_files(out) == ["full.mid"]  # the whole file is still done
+    for d in ("w1", "w2"):  # with the flag: what decodes, a warning, the same result every run
+        assert run("transcribe", wav, mp3, "-o", tmp_path / d, "--truncated", "warn", ckpt=ckpt) == 0
+        err = capsys.readouterr().err
+        assert "warning: " in err and "cut.mp3: truncated" in err and "s missing); transcribed what decodes" in err
+    for name in ("short.mid", "cut.mid"):
+        assert (tmp_path / "w1" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes()
+
+
+def test_a_file_written_by_another_run_meanwhile_is_kept(tmp_path, ckpt, capsys, monkeypatch):
+    """The existence check is made before the work; the final claim must not replace a file that
+    another run wrote meanwhile (here: the other run writes x.csv while this one transcribes)."""
+    from diffroll.pipeline import Transcription
+
+    sf.write(tmp_path / "x.wav", tone(), SR)
+    sf.write(tmp_path / "y.wav", tone(), SR)
+    out = tmp_path / "out"
+    write_midi = Transcription.write_midi
+
+    def racing(self, path):
+        if Path(path).name.startswith(".x.mid"):
+            (out / "x.csv").write_text("the other run's")
+        return write_midi(self, path)
+
+    monkeypatch.setattr(Transcription, "write_midi", racing)
+    assert run("transcribe", tmp_path / "x.wav", tmp_path / "y.wav", "-o", out, "--notes-csv", ckpt=ckpt) == 1
+    err = capsys.readouterr().err
+    assert f"{out / 'x.csv'} was written by another run meanwhile: not overwritten" in err
+    assert (out / "x.csv").read_text() == "the other run's"
+    assert midi_files(out) == ["x.csv", "y.csv", "y.mid"]  # x.mid taken back, no temp files; y done
+
+
+def test_flipped_weight_bytes_and_bad_checkpoints_are_refused(tmp_path, ckpt, capsys):
+    sf.write(tmp_path / "x.wav", tone(), SR)
+    data = bytearray(ckpt.read_bytes())
+    weight = torch.load(ckpt, weights_only=True)["model"]["output_proj.weight"].numpy().tobytes()
+    at = data.find(weight[:64])
+    assert at > 0
+    data[at + 40] ^= 0x40  # one bit of one weight
+    (tmp_path / "flipped.pt").write_bytes(data)
+    state = torch.load(ckpt, weights_only=True)
+    state["model"]["output_proj.weight"][0, 0] = float("nan")
+    del state["weights_sha256"]  # as a run before checksums would have written it
+    torch.save(state, tmp_path / "nan.pt")
+    torch.save({"format": "diffroll-checkpoint-v1", "model": Path("x")}, tmp_path / "object.pt")
+    _cut(ckpt, tmp_path / "short.pt", 0.5)
+    for name, says in [("flipped.pt", "flipped.pt: corrupt: its model weights do not match the checksum"),
+                       ("nan.pt", "nan.pt: 1 model weight tensor(s) hold NaN or infinite values (first: output_proj"),
+                       ("object.pt", "object.pt: not a readable checkpoint (corrupt, or not written by diffroll"),
+                       ("short.pt", "short.pt: not a readable checkpoint (truncated or corrupt")]:
+        assert run("transcribe", tmp_path / "x.wav", "-o", tmp_path / "out", ckpt=tmp_path / name) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0] and "weights_only" not in err[0], err
+    assert not (tmp_path / "out").exists()
+    assert "weights_sha256" in torch.load(ckpt, weights_only=True)  # every checkpoint written has one
+
+
+def test_stale_temp_files_of_dead_runs_are_removed(tmp_path, ckpt):
+    sf.write(tmp_path / "x.wav", tone(), SR)
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = next(pid for pid in range(4_000_000, 3_000_000, -1) if not cli._alive(pid))
+    (out / f".x.mid.{dead}.tmp").write_bytes(b"killed while writing")
+    (out / f".y.mid.{os.getppid()}.tmp").write_bytes(b"a live run's")  # pytest's parent: running
+    (out / "notes.tmp").write_text("not ours")
+    assert run("transcribe", tmp_path / "x.wav", "-o", out, ckpt=ckpt) == 0
+    assert midi_files(out) == [f".y.mid.{os.getppid()}.tmp", "notes.tmp", "x.mid"]
+
+
+def test_sigterm_is_handled_like_sigint(tmp_path, ckpt):
+    """SIGTERM during the second of three files: exit 143, the first file's outputs, no temp files."""
+    import signal
+
+    for name in ("a", "b", "c"):
+        sf.write(tmp_path / f"{name}.wav", tone(30.0), SR)
+    out = tmp_path / "out"
+    exe = Path(sys.executable).with_name("diffroll")
+    proc = subprocess.Popen([str(exe), "transcribe", *(str(tmp_path / f"{n}.wav") for n in "abc"), "-o", str(out),
+                             "--checkpoint", str(ckpt), "--steps", "20", "--threads", "1", "--notes-csv"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    first = proc.stdout.readline()  # a.wav -> ... : the second file is being transcribed
+    assert "a.wav ->" in first, first
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "diffroll: error: terminated (SIGTERM)" in err
+    assert midi_files(out) == ["a.csv", "a.mid"]
+
+
+def test_usage_errors_come_before_per_input_messages(tmp_path, ckpt, capsys):
+    sf.write(tmp_path / "x.wav", tone(), SR)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "x.mid").write_bytes(b"precious")
+    err = _exits_2(["transcribe", tmp_path / "x.wav", "-o", tmp_path / "out", "--checkpoint", ckpt, "--steps", "21"],
+                   capsys)
+    assert "--steps 21 is more than the model's T" in err and "already exists" not in err
+    assert "standard input" in _exits_2(["transcribe", "-", "-o", tmp_path / "o"], capsys)
+    assert "standard input" in _exits_2(["generate", "-o", "-"], capsys)
+
+
+def test_non_utf8_names_zero_seconds_and_no_progress_bar_off_a_terminal(tmp_path, ckpt, capsys):
+    name = os.fsdecode(b"caf\xe9.wav")  # not UTF-8: Python keeps the byte as a surrogate
+    sf.write(os.fsencode(tmp_path / name), tone(), SR)
+    sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), SR)
+    args = [str(tmp_path / name), str(tmp_path / "empty.wav"), "-o", str(tmp_path / "o"), "--checkpoint", str(ckpt),
+            "--steps", "2", "--threads", "1"]
+    assert cli.main(["transcribe", *args]) == 0  # no --quiet: stderr is not a terminal here
+    text, err = capsys.readouterr()
+    assert "caf\\udce9.wav ->" in text and (tmp_path / "o" / os.fsdecode(b"caf\xe9.mid")).is_file()
+    assert err == ""  # no progress bar
+    assert cli.main(["transcribe", str(tmp_path / "empty.wav"), "-o", str(tmp_path / "p"), "--checkpoint", str(ckpt),
+                     "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "0.0 s of audio" in text and "nan" not in text
+
+
+def test_help_and_version_do_not_import_torch():
+    code = ("import sys\nfrom diffroll import cli\nfor argv in (['--help'], ['transcribe', '--help'], ['--version']):\n"
+            "    try:\n        cli.main(argv)\n    except SystemExit as e:\n        assert e.code == 0\n"
+            "print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "diffroll 0.2.0" in proc.stdout and proc.stdout.strip().endswith("False")
+
+
+def test_the_choices_the_parser_repeats_are_the_modules():
+    from diffroll import audio_stream, diffusion, inference
+
+    assert cli.SAMPLERS == diffusion.SAMPLERS
+    assert (cli.DEFAULT_SAMPLER, cli.DEFAULT_STEPS) == (inference.DEFAULT_SAMPLER, inference.DEFAULT_STEPS)
+    assert (cli.PRECISIONS, cli.COMBINES) == (inference.PRECISIONS, inference.COMBINES)
+    assert cli.NONFINITE_POLICIES == audio_stream.NONFINITE_POLICIES
+    assert cli.TRUNCATED_POLICIES == audio_stream.TRUNCATED_POLICIES

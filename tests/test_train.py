@@ -315,3 +315,63 @@ def test_throughput_times_the_given_batch_and_precision():
     t = throughput(get_config("smoke").override(batch_size=3, precision="bf16"), steps=1, device="cpu")
     assert (t["batch_size"], t["precision"], t["compiled"]) == (3, "bf16", False)
     assert t["samples_per_s"] == pytest.approx(3 * t["steps_per_s"])
+
+
+# --- no silent wrong results (issue 30) -----------------------------------------------------------
+
+def test_a_diverging_run_stops_without_saving_over_the_last_good_checkpoint(tmp_path):
+    from diffroll.train import TrainingError
+
+    Trainer(smoke_cfg(max_steps=10), paired=toy_segments(), run_dir=tmp_path, progress=False).fit()
+    good = load_checkpoint(tmp_path / "checkpoint.pt")
+    wild = Trainer(smoke_cfg(max_steps=40, lr=1e6), paired=toy_segments(), run_dir=tmp_path, progress=False)
+    assert wild.step == 10
+    with pytest.raises(TrainingError, match=r"step 1\d: the training loss is (nan|inf) .*last good checkpoint"):
+        wild.fit()
+    kept = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert kept["step"] == 10 and all(torch.equal(kept["model"][k], v) for k, v in good["model"].items())
+    with torch.no_grad():
+        wild.model.output_proj.bias[0] = float("nan")
+    with pytest.raises(TrainingError, match="weight output_proj.bias is NaN or infinite: not saved"):
+        wild.save()  # non-finite weights are never written
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 10
+
+
+def test_resuming_from_a_corrupt_checkpoint_is_refused(tmp_path):
+    Trainer(smoke_cfg(max_steps=2), paired=toy_segments(), run_dir=tmp_path, progress=False).fit()
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    state["model"]["output_proj.bias"][3] = float("inf")
+    torch.save(state, tmp_path / "checkpoint.pt")  # the stored checksum no longer matches
+    with pytest.raises(CheckpointError, match="checkpoint.pt: corrupt: its model weights do not match the checksum"):
+        Trainer(smoke_cfg(max_steps=4), paired=toy_segments(), run_dir=tmp_path, progress=False)
+    del state["weights_sha256"]  # written before checksums: the NaN / inf check still refuses it
+    torch.save(state, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="NaN or infinite values \\(first: output_proj.bias\\)"):
+        Trainer(smoke_cfg(max_steps=4), paired=toy_segments(), run_dir=tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--lr", "nan"], "lr must be a finite number > 0, got nan"),
+    (["--lr", "1e400"], "lr must be a finite number > 0"),
+    (["--batch-size", "0"], "batch_size must be a whole number >= 1, got 0"),
+    (["--set", 'lr="abc"'], "lr must be float, got 'abc'"),
+    (["--set", "channels=1.5"], "channels must be int, got 1.5"),
+    (["--max-steps", "-5"], "max_steps must be a whole number >= 1, got -5"),
+    (["--p", "2"], "p (the dropout probability) must be in [0, 1]"),
+    (["--seed", "-1"], "--seed: must be from 0 to 2**63 - 1"),
+    (["--val-pieces", "-1"], "--val-pieces: must be >= 0"),
+    (["--device", "cuda:7"], "--device cuda:7: no such CUDA device here"),
+    (["--device", "tpu9"], "--device tpu9: "),
+    (["--init-from", "nope.pt"], "--init-from nope.pt: no such checkpoint file"),
+])
+def test_train_options_are_checked_before_any_work(tmp_path, monkeypatch, capsys, extra, says):
+    from diffroll import cli
+
+    monkeypatch.setenv("DIFFROLL_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--scale", "smoke", "--run-dir", str(tmp_path / "run"), *extra])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []  # no corpus built, no run folder
