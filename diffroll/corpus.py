@@ -35,7 +35,9 @@ Splits are by piece (:func:`split_of`), so no copy of a piece crosses splits:
   ("seen timbre") and the held-out ones ("unseen timbre"), program 0, no augmentation;
 - ``piano_test`` (the headline split): keyboard pieces held out by piece and pianistic pieces from
   their own seed, all pedalled, rendered only with unseen timbres: the held-out soundfonts and the
-  procedural piano at held-out parameters (:data:`diffroll.pianosynth.HELD_OUT_RANGES`).
+  procedural piano at held-out parameters (:data:`diffroll.pianosynth.HELD_OUT_RANGES`), and at
+  ``cpu`` and ``paper`` scale (:attr:`CorpusPlan.iowa_piano_test`) the Iowa recordings of a real
+  Steinway (:mod:`diffroll.realpiano`), the one recorded instrument of the evaluation.
 
 FluidR3_GM, FluidR3Mono and MuseScore_General in any variant are test timbres: a build that would
 use one for training or validation is refused (:func:`check_training_timbres`). Building is
@@ -67,6 +69,7 @@ from .loaders import MANIFEST, MANIFEST_COLUMNS, SPLITS, DataError, split_of, st
 from .performance import MIN_GAP_SECONDS, draw_variation, generated_piece, insert_gaps, longest_silence, perform, piano_notes
 from .pianist import PedalSettings, add_pedal, pianistic_piece, revoice_for_piano
 from .pianosynth import HELD_OUT_RANGES, TRAIN_RANGES, ProceduralPiano, SynthParams
+from .realpiano import check_iowa, render_iowa
 from .render import AugmentSettings, PianoSynth, RenderError, augment_audio, normalize_peak, soundfont_path
 from .sampledpiano import LAYERS as SAMPLED_LAYERS
 from .sampledpiano import TRAIN_RANGES as SAMPLED_RANGES
@@ -97,8 +100,9 @@ KEYBOARD_SCORES = ("bach__bwv846", "beach__prayer_of_a_tired_child", "chopin__ma
                    "johnson_j_r__lift_every_voice", "handel__rinaldo__Lascia_chio_pianga")
 PROCEDURAL, PROCEDURAL_HELDOUT = "procedural", "procedural-heldout"  # the procedural piano's timbres
 SALAMANDER = "salamander"  # the sampled piano (diffroll.sampledpiano), a training timbre
+IOWA = "iowa"  # real Steinway recordings (diffroll.realpiano): a piano_test timbre, never trained on
 # Test timbres, matched case-insensitively in a soundfont's name and file name: never for training.
-TEST_TIMBRE_MARKERS = ("fluidr3", "musescore")
+TEST_TIMBRE_MARKERS = ("fluidr3", "musescore", IOWA)
 PIANO_TEST_SEED = 90_001  # the pianistic test pieces come from their own seed
 
 
@@ -112,12 +116,15 @@ class CorpusPlan:
     generated_s: float  # length of each generated piece (studies and pianistic pieces)
     collections: tuple[str, ...] | None  # music21 folders to draw from (None: all but the excluded)
     timeout_s: float  # per-score limit on music21 parsing: a safety net that should never trigger
+    iowa_piano_test: bool = False  # the piano test split also in the Iowa timbre (diffroll.realpiano; test only)
 
 
 PLANS = {
     "smoke": CorpusPlan(max_scores=None, excerpt_s=20.0, generated_s=20.0, collections=("bach",), timeout_s=60),
-    "cpu": CorpusPlan(max_scores=120, excerpt_s=45.0, generated_s=45.0, collections=None, timeout_s=60),
-    "paper": CorpusPlan(max_scores=None, excerpt_s=None, generated_s=120.0, collections=None, timeout_s=300),
+    "cpu": CorpusPlan(max_scores=120, excerpt_s=45.0, generated_s=45.0, collections=None, timeout_s=60,
+                      iowa_piano_test=True),
+    "paper": CorpusPlan(max_scores=None, excerpt_s=None, generated_s=120.0, collections=None, timeout_s=300,
+                        iowa_piano_test=True),
 }
 
 
@@ -150,12 +157,12 @@ def check_training_timbres(soundfonts) -> None:
     for name in soundfonts:
         if name == PROCEDURAL_HELDOUT:
             raise DataError(f"{name!r} is a test timbre (held-out procedural parameters): not for training")
-        if name in (PROCEDURAL, SALAMANDER):
-            continue
-        names = [name.lower(), soundfont_path(name).name.lower()]
+        names = [name.lower()] + ([] if name in (PROCEDURAL, SALAMANDER) or any(
+            marker in name.lower() for marker in TEST_TIMBRE_MARKERS) else [soundfont_path(name).name.lower()])
         if any(marker in n for marker in TEST_TIMBRE_MARKERS for n in names):
-            raise DataError(f"soundfont {name!r} is a test timbre (FluidR3 / MuseScore General in any variant) "
-                            "and never reaches training or validation; choose another in DataConfig.soundfonts")
+            raise DataError(f"timbre {name!r} is a test timbre (FluidR3 / MuseScore General in any variant, or the "
+                            "Iowa piano recordings) and never reaches training or validation; choose another in "
+                            "DataConfig.soundfonts")
 
 
 # --- choosing and converting scores -----------------------------------------------------------
@@ -327,6 +334,8 @@ def render_audio(job: dict, midi: pretty_midi.PrettyMIDI) -> np.ndarray:
     elif job["soundfont"] == SALAMANDER:
         params = dataclasses.replace(SampledParams.random(np.random.default_rng(job["seed"])), tuning_cents=job["detune"])
         audio = render_sampled(midi, params, job["sample_rate"])
+    elif job["soundfont"] == IOWA:
+        audio = render_iowa(midi, job["sample_rate"])
     else:
         synth = _synths.get(job["soundfont"])
         if synth is None:
@@ -418,6 +427,8 @@ def build_offline_corpus(root, cfg: Config, seed: int = 0, workers: int = 2,
             check_samples()  # fail now, with the command that fetches them
         elif name not in (PROCEDURAL, PROCEDURAL_HELDOUT):
             soundfont_path(name)  # fail now, with the package to install, not inside a worker
+    if plan.iowa_piano_test and "piano_test" in splits:
+        check_iowa()  # fail now, with the command that fetches them
     settings = _settings(cfg, seed, plan)
     info_path = root / "corpus.json"
     info = read_corpus_info(root)
@@ -441,7 +452,7 @@ def build_offline_corpus(root, cfg: Config, seed: int = 0, workers: int = 2,
             info_path.write_text(json.dumps({**info, "settings": settings, "skipped_scores": skipped}, indent=1))
 
     performances = _write_performances(root, chosen, keyboard, data, seed, plan, skipped)
-    jobs = _render_jobs(root, performances, cfg, seed)
+    jobs = _render_jobs(root, performances, cfg, seed, iowa=plan.iowa_piano_test)
     wanted = [j for j in jobs if j["row"]["split"] in splits]
     durations = {(j["piece"], j["soundfont"]): sf.info(j["audio"]).duration for j in jobs
                  if j["row"]["split"] not in splits and Path(j["audio"]).is_file()}
@@ -573,13 +584,14 @@ def _write_performances(root: Path, scores: list[str], keyboard: list[str], data
     return out
 
 
-def _render_jobs(root: Path, performances: list[dict], cfg: Config, seed: int) -> list[dict]:
+def _render_jobs(root: Path, performances: list[dict], cfg: Config, seed: int, iowa: bool = False) -> list[dict]:
     """One job per (performance, timbre).
 
     - train / validation: ``renders_per_piece`` of the training timbres (drawn per piece), a GM
       piano program from ``programs``, a detune within ±``detune_cents``, audio augmentation;
     - test: every training soundfont ("seen") and every test soundfont ("unseen"), program 0;
-    - piano_test: the test soundfonts and the held-out procedural piano ("unseen"), program 0.
+    - piano_test: the test soundfonts and the held-out procedural piano ("unseen"), program 0,
+      and with ``iowa`` the Iowa recordings of a real Steinway (:mod:`diffroll.realpiano`).
     """
     data = cfg.data
     fluid_fonts = [s for s in data.soundfonts if s not in (PROCEDURAL, SALAMANDER)]
@@ -595,6 +607,7 @@ def _render_jobs(root: Path, performances: list[dict], cfg: Config, seed: int) -
             fonts += [(s, "unseen") for s in data.test_soundfonts if s not in data.soundfonts]
         else:
             fonts = [(s, "unseen") for s in data.test_soundfonts] + [(PROCEDURAL_HELDOUT, "unseen")]
+            fonts += [(IOWA, "unseen")] if iowa else []
         for soundfont, timbre in fonts:
             job_seed = [seed, stable_hash(f"{perf['piece']}@{soundfont}")]
             draw = np.random.default_rng(job_seed + [2])

