@@ -6,8 +6,9 @@ trained on synthesised audio generalise, so the training renders vary the soundf
 program (0–7: grands, electric and honky-tonk pianos, electric pianos, harpsichord, clavinet), the
 tuning (a global pitch bend of a few cents; labels unchanged) and pass the audio through a random
 EQ, a synthetic room reverb, compression, noise at a random SNR and a random gain
-(:func:`augment_audio`, ranges in :class:`AugmentSettings`). The procedural piano of
-:mod:`diffroll.pianosynth` is a third training timbre.
+(:func:`augment_audio`, ranges in :class:`AugmentSettings`); half of them instead go through a
+simulated room, microphone and recorder (:mod:`diffroll.room`: pyroomacoustics and pedalboard).
+The procedural piano of :mod:`diffroll.pianosynth` is a third training timbre.
 
 Soundfonts are looked up by name in :data:`SOUNDFONTS`; a missing one, or a missing FluidSynth
 library, raises :class:`RenderError` naming the Debian package that provides it.
