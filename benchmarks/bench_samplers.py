@@ -11,8 +11,8 @@ timbre, each cut to its first ``--max-seconds``. Every row transcribes every pie
 bundled model (or ``--checkpoint``) through :func:`diffroll.inference.transcribe_notes`, the code
 path of ``diffroll transcribe``; the real-time factor is wall time over audio time, mel and note
 reading included, audio loading excluded.
-basic-pitch (Bittner et al., ICASSP 2022) runs in its own venv (``.cache/bench-basic-pitch``,
-created when missing; ONNX backend, offline) on the same cut audio, and its MIDI is scored with
+basic-pitch (Bittner et al., ICASSP 2022) runs in its own venv (:mod:`diffroll.peers`,
+``.cache/peer-basic-pitch``, created when missing; ONNX backend, offline) on the same cut audio, and its MIDI is scored with
 the same :func:`diffroll.evaluate.note_scores`.
 
 Writes ``figures/bench.md`` (table, settings, recommendation) and ``figures/bench.png``
@@ -24,15 +24,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLERS = ("ddpm", "ddim", "dpmpp")
@@ -41,9 +38,6 @@ WEIGHTS = (0.0, 0.5)  # and the checkpoint's own w (its CLI default)
 RTF_TARGET = 0.02  # the CLI default's real-time factor on 2 cores
 F1_MARGIN = 0.01  # "within 1 point" of 200-step DDPM
 MIN_DEFAULT_STEPS = 5  # a default keeps a margin: 1-2 steps only work while x̂0 hardly depends on x_t
-BP_VENV = ROOT / ".cache" / "bench-basic-pitch"
-BP_PACKAGES = ["onnxruntime", "librosa", "mir_eval", "pretty_midi", "resampy<0.4.3", "scikit-learn", "scipy",
-               "typing_extensions"]
 
 
 def parse_args(argv=None):
@@ -137,72 +131,13 @@ def run_diffroll(pipe, pieces, sampler, steps, w, batch_size) -> list[dict]:
 
 # --- basic-pitch --------------------------------------------------------------------------------
 
-BP_DRIVER = r"""
-import json, sys, time
-import onnxruntime as ort
-threads = int(sys.argv[2])
-_Session = ort.InferenceSession
-def session(path, sess_options=None, **kw):
-    opts = sess_options or ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    return _Session(path, sess_options=opts, **kw)
-ort.InferenceSession = session
-t0 = time.perf_counter()
-from basic_pitch import ICASSP_2022_MODEL_PATH
-from basic_pitch.inference import Model, predict
-model = Model(ICASSP_2022_MODEL_PATH)
-load = time.perf_counter() - t0
-jobs = json.load(open(sys.argv[1]))
-predict(jobs[0][0], model)  # warm-up: numba compiles resampy's kernels on the first call
-times = []
-for wav, mid in jobs:
-    t = time.perf_counter()
-    _, midi, _ = predict(wav, model)
-    times.append(time.perf_counter() - t)
-    midi.write(mid)
-print(json.dumps({"load_seconds": load, "times": times, "model": str(ICASSP_2022_MODEL_PATH)}))
-"""
-
-
-def basic_pitch_python() -> Path:
-    py = BP_VENV / "bin" / "python"
-    if not py.exists():
-        print(f"creating {BP_VENV} for basic-pitch (ONNX backend)", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(BP_VENV)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "basic-pitch"], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", *BP_PACKAGES], check=True)
-    return py
-
-
 def run_basic_pitch(pieces, sr: int, threads: int) -> tuple[list[dict], dict]:
-    """basic-pitch on the same audio: one row per piece (name, group, seconds, wall, its notes
-    ``est`` with velocities, and the note scores against the reference)."""
+    """basic-pitch on the same audio (:func:`diffroll.peers.run_peer`), each row with its note scores."""
     from diffroll.evaluate import note_scores
-    from diffroll.roll import midi_notes
+    from diffroll.peers import run_peer
 
-    py = basic_pitch_python()
-    with tempfile.TemporaryDirectory(prefix="bench-bp-") as tmp:
-        tmp = Path(tmp)
-        jobs = []
-        for i, (name, group, wave, _) in enumerate(pieces):
-            wav = tmp / f"{i}.wav"
-            sf.write(wav, wave, sr)
-            jobs.append((str(wav), str(tmp / f"{i}.mid")))
-        (tmp / "jobs.json").write_text(json.dumps(jobs))
-        (tmp / "driver.py").write_text(BP_DRIVER)
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), TF_CPP_MIN_LOG_LEVEL="3")
-        proc = subprocess.run([str(py), str(tmp / "driver.py"), str(tmp / "jobs.json"), str(threads)],
-                              capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise RuntimeError(f"basic-pitch failed: {proc.stderr.strip().splitlines()[-1:]}")
-        info = json.loads(proc.stdout.strip().splitlines()[-1])
-        rows = []
-        for (name, group, wave, ref), (_, mid), wall in zip(pieces, jobs, info["times"]):
-            est = midi_notes(mid, sustain=False)
-            rows.append(dict(name=name, group=group, seconds=len(wave) / sr, wall=wall, est=est,
-                             **note_scores(ref, est)))
-    return rows, info
+    rows, info = run_peer("basic-pitch", pieces, sr, threads)
+    return [{**r, **note_scores(ref, r["est"])} for r, (_, _, _, ref) in zip(rows, pieces)], info
 
 
 # --- summary, table, plot -----------------------------------------------------------------------
@@ -423,7 +358,7 @@ def main(argv=None):
                        f"thresholds, {args.threads} onnxruntime thread(s), fed the same 16 kHz cuts (it resamples to "
                        f"22.05 kHz); RTF excludes its one-time model load ({info['load_seconds']:.1f} s).")
             print(f"basic-pitch: F1 {100 * head(results[-1])['f1']:.1f} RTF {results[-1]['s']['all']['rtf']:.3f}")
-        except (RuntimeError, subprocess.CalledProcessError, OSError) as err:
+        except (RuntimeError, OSError) as err:
             bp_note = f"basic-pitch: not run ({err})."
             print(bp_note, file=sys.stderr)
     meta = dict(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -127,6 +127,23 @@ def frame_scores(ref_roll: np.ndarray, est_roll: np.ndarray, fps: float = 31.25,
                 frame_f1=_f1(m["Precision"], m["Recall"]))
 
 
+def transcribe_piece(pipe, wave: np.ndarray, samples: int = 1, **transcribe_kwargs) -> tuple[list[Note], np.ndarray, float]:
+    """(notes, the roll they come from, wall seconds) of one piece, as :func:`evaluate_pieces`
+    transcribes it: one sample through :func:`~diffroll.inference.transcribe_notes`, K > 1
+    combined as :meth:`~diffroll.pipeline.Pipeline.transcribe` combines them."""
+    import time
+
+    from .inference import transcribe_notes
+
+    start = time.perf_counter()
+    if samples == 1:
+        est, x0 = transcribe_notes(pipe, wave, progress=False, **transcribe_kwargs)
+    else:
+        result = pipe.transcribe(wave, samples=samples, progress=False, keep_samples=False, **transcribe_kwargs)
+        est, x0 = result.notes, result.roll
+    return est, x0, time.perf_counter() - start
+
+
 def evaluate_pieces(pipe, pieces, max_seconds: float | None = None, progress: bool = True, samples: int = 1,
                     **transcribe_kwargs) -> list[dict]:
     """Transcribe whole pieces with a :class:`~diffroll.pipeline.Pipeline` and score each:
@@ -137,11 +154,7 @@ def evaluate_pieces(pipe, pieces, max_seconds: float | None = None, progress: bo
     ``samples`` = K > 1: K samples combined as :meth:`~diffroll.pipeline.Pipeline.transcribe`
     combines them (the frame scores on the roll the notes come from).
     """
-    import time
-
     from tqdm.auto import tqdm
-
-    from .inference import transcribe_notes
 
     cfg = pipe.config
     sr, fps = cfg.audio.sample_rate, cfg.audio.fps
@@ -150,13 +163,7 @@ def evaluate_pieces(pipe, pieces, max_seconds: float | None = None, progress: bo
         if max_seconds is not None:
             wave = wave[: int(max_seconds * sr)]
             ref = clip_notes(ref, max_seconds)
-        start = time.perf_counter()
-        if samples == 1:
-            est, x0 = transcribe_notes(pipe, wave, progress=False, **transcribe_kwargs)
-        else:
-            result = pipe.transcribe(wave, samples=samples, progress=False, keep_samples=False, **transcribe_kwargs)
-            est, x0 = result.notes, result.roll
-        wall = time.perf_counter() - start
+        est, x0, wall = transcribe_piece(pipe, wave, samples, **transcribe_kwargs)
         seconds = len(wave) / sr
         ref_roll = notes_to_roll(ref, fps, n_frames=x0.shape[1])
         rows.append(dict(name=name, group=group, seconds=seconds, wall_seconds=wall,
