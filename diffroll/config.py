@@ -277,10 +277,10 @@ _SECTIONS = {
 }
 
 
-KEYSHARED = {"frontend": "hcqt", "architecture": "keyshared", "model.n_mels": 6 * N_KEYS, "channels": 24,
+KEYSHARED = {"frontend": "hcqt", "architecture": "keyshared", "model.n_mels": 6 * N_KEYS, "channels": 16,
              "layers": 8, "kernel_size": 3, "dilation": [1, 2, 4, 8], "key_kernel": 3, "key_embedding": True}
 """Overrides for the key-shared network on the HCQT (any scale), e.g. ``get_config("cpu", **KEYSHARED)``:
-24 channels per key, 8 layers of 3 keys × 3 frames, time dilations 1, 2, 4, 8 (beyond the paper)."""
+16 channels per key, 8 layers of 3 keys × 3 frames, time dilations 1, 2, 4, 8 (beyond the paper)."""
 
 
 def get_config(scale: str = "cpu", **overrides: Any) -> Config:

@@ -17,7 +17,8 @@ f_θ(x_t, t, c) -> x̂0 (Eq. 2), the same contract as :class:`~diffroll.model.Di
   over the keys (one value a frame, written to all 88 pedal rows).
 - Each residual layer (DiffWave's, in 2-D) adds the step embedding, applies a
   ``key_kernel`` × ``kernel_size`` conv (dilated over time) to 2C channels, adds a 1×1 projection
-  of the encoded c, gates with tanh·σ and splits a 1×1 conv into residual and skip.
+  of the encoded c, gates with tanh·σ and splits a 1×1 conv into residual and skip (each 2C
+  conv as two C-channel ones, :class:`KeyResidualLayer`).
 - c = -1 everywhere (classifier-free dropout, Algorithm 1 line 4) is the unconditional model,
   as before; Eq. 1, Eq. 3 and Algorithm 1 do not change (:mod:`diffroll.diffusion`).
 
@@ -40,27 +41,41 @@ CHANNELS_LAST = torch.channels_last  # (B, 88, τ, C) in memory: 2-3x faster sma
 
 
 class KeyResidualLayer(nn.Module):
-    """One DiffWave residual layer over (key, time): (B, C, 88, τ) -> (residual out, skip)."""
+    """One DiffWave residual layer over (key, time): (B, C, 88, τ) -> (residual out, skip).
+
+    The 2C-channel convolutions of DiffWave are kept as pairs of C-channel ones (gate and filter;
+    residual and skip): in channels-last memory each half is then contiguous, which makes the
+    gate's tanh and σ several times faster on CPU than on the strided halves of one tensor. The
+    filter's tanh is written 2σ(f) − 1 (= tanh(f/2): the same gate with the filter's weights halved),
+    as PyTorch's CPU σ is several times faster than its tanh (0.36 against 2.2 ms on (2, 16, 88, 312)).
+    """
 
     def __init__(self, channels: int, key_kernel: int, time_kernel: int, dilation: int, step_hidden: int):
         super().__init__()
         self.step_proj = nn.Linear(step_hidden, channels)
-        self.conv = nn.Conv2d(channels, 2 * channels, (key_kernel, time_kernel), dilation=(1, dilation),
-                              padding=(key_kernel // 2, dilation * (time_kernel - 1) // 2))
-        self.cond_proj = nn.Conv2d(channels, 2 * channels, 1)
-        self.out_proj = nn.Conv2d(channels, 2 * channels, 1)
-        for conv in (self.conv, self.cond_proj, self.out_proj):
+        kernel, padding = (key_kernel, time_kernel), (key_kernel // 2, dilation * (time_kernel - 1) // 2)
+        self.gate_conv, self.filter_conv = (nn.Conv2d(channels, channels, kernel, dilation=(1, dilation),
+                                                      padding=padding) for _ in range(2))
+        self.gate_cond, self.filter_cond = (nn.Conv2d(channels, channels, 1) for _ in range(2))
+        self.residual_out, self.skip_out = (nn.Conv2d(channels, channels, 1) for _ in range(2))
+        for conv in (self.gate_conv, self.filter_conv, self.gate_cond, self.filter_cond, self.residual_out,
+                     self.skip_out):
             nn.init.kaiming_normal_(conv.weight)
 
-    def forward(self, x, step, cond_term):
-        y = self.conv(x + self.step_proj(step)[:, :, None, None]) + cond_term
-        gate, filt = y.chunk(2, dim=1)
-        residual, skip = self.out_proj(torch.sigmoid(gate) * torch.tanh(filt)).chunk(2, dim=1)
-        return (x + residual) / math.sqrt(2.0), skip
+    def condition(self, encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoded c's terms of the gate and the filter (step-independent)."""
+        return self.gate_cond(encoded), self.filter_cond(encoded)
+
+    def forward(self, x, step, cond_terms):
+        gate_term, filter_term = cond_terms
+        y = x + self.step_proj(step)[:, :, None, None]
+        filt = torch.sigmoid(self.filter_conv(y) + filter_term) * 2 - 1  # tanh(f / 2), see the class docstring
+        h = torch.sigmoid(self.gate_conv(y) + gate_term) * filt
+        return (x + self.residual_out(h)).mul_(1 / math.sqrt(2.0)), self.skip_out(h)
 
 
 class PreparedKeys(tuple):
-    """The per-layer projections of the encoded c (each (B, 2C, 88, τ)): step-independent,
+    """The per-layer projections of the encoded c (pairs of (B, C, 88, τ)): step-independent,
     computed once per sampling run (:meth:`KeySharedDiffRoll.prepare_condition`)."""
 
 
@@ -113,7 +128,7 @@ class KeySharedDiffRoll(nn.Module):
         B, _, frames = cond.shape
         cond = cond.view(B, self.cond_channels, self.cfg.n_keys, frames).contiguous(memory_format=CHANNELS_LAST)
         encoded = F.relu(self.cond_encoder(cond))
-        return PreparedKeys(layer.cond_proj(encoded) for layer in self.layers)
+        return PreparedKeys(layer.condition(encoded) for layer in self.layers)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | PreparedKeys) -> torch.Tensor:
         """x_t (B, R, τ), t (B,) integers in 1..T, c (B, H·88, τ) or :meth:`prepare_condition`'s

@@ -9,11 +9,13 @@ import torch
 from diffroll.audio import HarmonicCQTFrontend, cached_frontend, make_frontend, midi_hz
 from diffroll.checkpoint import export_weights, load_checkpoint, load_pipeline
 from diffroll.config import HCQT_SETTINGS, KEYSHARED, N_KEYS, NOTE_STATE, AudioConfig, Config, get_config
+from diffroll import data
 from diffroll.data import audio_settings
 from diffroll.keynet import KeySharedDiffRoll
 from diffroll.model import DiffRoll, count_parameters
 from diffroll.pipeline import Pipeline, new_model
 from diffroll.train import Trainer
+from fixtures_data import maestro_fixture
 from toy_data import toy_rolls
 
 SMALL = {**KEYSHARED, "channels": 8, "layers": 3, "dilation": [1, 2]}  # smoke-sized key-shared net
@@ -80,6 +82,18 @@ def test_mel_configs_and_their_cache_keys_are_as_before():
     assert Config.from_dict(old) == cfg and isinstance(new_model(Config.from_dict(old)), DiffRoll)
     assert set(audio_settings(AudioConfig())) == set(old["audio"])
     assert set(audio_settings(get_config("cpu", **KEYSHARED).audio)) == set(cfg.to_dict()["audio"])
+
+
+def test_the_segment_cache_stores_the_front_end_a_config_asks_for(tmp_path):
+    """The trainer's data path is unchanged: an hcqt config's segments hold the HCQT in the ``mel``
+    column, in a cache of their own; the mel config's segments are the mel."""
+    pieces = data.list_pieces(maestro_fixture(tmp_path / "maestro"), "maestro", "test")
+    hcqt_cfg = keyshared()
+    mel = data.segment_dataset(pieces, get_config("smoke"), tmp_path / "cache")
+    hcqt = data.segment_dataset(pieces, hcqt_cfg, tmp_path / "cache")
+    assert mel[0]["mel"].shape == (229, 128) and hcqt[0]["mel"].shape == (hcqt_cfg.model.n_mels, 128)
+    assert torch.equal(mel[0]["roll"], hcqt[0]["roll"])
+    assert len(list((tmp_path / "cache").glob("segments-*/data.arrow"))) == 2
 
 
 def test_config_says_what_does_not_fit():
@@ -180,6 +194,12 @@ def toy_key_segments(n=16, frames=64, seed=0) -> datasets.Dataset:
         c[:, h, dst] = velocity[:, src] * (1.0 if shift == 0 else 0.5)
     return datasets.Dataset.from_dict({"mel": c.reshape(n, -1, frames).astype(np.float16), "roll": rolls,
                                        "piece": [f"toy{i}" for i in range(n)]}).with_format("torch")
+
+
+def test_keyshared_loss_falls(tmp_path):
+    hist = Trainer(keyshared(max_steps=80), paired=toy_key_segments(), run_dir=tmp_path, progress=False).fit()
+    losses = [r["loss"] for r in hist if "loss" in r]
+    assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10])
 
 
 def test_keyshared_trains_saves_loads_and_resumes_like_the_paper_net(tmp_path):
