@@ -39,7 +39,8 @@ import torch
 
 from diffroll.checkpoint import load_checkpoint, load_pipeline, trained_steps
 from diffroll.data import load_pieces
-from diffroll.evaluate import evaluate_pieces, mean_scores, note_scores, split_notes, transcribe_piece
+from diffroll.evaluate import (evaluate_pieces, mean_scores, missed_restrikes, note_scores, restrike_notes, split_notes,
+                               transcribe_piece)
 from diffroll.inference import DEFAULT_SAMPLER, DEFAULT_STEPS, PRECISIONS
 from diffroll.peers import PEERS, run_peer
 from diffroll.realpiano import load_real_notes, real_note_scores
@@ -67,7 +68,8 @@ def peer_rows(name: str, pieces, sr: int, threads: int) -> list[dict]:
     rows, _ = run_peer(name, pieces, sr, threads)
     return [dict(name=piece, group=group, seconds=r["seconds"], wall_seconds=r["wall"],
                  rtf=r["wall"] / r["seconds"], n_ref=len(ref), n_est=len(r["est"]), est=r["est"],
-                 split_notes=split_notes(ref, r["est"]), **note_scores(ref, r["est"]))
+                 split_notes=split_notes(ref, r["est"]), missed_restrikes=missed_restrikes(ref, r["est"]),
+                 restrikes=len(restrike_notes(ref)), **note_scores(ref, r["est"]))
             for r, (piece, group, _, ref) in zip(rows, pieces)]
 
 
@@ -118,14 +120,15 @@ def real_notes_table(results: dict[str, tuple[list, list[dict]]]) -> list[str]:
 
 
 def table(rows: list[dict], by: tuple, title: str) -> list[str]:
-    keys = ("f1", "f1_offset", "f1_velocity", "split_notes", "rtf")
-    head = [title, "", "| " + " | ".join(by) + " | pieces | note F1 | offset F1 | velocity F1 | split notes / piece | RTF |",
-            "|" + " --- |" * len(by) + " ---: | ---: | ---: | ---: | ---: | ---: |"]
+    keys = ("f1", "f1_offset", "f1_velocity", "split_notes", "missed_restrikes", "rtf")
+    head = [title, "", "| " + " | ".join(by) + " | pieces | note F1 | offset F1 | velocity F1 | split notes / piece | "
+            "missed re-strikes / piece (of) | RTF |",
+            "|" + " --- |" * len(by) + " ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     lines = []
     for m in mean_scores(rows, by=by):
         cells = [str(m[b]) if not isinstance(m[b], float) else format(m[b], "g") for b in by]
-        vals = [f"{100 * m[k]:.1f}" if k.startswith("f1") else f"{m[k]:.2f}" if k == "split_notes" else f"{m[k]:.3f}"
-                for k in keys]
+        vals = [f"{100 * m[k]:.1f}" if k.startswith("f1") else f"{m[k]:.2f}" if k == "split_notes"
+                else f"{m[k]:.2f} ({m['restrikes']:.1f})" if k == "missed_restrikes" else f"{m[k]:.3f}" for k in keys]
         lines.append("| " + " | ".join(cells) + f" | {m['pieces']} | " + " | ".join(vals) + " |")
     return head + lines + [""]
 

@@ -92,6 +92,33 @@ def split_notes(ref: list[Note], est: list[Note], onset_tolerance: float = ONSET
     return count
 
 
+def restrike_notes(ref: list[Note], gap: float = 0.03) -> list[int]:
+    """Indices of the reference notes that strike a key again while it still sounds: a note of
+    the same pitch began earlier and lasts until at least ``gap`` seconds before this onset
+    (sustain-extended references end a held note where its key is struck again)."""
+    last_end: dict[int, float] = {}
+    out = []
+    for i in sorted(range(len(ref)), key=lambda k: (ref[k][0], ref[k][2])):
+        n = Note(*ref[i])
+        if n.pitch in last_end and last_end[n.pitch] >= n.onset - gap:
+            out.append(i)
+        last_end[n.pitch] = max(last_end.get(n.pitch, -np.inf), n.offset)
+    return out
+
+
+def missed_restrikes(ref: list[Note], est: list[Note], onset_tolerance: float = ONSET_TOLERANCE) -> int:
+    """Re-strikes of the reference (:func:`restrike_notes`) that no estimated note matches on
+    onset and pitch (mir_eval's matching): the misses of a transcriber that cannot hear a key
+    struck again under the pedal. The counterpart of :func:`split_notes`."""
+    restrikes = restrike_notes(ref)
+    if not restrikes or not est:
+        return len(restrikes)
+    (ref_iv, ref_hz, _), (est_iv, est_hz, _) = note_arrays(ref), note_arrays(est)
+    matched = {i for i, _ in mir_eval.transcription.match_notes(ref_iv, ref_hz, est_iv, est_hz,
+                                                                onset_tolerance=onset_tolerance, offset_ratio=None)}
+    return sum(i not in matched for i in restrikes)
+
+
 def split_reference_notes(ref: list[Note], est: list[Note], min_seconds: float = 0.5,
                           onset_tolerance: float = ONSET_TOLERANCE) -> list[Note]:
     """The reference notes of at least ``min_seconds`` that ``est`` splits (see :func:`split_notes`)."""
@@ -168,7 +195,8 @@ def evaluate_pieces(pipe, pieces, max_seconds: float | None = None, progress: bo
         ref_roll = notes_to_roll(ref, fps, n_frames=x0.shape[1])
         rows.append(dict(name=name, group=group, seconds=seconds, wall_seconds=wall,
                          rtf=wall / max(seconds, 1e-9), n_ref=len(ref), n_est=len(est),
-                         split_notes=split_notes(ref, est), **note_scores(ref, est),
+                         split_notes=split_notes(ref, est), missed_restrikes=missed_restrikes(ref, est),
+                         restrikes=len(restrike_notes(ref)), **note_scores(ref, est),
                          **frame_scores(ref_roll, x0, fps=fps, threshold=cfg.diffusion.threshold)))
     return rows
 
@@ -221,7 +249,8 @@ def sweep_thresholds(pipe, pieces, onset_thresholds=(0.1, 0.2, 0.3, 0.4, 0.5),
             for (on, m, v, off, re, pd, fr), rs in scores.items()]
 
 
-SCORE_KEYS = ("precision", "recall", "f1", "f1_offset", "f1_velocity", "frame_f1", "split_notes")
+SCORE_KEYS = ("precision", "recall", "f1", "f1_offset", "f1_velocity", "frame_f1", "split_notes", "missed_restrikes",
+              "restrikes")
 
 
 def mean_scores(rows: list[dict], by: Sequence[str] = ("group",), keys: Sequence[str] = SCORE_KEYS) -> list[dict]:

@@ -404,3 +404,17 @@ def test_threshold_sweep_over_restrike_and_offset_thresholds():
     assert by[(None, None)] == (round(2 * 2 / 3 / (2 / 3 + 1), 3), round(2 * 1 / 3 * 1 / 2 / (1 / 3 + 1 / 2), 3))
     assert by[(0.5, None)] == (1.0, 1.0)
     assert by[(0.5, 0.95)] == (0.8, 0.0)  # no note held past its onset; the weak onset now starts one
+
+
+def test_missed_restrikes_counts_keys_struck_again_while_sounding_that_no_note_matches():
+    from diffroll.evaluate import missed_restrikes, restrike_notes
+
+    ref = [Note(0.0, 1.0, 60, 80), Note(1.0, 2.0, 60, 80),  # re-struck at its own offset (held by the pedal)
+           Note(2.5, 3.0, 60, 80),  # struck again after a silence: not a re-strike
+           Note(0.0, 2.0, 64, 80), Note(1.5, 2.5, 64, 80)]  # re-struck while still sounding
+    assert restrike_notes(ref) == [1, 4]
+    est = [Note(0.0, 2.0, 60, 80), Note(2.5, 3.0, 60, 80), Note(0.0, 2.5, 64, 80)]  # both re-strikes missed
+    assert missed_restrikes(ref, est) == 2
+    assert missed_restrikes(ref, est + [Note(1.52, 2.5, 64, 80)]) == 1
+    assert missed_restrikes(ref, est + [Note(1.52, 2.5, 64, 80), Note(1.0, 2.0, 60, 80)]) == 0
+    assert missed_restrikes(ref, []) == 2 and missed_restrikes([], est) == 0
