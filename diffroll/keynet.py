@@ -126,7 +126,7 @@ class KeySharedDiffRoll(nn.Module):
         """c (B, H·88, τ), rows (channel, key) -> each layer's projection of the encoded c; they do not
         depend on x_t or t, so samplers compute them once per run (:func:`diffroll.diffusion.guided_denoiser`)."""
         B, _, frames = cond.shape
-        cond = cond.view(B, self.cond_channels, self.cfg.n_keys, frames).contiguous(memory_format=CHANNELS_LAST)
+        cond = cond.reshape(B, self.cond_channels, self.cfg.n_keys, frames).contiguous(memory_format=CHANNELS_LAST)
         encoded = F.relu(self.cond_encoder(cond))
         return PreparedKeys(layer.condition(encoded) for layer in self.layers)
 
@@ -138,7 +138,7 @@ class KeySharedDiffRoll(nn.Module):
         terms = cond if isinstance(cond, PreparedKeys) else self.prepare_condition(cond)
         B, _, frames = x_t.shape
         K = self.cfg.n_keys
-        notes_in = x_t.view(B, len(self.names), K, frames)[:, self.notes]
+        notes_in = x_t.reshape(B, len(self.names), K, frames)[:, self.notes]
         x = self.input_proj(notes_in.contiguous(memory_format=CHANNELS_LAST))
         if self.key_bias is not None:
             x = x + self.key_bias
