@@ -2,7 +2,9 @@
 
 Starts JupyterLab (random localhost port, random token) on a temporary copy of the notebook,
 drives headless Chromium over the DevTools protocol (a tiny CDP client on websocket-client),
-runs every cell, then drags the step slider with real mouse events and checks that the status
+starts every cell (without waiting for the run: notebook 07 may take minutes, longer than one
+DevTools reply may), waits for the widget (a bound that names what it waited for and how far the
+notebook got), then drags the step slider with real mouse events and checks that the status
 line (t, ᾱ_t, note F1) and the picture (screenshots of the image widget) change; finally presses
 Play and checks that the steps advance on their own. It returns the status lines it saw, read
 as numbers (:func:`parse_status`).
@@ -69,10 +71,13 @@ def wait_http(url: str, timeout: float) -> None:
 
 
 class CDP:
-    """The smallest useful Chrome DevTools Protocol client: send a command, wait for its reply."""
+    """The smallest useful Chrome DevTools Protocol client: send a command, wait for its reply
+    (each reply within :data:`REPLY_TIMEOUT` seconds: long waits poll, see :meth:`wait_js`)."""
+
+    REPLY_TIMEOUT = 60
 
     def __init__(self, ws_url: str):
-        self.ws = websocket.create_connection(ws_url, timeout=60, suppress_origin=True)
+        self.ws = websocket.create_connection(ws_url, timeout=self.REPLY_TIMEOUT, suppress_origin=True)
         self.next_id = 0
 
     def __call__(self, method: str, **params):
@@ -85,23 +90,42 @@ class CDP:
                     raise WidgetCheckError(f"{method}: {msg['error']}")
                 return msg.get("result", {})
 
-    def js(self, expression: str):
-        res = self("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+    def js(self, expression: str, await_promise: bool = True):
+        """The value of ``expression``; with ``await_promise`` that of the promise it returns
+        (which must settle within one reply's timeout)."""
+        res = self("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=await_promise)
         if "exceptionDetails" in res:
             raise WidgetCheckError(f"JS error in {expression[:80]!r}: {res['exceptionDetails']}")
         return res["result"].get("value")
 
-    def wait_js(self, expression: str, timeout: float, what: str):
+    def wait_js(self, expression: str, timeout: float, what: str, progress: str | None = None):
+        """Poll ``expression`` until it is truthy; WidgetCheckError naming ``what`` (and the value of
+        the ``progress`` expression, e.g. how many cells have run) after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             value = self.js(expression)
             if value:
                 return value
             time.sleep(0.5)
-        raise WidgetCheckError(f"timed out after {timeout:.0f} s waiting for {what}")
+        where = f" ({self.js(progress)})" if progress else ""
+        raise WidgetCheckError(f"timed out after {timeout:.0f} s waiting for {what}{where}")
 
     def close(self):
         self.ws.close()
+
+
+RUN_ALL = "window.jupyterapp.commands.execute('notebook:run-all-cells'), true"
+CELLS_RUN = """(() => { const prompts = Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'))
+  .map(e => e.innerText.trim()); const running = prompts.findIndex(t => t.includes('*'));
+  return `${prompts.filter(t => /\\d/.test(t)).length} of ${prompts.length} code cells run` +
+         (running >= 0 ? `, code cell ${running + 1} running` : '') })()"""
+
+
+def run_all_cells(cdp: CDP) -> None:
+    """Start every cell: the command's promise settles only when the whole notebook has run, so it
+    is not awaited (a slow machine would outlast the reply's timeout); the caller waits for what
+    the cells draw."""
+    cdp.js(RUN_ALL, await_promise=False)
 
 
 LABEL = "(() => { const e = document.querySelector('.diffroll-trajectory-label'); return e ? e.innerText : null })()"
@@ -191,14 +215,14 @@ def check(timeout: float = 300.0, keep: bool = False, log=print) -> dict:
 
         cdp.wait_js("!!(window.jupyterapp && document.querySelector('.jp-Notebook .jp-Cell'))", 120,
                     "JupyterLab to open the notebook")
-        cdp.wait_js("""(async () => { const p = window.jupyterapp.shell.currentWidget;
-            if (!p || !p.sessionContext) return false; await p.sessionContext.ready;
-            return p.sessionContext.session && p.sessionContext.session.kernel &&
-                   p.sessionContext.session.kernel.connectionStatus === 'connected' })()""", 120, "the kernel")
+        cdp.wait_js("""(() => { const p = window.jupyterapp.shell.currentWidget;
+            return !!(p && p.sessionContext && p.sessionContext.isReady && p.sessionContext.session &&
+                      p.sessionContext.session.kernel &&
+                      p.sessionContext.session.kernel.connectionStatus === 'connected') })()""", 120, "the kernel")
         log("notebook open, kernel ready; running all cells")
-        cdp.js("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        run_all_cells(cdp)
         cdp.wait_js(f"{LABEL} !== null && !!document.querySelector('.diffroll-trajectory-image')", timeout,
-                    "the scrubber widget to render")
+                    "the scrubber widget to render", progress=CELLS_RUN)
         errors = cdp.js("Array.from(document.querySelectorAll('.jp-OutputArea-output[data-mime-type=\"application/vnd.jupyter.stderr\"], .jp-RenderedText[data-mime-type=\"application/vnd.jupyter.error\"]')).map(e => e.innerText.slice(0, 300))")
         if any("Error" in e for e in errors or []):
             raise WidgetCheckError(f"the notebook raised: {errors}")
