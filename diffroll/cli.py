@@ -26,7 +26,9 @@ No silent wrong results:
   its noise from its own generator).
 
 Long files are streamed (read, sampled and decoded window by window; only the notes are kept), so
-memory does not grow with the length of the audio (``--sonify`` too renders a minute at a time).
+memory does not grow with the length of the audio (``--sonify`` too renders a minute at a time):
+buffers of :data:`MMAP_THRESHOLD` or more get pages of their own (:func:`flat_heap`), so the peak
+is the same for every batch of windows instead of creeping up as the heap fragments.
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 1
 MAX_GENERATE_SECONDS = 24 * 3600.0
 MAX_W = 2.0  # --w: guidance from 0 (none) to this; the paper's 0.5, measured from 0 to 1.5 (README)
 MAX_SEED = 2 ** 63 - 1
+MMAP_THRESHOLD = 4 << 20  # bytes: glibc's M_MMAP_THRESHOLD for transcribing (flat_heap)
 EPILOG = ("Exit status: 0 every input written; 1 an input or the checkpoint failed (the other inputs are still "
           "done; nothing is written for a failed input, NaN / infinite audio is refused unless --nonfinite zero, "
           "truncated audio unless --truncated warn, and existing outputs are kept unless --overwrite, also when "
@@ -796,6 +799,21 @@ def _one_line(err: Exception, src: Path) -> str:
     return msg if str(src) in msg else f"{src}: {msg}"
 
 
+def flat_heap(threshold: int = MMAP_THRESHOLD) -> bool:
+    """glibc only: allocations of ``threshold`` bytes or more get pages of their own (mmap), given
+    back when freed. glibc's default raises this threshold to the largest buffer freed so far (up
+    to 32 MiB), so the tens of MiB the network and the mel front-end use in each batch of windows
+    were carved from the heap, which fragments: the peak of the later batches crept above the
+    first's, and a long file's peak above a short one's (measured: README). Returns whether set."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return bool(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-3, threshold))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled as SIGINT is: temporary files removed, one line, exit 143."""
 
@@ -824,6 +842,8 @@ def _run(parser: argparse.ArgumentParser, args) -> int:
 
     _log_to_stderr()
     commands = {"transcribe": cmd_transcribe, "generate": cmd_generate, "inpaint": cmd_inpaint, "train": cmd_train}
+    if args.command != "train":
+        flat_heap()
     try:
         return commands[args.command](args)
     except UsageError as err:

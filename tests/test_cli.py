@@ -527,3 +527,35 @@ def test_the_choices_the_parser_repeats_are_the_modules():
     assert (cli.PRECISIONS, cli.COMBINES) == (inference.PRECISIONS, inference.COMBINES)
     assert cli.NONFINITE_POLICIES == audio_stream.NONFINITE_POLICIES
     assert cli.TRUNCATED_POLICIES == audio_stream.TRUNCATED_POLICIES
+
+
+PEAK_OF_CLI = """import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, capture_output=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
+"""
+
+
+def test_peak_memory_is_flat_in_the_length_of_the_audio(tmp_path):
+    """`diffroll transcribe` on 30 s and on 4 min of music: the same peak resident memory within
+    4 MiB (holding the audio would add 13 MiB, the roll 7 MiB). The bundled model on 5 and 60 min:
+    README."""
+    cfg = get_config("smoke")
+    torch.manual_seed(0)
+    model = DiffRoll(cfg.model, len(cfg.roll.roll_channels))
+    torch.nn.init.normal_(model.output_proj.weight, std=0.05)  # a few notes a second
+    ckpt = save_checkpoint(tmp_path / "few.pt", {"config": cfg.to_dict(), "model": model.state_dict()})
+    rng = np.random.default_rng(0)
+    pitches = 220 * 2 ** (rng.integers(0, 24, 4 * 240) / 12)
+    t = np.arange(240 * SR) / SR
+    music = (0.3 * np.sin(2 * np.pi * np.repeat(pitches, SR // 4) * t)).astype(np.float32)
+    peaks = {}
+    for seconds in (30, 240):
+        sf.write(tmp_path / f"{seconds}.flac", music[:seconds * SR], SR)
+        argv = [str(Path(sys.executable).with_name("diffroll")), "transcribe", str(tmp_path / f"{seconds}.flac"),
+                "-o", str(tmp_path / "out"), "--checkpoint", str(ckpt), "--steps", "2", "--threads", "1", "--notes-csv"]
+        proc = subprocess.run([sys.executable, "-c", PEAK_OF_CLI, *argv], capture_output=True, text=True,
+                              env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        peaks[seconds] = int(proc.stdout.strip().splitlines()[-1])
+    assert len(read_csv(tmp_path / "out" / "240.csv")[1]) > 240  # notes were read all along
+    assert abs(peaks[240] - peaks[30]) <= 4, peaks
