@@ -402,6 +402,19 @@ def test_truncated_files_are_refused_naming_what_is_missing(tmp_path, ckpt, caps
         assert (tmp_path / "w1" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes()
 
 
+def test_a_long_mp3_is_streamed_as_it_decodes(tmp_path):
+    """Read block by block, an MP3 gives the samples of one whole read: soundfile's seek after each
+    read (libsndfile's MP3 seek is approximate) used to put a burst of wrong samples after every
+    block, past 2**20 frames (24 s at 44.1 kHz) with the old blocks."""
+    from diffroll.audio import load_audio
+    from diffroll.audio_stream import read_audio
+
+    sf.write(tmp_path / "long.mp3", tone(26.0, 44100, channels=2), 44100, format="MP3")
+    whole, streamed = load_audio(tmp_path / "long.mp3"), read_audio(tmp_path / "long.mp3")
+    assert len(streamed) == len(whole) == 26 * SR
+    assert np.abs(streamed - whole).max() < 1e-6
+
+
 def test_a_file_written_by_another_run_meanwhile_is_kept(tmp_path, ckpt, capsys, monkeypatch):
     """The existence check is made before the work; the final claim must not replace a file that
     another run wrote meanwhile (here: the other run writes x.csv while this one transcribes)."""
