@@ -32,6 +32,7 @@ import dataclasses
 import json
 import logging
 import math
+import numbers
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -71,7 +72,7 @@ def pick_device(device: str | None = None) -> torch.device:
     return dev
 
 
-_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),),
+_TYPES = {"int": (numbers.Integral,), "float": (numbers.Real,), "str": (str,), "bool": (bool,), "None": (type(None),),
           "list": (list, tuple), "dict": (dict,)}
 
 

@@ -496,6 +496,14 @@ def test_sigterm_is_handled_like_sigint(tmp_path, ckpt):
     assert midi_files(out) == ["a.csv", "a.mid"]
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is here")
+def test_a_cuda_device_that_is_not_there_is_a_usage_error(tmp_path, ckpt, capsys):
+    sf.write(tmp_path / "x.wav", tone(), SR)
+    err = _exits_2(["transcribe", tmp_path / "x.wav", "-o", tmp_path / "o", "--checkpoint", ckpt, "--device", "cuda"],
+                   capsys)
+    assert "--device cuda: no CUDA device is available: use --device cpu" in err
+
+
 def test_usage_errors_come_before_per_input_messages(tmp_path, ckpt, capsys):
     sf.write(tmp_path / "x.wav", tone(), SR)
     (tmp_path / "out").mkdir()
