@@ -25,6 +25,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
@@ -127,14 +129,45 @@ def _declared_frames(head) -> int | None:
     return said // (there // head.frames) if said > there >= head.frames > 0 else None
 
 
+@contextmanager
+def _decoder_quiet():
+    """The C library's stderr to /dev/null meanwhile: libmpg123, inside libsndfile, prints its
+    complaints about a damaged MP3 there ("part2_3_length too large", "Xing stream size off")
+    around the one-line message that says what is wrong with the file."""
+    try:
+        sys.stderr.flush()
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):  # no fd 2 (embedded): leave it
+        yield
+        return
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _read(f: sf.SoundFile, frames: int) -> np.ndarray:
+    with _decoder_quiet():
+        return f.read(frames, dtype="float32", always_2d=True)
+
+
+def _open(path: Path) -> sf.SoundFile:
+    with _decoder_quiet():
+        return sf.SoundFile(_os_path(path))
+
+
 def _ends_early(path: Path, frames: int, tolerance: int) -> bool:
     """Whether the audio ends more than ``tolerance`` frames before ``frames`` (a seek near the end)."""
     if frames <= tolerance:
         return False
     try:
-        with sf.SoundFile(_os_path(path)) as f:
-            f.seek(frames - tolerance - 1)
-            return len(f.read(1)) == 0
+        with _open(path) as f:
+            with _decoder_quiet():
+                f.seek(frames - tolerance - 1)
+            return len(_read(f, 1)) == 0
     except Exception:  # a failed seek is a failed read: the reader names it
         return False
 
@@ -152,8 +185,8 @@ def _front_to_back(f: sf.SoundFile) -> sf.SoundFile:
 def _decoded_frames(path: Path) -> int:
     """Frames that really decode, read to the end."""
     n = 0
-    with _front_to_back(sf.SoundFile(_os_path(path))) as f:
-        while len(block := f.read(READ_BLOCK, dtype="float32", always_2d=True)):
+    with _front_to_back(_open(path)) as f:
+        while len(block := _read(f, READ_BLOCK)):
             n += len(block)
     return n
 
@@ -187,10 +220,10 @@ def _file_blocks(path: Path, info: AudioInfo, nonfinite: str, truncated: str = "
     """Mono blocks at the file's rate; bad samples counted, then refused or zeroed; a file that
     decodes fewer than ``frames`` frames (beyond ``tolerance``) refused or warned about."""
     try:
-        with _front_to_back(sf.SoundFile(_os_path(path))) as f:
+        with _front_to_back(_open(path)) as f:
             pos = 0
             # f.read, not f.blocks: blocks() hands on its whole buffer when a decoder stops early
-            while len(raw := f.read(READ_BLOCK, dtype="float32", always_2d=True)):
+            while len(raw := _read(f, READ_BLOCK)):
                 bad = ~np.isfinite(raw)
                 if bad.any():
                     _record_bad(info, bad.any(axis=1), pos)
@@ -227,7 +260,8 @@ def open_audio(path: str | Path, sr: int = 16000, nonfinite: str = "error", trun
     if not path.is_file():
         raise AudioError(f"{path}: no such audio file")
     try:
-        head = sf.info(_os_path(path), verbose=True)
+        with _decoder_quiet():
+            head = sf.info(_os_path(path), verbose=True)
     except Exception as err:
         raise AudioError(f"{path}: not a readable audio file ({err})") from err
     file_sr, frames = int(head.samplerate), max(int(head.frames), 0)

@@ -393,6 +393,7 @@ def test_truncated_files_are_refused_naming_what_is_missing(tmp_path, ckpt, caps
     err = capsys.readouterr().err
     assert "short.wav: truncated: its header says 12.400 s (198400 frames), 4.132 s decode (8.268 s missing)" in err
     assert "cut.mp3: truncated: its header says 12.400 s" in err and "--truncated warn" in err
+    assert "libmpg123" not in err and len(err.strip().splitlines()) == 2  # one line a file, no decoder noise
     assert midi_files(out) == ["full.mid"]  # the whole file is still done
     for d in ("w1", "w2"):  # with the flag: what decodes, a warning, the same result every run
         assert run("transcribe", wav, mp3, "-o", tmp_path / d, "--truncated", "warn", ckpt=ckpt) == 0
