@@ -381,23 +381,24 @@ def _cut(src: Path, dst: Path, fraction: float) -> Path:
     return dst
 
 
-def test_truncated_files_are_refused_naming_what_is_missing(tmp_path, ckpt, capsys):
+def test_truncated_files_are_refused_naming_what_is_missing(tmp_path, ckpt, capfd):
     """A WAV cut to a third of its bytes (libsndfile reads only what is there) and an MP3 cut
-    short (the decoder stops early: the block reader used to hand on uninitialised memory)."""
+    short (the decoder stops early: the block reader used to hand on uninitialised memory).
+    capfd: the C library's stderr too."""
     sf.write(tmp_path / "full.wav", tone(12.4), SR)
     sf.write(tmp_path / "full.mp3", tone(12.4), SR, format="MP3")
     wav = _cut(tmp_path / "full.wav", tmp_path / "short.wav", 1 / 3)
     mp3 = _cut(tmp_path / "full.mp3", tmp_path / "cut.mp3", 1 / 3)
     out = tmp_path / "out"
     assert run("transcribe", wav, mp3, tmp_path / "full.mp3", "-o", out, ckpt=ckpt) == 1
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert "short.wav: truncated: its header says 12.400 s (198400 frames), 4.132 s decode (8.268 s missing)" in err
     assert "cut.mp3: truncated: its header says 12.400 s" in err and "--truncated warn" in err
     assert "libmpg123" not in err and len(err.strip().splitlines()) == 2  # one line a file, no decoder noise
     assert midi_files(out) == ["full.mid"]  # the whole file is still done
     for d in ("w1", "w2"):  # with the flag: what decodes, a warning, the same result every run
         assert run("transcribe", wav, mp3, "-o", tmp_path / d, "--truncated", "warn", ckpt=ckpt) == 0
-        err = capsys.readouterr().err
+        err = capfd.readouterr().err
         assert "warning: " in err and "cut.mp3: truncated" in err and "s missing); transcribed what decodes" in err
     for name in ("short.mid", "cut.mid"):
         assert (tmp_path / "w1" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes()
