@@ -489,6 +489,11 @@ def remove_stale_temps(folders) -> list[Path]:
     return removed
 
 
+def _taken(path: Path) -> CliError:
+    return CliError(f"{path} was written by another run meanwhile: not overwritten (pass --overwrite to replace, "
+                    "or write to another folder with -o)")
+
+
 def _claim(tmp: Path, path: Path) -> None:
     """Give the finished ``tmp`` the name ``path`` only if no file has it: a hard link fails when
     the name exists, so a run that wrote ``path`` meanwhile is never replaced (where the file system
@@ -497,16 +502,14 @@ def _claim(tmp: Path, path: Path) -> None:
         os.link(tmp, path)
         return
     except FileExistsError:
-        raise CliError(f"{path} was written by another run meanwhile: not overwritten (pass --overwrite to "
-                       "replace, or write to another folder with -o)") from None
+        raise _taken(path) from None
     except OSError:
         pass
     try:
         with open(tmp, "rb") as src, open(path, "xb") as dst:
             shutil.copyfileobj(src, dst)
     except FileExistsError:
-        raise CliError(f"{path} was written by another run meanwhile: not overwritten (pass --overwrite to "
-                       "replace, or write to another folder with -o)") from None
+        raise _taken(path) from None
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -519,7 +522,10 @@ def write_midi_atomically(pm, path: Path, overwrite: bool = False) -> None:
     tmp = _temp_of(path)
     try:
         pm.write(str(tmp))
-        os.replace(tmp, path) if overwrite else _claim(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _claim(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
