@@ -129,6 +129,18 @@ def _declared_frames(head) -> int | None:
     return said // (there // head.frames) if said > there >= head.frames > 0 else None
 
 
+def _ogg_ends_stream(path: Path, tail: int = 1 << 16) -> bool:
+    """Whether an Ogg file's last page is flagged end-of-stream (RFC 3533, §6: header_type bit
+    0x04). An Ogg file has no length in a header: cut short, it reads as a shorter file, and
+    only the missing end-of-stream page shows it."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - tail))
+        data = f.read()
+    last = data.rfind(b"OggS")
+    return last >= 0 and last + 5 < len(data) and bool(data[last + 5] & 0x04)
+
+
 @contextmanager
 def _decoder_quiet():
     """The C library's stderr to /dev/null meanwhile: libmpg123, inside libsndfile, prints its
@@ -274,6 +286,14 @@ def open_audio(path: str | Path, sr: int = 16000, nonfinite: str = "error", trun
     elif truncated == "error" and _ends_early(path, frames, tolerance):  # before any work
         info.missing = frames - _decoded_frames(path)
         _truncated(info, truncated)
+    elif head.format == "OGG" and not _ogg_ends_stream(path):
+        if truncated == "error":
+            raise TruncatedAudioError(f"{path}: truncated: its last Ogg page does not end the stream "
+                                      f"({frames / file_sr:.3f} s decode, the rest is missing); refusing to transcribe "
+                                      "part of a file: repair or re-export it, or transcribe what decodes with "
+                                      "--truncated warn (API: truncated='warn')")
+        log.warning("%s: truncated: its last Ogg page does not end the stream; transcribed what decodes (%.3f s)",
+                    path, frames / file_sr)
     blocks = _resampled(_file_blocks(path, info, nonfinite, truncated, frames, tolerance), frames, file_sr, sr)
     return AudioStream(info, _tracked(blocks, info))
 

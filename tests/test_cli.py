@@ -404,6 +404,21 @@ def test_truncated_files_are_refused_naming_what_is_missing(tmp_path, ckpt, capf
         assert (tmp_path / "w1" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes()
 
 
+def test_a_truncated_ogg_is_refused_by_its_missing_end_of_stream_page(tmp_path, ckpt, capfd):
+    """An Ogg file has no length in a header: cut at 70 % it reads as a shorter file (and at 50 %
+    as no audio at all); only the missing end-of-stream page shows it."""
+    sf.write(tmp_path / "full.ogg", tone(12.0), SR, format="OGG", subtype="VORBIS")
+    cut = _cut(tmp_path / "full.ogg", tmp_path / "cut.ogg", 0.7)
+    empty = _cut(tmp_path / "full.ogg", tmp_path / "empty.ogg", 0.5)
+    assert 0 < sf.info(str(cut)).frames < 12.0 * SR and sf.info(str(empty)).frames == 0
+    assert run("transcribe", cut, empty, tmp_path / "full.ogg", "-o", tmp_path / "out", ckpt=ckpt) == 1
+    err = capfd.readouterr().err
+    assert "cut.ogg: truncated: its last Ogg page does not end the stream" in err and "--truncated warn" in err
+    assert "empty.ogg: truncated" in err and midi_files(tmp_path / "out") == ["full.mid"]
+    assert run("transcribe", cut, "-o", tmp_path / "w", "--truncated", "warn", ckpt=ckpt) == 0
+    assert "cut.ogg: truncated" in capfd.readouterr().err and midi_files(tmp_path / "w") == ["cut.mid"]
+
+
 def test_a_long_mp3_is_streamed_as_it_decodes(tmp_path):
     """Read block by block, an MP3 gives the samples of one whole read: soundfile's seek after each
     read (libsndfile's MP3 seek is approximate) used to put a burst of wrong samples after every
