@@ -8,12 +8,12 @@ headline: pedalled piano music in timbres never trained on, FluidR3_GM, MuseScor
 procedural piano at held-out parameters) and its first test split (scores and studies in the
 training soundfonts, "seen", and in FluidR3_GM / MuseScore_General, "unseen"), ``--pieces`` per
 timbre, each cut to its first ``--max-seconds``. Every row transcribes every piece with the
-bundled model (or ``--checkpoint``) through :func:`diffroll.inference.transcribe_notes`, the code
+bundled model (or ``--checkpoint``) through :func:`diffroll.transcription.inference.transcribe_notes`, the code
 path of ``diffroll transcribe``; the real-time factor is wall time over audio time, mel and note
 reading included, audio loading excluded.
-basic-pitch (Bittner et al., ICASSP 2022) runs in its own venv (:mod:`diffroll.peers`,
+basic-pitch (Bittner et al., ICASSP 2022) runs in its own venv (:mod:`diffroll.evaluation.peers`,
 ``.cache/peer-basic-pitch``, created when missing; ONNX backend, offline) on the same cut audio, and its MIDI is scored with
-the same :func:`diffroll.evaluate.note_scores`.
+the same :func:`diffroll.evaluation.metrics.note_scores`.
 
 Writes ``figures/bench.md`` (table, settings, recommendation) and ``figures/bench.png``
 (F1 against real-time factor). Not a test: numbers depend on the machine and its load.
@@ -78,7 +78,7 @@ def grid(quick: bool, weights=WEIGHTS) -> list[tuple[str, int, float]]:
 
 
 def pick_checkpoint(path: Path | None) -> tuple[Path, str]:
-    from diffroll.paths import bundled_checkpoint
+    from diffroll.core.paths import bundled_checkpoint
 
     if path is not None:
         return path, "given with --checkpoint"
@@ -92,7 +92,7 @@ def pick_checkpoint(path: Path | None) -> tuple[Path, str]:
 
 def test_pieces(root: Path, splits: list[str], per_group: int, cfg, max_seconds: float):
     """(name, "split:group", wave, notes) of ``per_group`` pieces of each split and timbre."""
-    from diffroll import data
+    from diffroll.corpus.offline import segments as data
 
     out, groups = [], []
     for split in splits:
@@ -106,7 +106,7 @@ def test_pieces(root: Path, splits: list[str], per_group: int, cfg, max_seconds:
 
 
 def cut(wave, ref, seconds: float, sr: int):
-    from diffroll.roll import clip_notes
+    from diffroll.core.roll import clip_notes
 
     wave = wave[: int(seconds * sr)]
     return wave, clip_notes(ref, len(wave) / sr)
@@ -115,8 +115,8 @@ def cut(wave, ref, seconds: float, sr: int):
 # --- DiffRoll -----------------------------------------------------------------------------------
 
 def run_diffroll(pipe, pieces, sampler, steps, w, batch_size) -> list[dict]:
-    from diffroll.evaluate import note_scores
-    from diffroll.inference import transcribe_notes
+    from diffroll.evaluation.metrics import note_scores
+    from diffroll.transcription.inference import transcribe_notes
 
     sr = pipe.config.audio.sample_rate
     rows = []
@@ -132,9 +132,9 @@ def run_diffroll(pipe, pieces, sampler, steps, w, batch_size) -> list[dict]:
 # --- basic-pitch --------------------------------------------------------------------------------
 
 def run_basic_pitch(pieces, sr: int, threads: int) -> tuple[list[dict], dict]:
-    """basic-pitch on the same audio (:func:`diffroll.peers.run_peer`), each row with its note scores."""
-    from diffroll.evaluate import note_scores
-    from diffroll.peers import run_peer
+    """basic-pitch on the same audio (:func:`diffroll.evaluation.peers.run_peer`), each row with its note scores."""
+    from diffroll.evaluation.metrics import note_scores
+    from diffroll.evaluation.peers import run_peer
 
     rows, info = run_peer("basic-pitch", pieces, sr, threads)
     return [{**r, **note_scores(ref, r["est"])} for r, (_, _, _, ref) in zip(rows, pieces)], info
@@ -264,7 +264,7 @@ def plot(path: Path, results, ref, best, cfg_w: float):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from diffroll.inference import DEFAULT_SAMPLER, DEFAULT_STEPS
+    from diffroll.transcription.inference import DEFAULT_SAMPLER, DEFAULT_STEPS
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     colors = {"ddpm": "tab:blue", "ddim": "tab:orange", "dpmpp": "tab:green"}
@@ -327,7 +327,7 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(args.threads)
-    from diffroll.checkpoint import load_checkpoint, load_pipeline, trained_steps
+    from diffroll.core.checkpoint import load_checkpoint, load_pipeline, trained_steps
 
     ckpt, note = pick_checkpoint(args.checkpoint)
     model = load_pipeline(ckpt, device="cpu")

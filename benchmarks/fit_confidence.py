@@ -1,4 +1,4 @@
-"""Calibrate a checkpoint's per-note confidence (:class:`diffroll.confidence.Calibration`) on the
+"""Calibrate a checkpoint's per-note confidence (:class:`diffroll.transcription.confidence.Calibration`) on the
 VALIDATION split (never a test split); optionally export the checkpoint with it in its config
 (``roll.confidence_calibration``).
 
@@ -7,8 +7,8 @@ VALIDATION split (never a test split); optionally export the checkpoint with it 
 
 Every piece is transcribed with K samples and the CLI's sampler, combined as the checkpoint
 combines them (``roll.combine_samples``) or as ``--combine`` says: with "vote" every candidate
-note of the vote (:func:`diffroll.confidence.cluster_notes`), with "mean" every note read from the
-samples' mean x̂0 with its share of samples (:func:`diffroll.confidence.support`; 0 to K votes),
+note of the vote (:func:`diffroll.transcription.confidence.cluster_notes`), with "mean" every note read from the
+samples' mean x̂0 with its share of samples (:func:`diffroll.transcription.confidence.support`; 0 to K votes),
 is right or not (onset within 50 ms of a reference note of its pitch). Prints the expected
 calibration error of the raw vote shares and of the calibration fit on the other half of the
 pieces (each half scored by the other's fit), then fits on all of them. Writes
@@ -30,12 +30,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from offset_diagnosis import diagnosis_setup  # noqa: E402
 
-from diffroll.checkpoint import export_weights  # noqa: E402
-from diffroll.confidence import (cluster_notes, expected_calibration_error, fit_calibration,  # noqa: E402
+from diffroll.core.checkpoint import export_weights  # noqa: E402
+from diffroll.transcription.confidence import (cluster_notes, expected_calibration_error, fit_calibration,  # noqa: E402
                                  support, true_positives, vote_bins)
-from diffroll.inference import COMBINES  # noqa: E402
-from diffroll.data import load_pieces  # noqa: E402
-from diffroll.paths import bundled_checkpoint  # noqa: E402
+from diffroll.transcription.inference import COMBINES  # noqa: E402
+from diffroll.corpus.segments import load_pieces  # noqa: E402
+from diffroll.core.paths import bundled_checkpoint  # noqa: E402
 
 
 def options(p: argparse.ArgumentParser) -> None:

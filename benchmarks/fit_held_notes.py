@@ -1,4 +1,4 @@
-"""Fit the guess of pedal-held notes (:mod:`diffroll.held_notes`) for a checkpoint: the logistic
+"""Fit the guess of pedal-held notes (:mod:`diffroll.transcription.held_notes`) for a checkpoint: the logistic
 model on transcriptions of TRAINING pieces, its threshold on the VALIDATION split (never a test
 split); optionally export the checkpoint with it in its config (``roll.held_notes``).
 
@@ -8,7 +8,7 @@ split); optionally export the checkpoint with it in its config (``roll.held_note
 
 Every piece is transcribed once with the CLI's sampler and the checkpoint's w and decoded without
 any pedal; the fit uses the notes whose candidate offset (or their own) matches the reference
-(:func:`diffroll.held_notes.candidate_labels`). The threshold of the highest mean note-with-offset
+(:func:`diffroll.transcription.held_notes.candidate_labels`). The threshold of the highest mean note-with-offset
 F1 over the validation excerpts is kept (note F1 does not change: no note is added or removed).
 Writes runs/tune/held-notes-<checkpoint>.json.
 """
@@ -28,16 +28,16 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from offset_diagnosis import diagnosis_setup  # noqa: E402
 
-from diffroll.checkpoint import export_weights  # noqa: E402
-from diffroll.confidence import note_array  # noqa: E402
-from diffroll.data import load_pieces  # noqa: E402
-from diffroll.evaluate import note_scores  # noqa: E402
-from diffroll.held_notes import (candidate_labels, fit_held_note_model, frame_tracks, held_note_features,  # noqa: E402
+from diffroll.core.checkpoint import export_weights  # noqa: E402
+from diffroll.transcription.confidence import note_array  # noqa: E402
+from diffroll.corpus.segments import load_pieces  # noqa: E402
+from diffroll.evaluation.metrics import note_scores  # noqa: E402
+from diffroll.transcription.held_notes import (candidate_labels, fit_held_note_model, frame_tracks, held_note_features,  # noqa: E402
                                  hold_notes, note_shapes)
-from diffroll.inference import (DEFAULT_SAMPLER, DEFAULT_STEPS, decode_roll, decode_settings,  # noqa: E402
+from diffroll.transcription.inference import (DEFAULT_SAMPLER, DEFAULT_STEPS, decode_roll, decode_settings,  # noqa: E402
                                 transcribe_wave)
-from diffroll.paths import bundled_checkpoint  # noqa: E402
-from diffroll.roll import channel_rows  # noqa: E402
+from diffroll.core.paths import bundled_checkpoint  # noqa: E402
+from diffroll.core.roll import channel_rows  # noqa: E402
 
 
 def transcribed(pipe, pieces, desc: str) -> list[dict]:

@@ -10,7 +10,7 @@ Iowa notes, and the whole first test split of the offline corpus.
 
 - real notes (``data_scripts/build_real_piano.py``): each of the 88 Iowa recordings alone;
   keys found (a note of the recording's key within ±50 ms of the attack) and extra notes per
-  note, by octave (:func:`diffroll.realpiano.real_note_scores`);
+  note, by octave (:func:`diffroll.corpus.realpiano.real_note_scores`);
 
 - piano test split: pedalled piano music (music21 keyboard pieces held out by piece, pianistic
   pieces from their own seed) rendered only in timbres never used for training: FluidR3_GM,
@@ -37,13 +37,13 @@ from pathlib import Path
 
 import torch
 
-from diffroll.checkpoint import load_checkpoint, load_pipeline, trained_steps
-from diffroll.data import load_pieces
-from diffroll.evaluate import (evaluate_pieces, mean_scores, missed_restrikes, note_scores, restrike_notes, split_notes,
+from diffroll.core.checkpoint import load_checkpoint, load_pipeline, trained_steps
+from diffroll.corpus.segments import load_pieces
+from diffroll.evaluation.metrics import (evaluate_pieces, mean_scores, missed_restrikes, note_scores, restrike_notes, split_notes,
                                transcribe_piece)
-from diffroll.inference import DEFAULT_SAMPLER, DEFAULT_STEPS, PRECISIONS
-from diffroll.peers import PEERS, run_peer
-from diffroll.realpiano import load_real_notes, real_note_scores
+from diffroll.transcription.inference import DEFAULT_SAMPLER, DEFAULT_STEPS, PRECISIONS
+from diffroll.evaluation.peers import PEERS, run_peer
+from diffroll.corpus.realpiano import load_real_notes, real_note_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ("piano_test", "real_notes", "test")

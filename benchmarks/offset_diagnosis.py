@@ -1,5 +1,5 @@
 """Where note-with-offset F1 is lost: for the onset-matched notes of validation excerpts
-(:func:`diffroll.evaluate.offset_errors`), the share whose offset is within the tolerance, too
+(:func:`diffroll.evaluation.metrics.offset_errors`), the share whose offset is within the tolerance, too
 early or too late, by the reference note's length (sustain-extended: a pedalled note lasts until
 the pedal comes up).
 
@@ -20,10 +20,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from diffroll.checkpoint import load_pipeline  # noqa: E402
-from diffroll.data import load_pieces  # noqa: E402
-from diffroll.evaluate import offset_errors  # noqa: E402
-from diffroll.paths import bundled_checkpoint  # noqa: E402
+from diffroll.core.checkpoint import load_pipeline  # noqa: E402
+from diffroll.corpus.segments import load_pieces  # noqa: E402
+from diffroll.evaluation.metrics import offset_errors  # noqa: E402
+from diffroll.core.paths import bundled_checkpoint  # noqa: E402
 
 LENGTH_BINS = (0.0, 0.25, 0.5, 1.0, 2.0, np.inf)  # seconds
 

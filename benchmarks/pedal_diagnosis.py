@@ -1,6 +1,6 @@
 """How much note-with-offset F1 the sustain pedal can give: validation excerpts transcribed once, their
 notes read without the pedal, with the model's pedal rows (a model with a ``pedal`` roll channel) and
-with the true pedal of the MIDI (the oracle: :func:`diffroll.roll.sustain_notes` on the performance's
+with the true pedal of the MIDI (the oracle: :func:`diffroll.core.roll.sustain_notes` on the performance's
 CC 64), and how often the model's pedal rows say the right thing frame by frame.
 
     .venv/bin/python benchmarks/pedal_diagnosis.py [--checkpoint checkpoints/diffroll-cpu.pt]
@@ -22,10 +22,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from offset_diagnosis import diagnosis_setup  # noqa: E402
 
-from diffroll.data import list_pieces, load_piece, pedal_spans  # noqa: E402
-from diffroll.evaluate import note_scores  # noqa: E402
-from diffroll.inference import DEFAULT_SAMPLER, DEFAULT_STEPS, decode_roll, decode_settings, transcribe_wave  # noqa: E402
-from diffroll.roll import clip_notes, pedal_track, sustain_notes  # noqa: E402
+from diffroll.corpus.segments import list_pieces, load_piece, pedal_spans  # noqa: E402
+from diffroll.evaluation.metrics import note_scores  # noqa: E402
+from diffroll.transcription.inference import DEFAULT_SAMPLER, DEFAULT_STEPS, decode_roll, decode_settings, transcribe_wave  # noqa: E402
+from diffroll.core.roll import clip_notes, pedal_track, sustain_notes  # noqa: E402
 
 
 def pedal_frames(spans: list[tuple[float, float]], n_frames: int, fps: float) -> np.ndarray:

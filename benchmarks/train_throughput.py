@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from diffroll.config import get_config
-from diffroll.model import count_parameters
-from diffroll.pipeline import new_model
-from diffroll.train import throughput
+from diffroll.core.config import get_config
+from diffroll.core.model import count_parameters
+from diffroll.transcription.pipeline import new_model
+from diffroll.training.trainer import throughput
 
 ROOT = Path(__file__).resolve().parents[1]
 

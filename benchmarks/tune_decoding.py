@@ -7,7 +7,7 @@ optionally export the bundled model with the chosen values in its config.
         [--pieces 24] [--max-seconds 30] [--ws 0 0.5 1] [--export checkpoints/diffroll-cpu.pt]
 
 Every validation piece is sampled once per w with the CLI's default sampler and steps, and decoded
-with every threshold setting (:func:`diffroll.evaluate.sweep_thresholds`). The best setting is the
+with every threshold setting (:func:`diffroll.evaluation.metrics.sweep_thresholds`). The best setting is the
 one of highest mean note F1 (ties: note-with-offset F1), or with ``--objective f1+offset`` of the
 highest sum of the two. Writes runs/tune/<checkpoint>.json.
 """
@@ -23,10 +23,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from diffroll.checkpoint import export_weights, load_pipeline  # noqa: E402
-from diffroll.data import load_pieces  # noqa: E402
-from diffroll.evaluate import sweep_thresholds  # noqa: E402
-from diffroll.inference import DEFAULT_SAMPLER, DEFAULT_STEPS  # noqa: E402
+from diffroll.core.checkpoint import export_weights, load_pipeline  # noqa: E402
+from diffroll.corpus.segments import load_pieces  # noqa: E402
+from diffroll.evaluation.metrics import sweep_thresholds  # noqa: E402
+from diffroll.transcription.inference import DEFAULT_SAMPLER, DEFAULT_STEPS  # noqa: E402
 
 
 OBJECTIVES = {"f1": lambda r: (r["f1"], r["f1_offset"]), "f1+offset": lambda r: (r["f1"] + r["f1_offset"], r["f1"])}

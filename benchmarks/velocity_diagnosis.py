@@ -24,11 +24,11 @@ from scipy import signal
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from diffroll.checkpoint import load_pipeline  # noqa: E402
-from diffroll.config import get_config  # noqa: E402
-from diffroll.data import list_pieces, load_piece, load_pieces  # noqa: E402
-from diffroll.evaluate import note_arrays  # noqa: E402
-from diffroll.inference import transcribe_notes  # noqa: E402
+from diffroll.core.checkpoint import load_pipeline  # noqa: E402
+from diffroll.core.config import get_config  # noqa: E402
+from diffroll.corpus.segments import list_pieces, load_piece, load_pieces  # noqa: E402
+from diffroll.evaluation.metrics import note_arrays  # noqa: E402
+from diffroll.transcription.inference import transcribe_notes  # noqa: E402
 
 HOP, N_FFT = 512, 2048
 

@@ -14,10 +14,10 @@ import logging
 import time
 from pathlib import Path
 
-from diffroll import data
-from diffroll.config import SCALES, get_config
-from diffroll.loaders import SPLITS
-from diffroll.paths import data_dir
+from diffroll.corpus.offline import segments as data
+from diffroll.core.config import SCALES, get_config
+from diffroll.corpus.loaders import SPLITS
+from diffroll.core.paths import data_dir
 
 
 def main(argv=None) -> None:

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from diffroll import data, realpiano
-from diffroll.config import SCALES, get_config
-from diffroll.paths import data_dir
+from diffroll.corpus.offline import segments as data
+
+from diffroll.corpus.offline import realpiano
+from diffroll.core.config import SCALES, get_config
+from diffroll.core.paths import data_dir
 
 
 def main(argv=None) -> None:

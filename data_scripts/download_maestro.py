@@ -84,7 +84,7 @@ def main(argv=None) -> int:
         for member in tqdm(z.infolist(), desc="unzip"):
             z.extract(member, args.dest)
     root = args.dest / f"maestro-{args.version}"
-    from diffroll.loaders import maestro_metadata  # checks the layout the loaders expect
+    from diffroll.corpus.loaders import maestro_metadata  # checks the layout the loaders expect
 
     print(f"{root}: {len(maestro_metadata(root))} pieces")
     if not args.keep_zip:

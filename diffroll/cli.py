@@ -366,7 +366,7 @@ def collect_inputs(inputs: list[Path]) -> tuple[list[tuple[Path, Path]], list[st
     A folder contributes its audio files (recursively, by extension), named by their path inside
     the folder; a file is taken as given, whatever its extension (libsndfile decides).
     """
-    from .audio import AUDIO_EXTENSIONS
+    from .core.audio import AUDIO_EXTENSIONS
 
     jobs, errors = [], []
     for path in inputs:
@@ -443,8 +443,8 @@ def _check_sonify(args) -> None:
     """A usage error for a soundfont that is not there, before any work (FluidSynth is checked too)."""
     if not getattr(args, "sonify", False):
         return
-    from .pipeline import SONIFY_RATE, default_soundfont
-    from .render import PianoSynth, RenderError, soundfont_path
+    from .transcription.pipeline import SONIFY_RATE, default_soundfont
+    from .corpus.render import PianoSynth, RenderError, soundfont_path
 
     args.soundfont = args.soundfont or default_soundfont()
     try:
@@ -531,7 +531,7 @@ def write_midi_atomically(pm, path: Path, overwrite: bool = False) -> None:
 
 
 def write_outputs(result, paths: dict[str, Path], soundfont: str | None = None, overwrite: bool = False) -> None:
-    """The MIDI (and CSV, WAV) of a :class:`~diffroll.pipeline.Transcription`, each written to a
+    """The MIDI (and CSV, WAV) of a :class:`~diffroll.transcription.pipeline.Transcription`, each written to a
     temporary file; given their names only when all are written, so a failure leaves none of
     them. Without ``overwrite`` a name that exists by then (another run) fails this input, and the
     outputs of it already named are removed."""
@@ -562,11 +562,11 @@ def write_outputs(result, paths: dict[str, Path], soundfont: str | None = None, 
 
 
 def _load(args, generative: bool = False):
-    """The pipeline of --checkpoint, or of the bundled model of the command (see :mod:`diffroll.paths`)."""
+    """The pipeline of --checkpoint, or of the bundled model of the command (see :mod:`diffroll.core.paths`)."""
     import torch
 
-    from .checkpoint import load_pipeline
-    from .paths import generative_checkpoint
+    from .core.checkpoint import load_pipeline
+    from .core.paths import generative_checkpoint
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
@@ -602,7 +602,7 @@ def _kwargs(args, **extra) -> dict:
 
 def _remark(info, hop: int, masked: bool = False) -> str:
     """Why a transcription is empty by construction (empty, too short or silent audio)."""
-    from .inference import SILENCE_PEAK
+    from .transcription.inference import SILENCE_PEAK
 
     if info.samples == 0:
         return "empty audio (0 samples): wrote an empty MIDI"
@@ -615,8 +615,8 @@ def _remark(info, hop: int, masked: bool = False) -> str:
 
 def _transcribe_file(pipe, src: Path, paths: dict[str, Path], args, mask_spans=None) -> tuple[float, int, str]:
     """Transcribe one file (streamed) to ``paths``; returns (audio seconds, notes, remark)."""
-    from .audio_stream import open_audio
-    from .inference import frames_mask
+    from .transcription.audio_stream import open_audio
+    from .transcription.inference import frames_mask
 
     cfg = pipe.config
     kwargs = _kwargs(args, desc=src.name)
@@ -744,11 +744,11 @@ def cmd_train(args) -> int:
     import torch
     import torch.distributed as dist
 
-    from .config import get_config
-    from .data import training_data
-    from .model import count_parameters
-    from .paths import runs_dir
-    from .train import Trainer, check_config, pick_device
+    from .core.config import get_config
+    from .corpus.segments import training_data
+    from .core.model import count_parameters
+    from .core.paths import runs_dir
+    from .training.trainer import Trainer, check_config, pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -842,9 +842,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(parser: argparse.ArgumentParser, args) -> int:
-    from .checkpoint import CheckpointError
-    from .loaders import DataError
-    from .train import TrainingError
+    from .core.checkpoint import CheckpointError
+    from .corpus.loaders import DataError
+    from .training.trainer import TrainingError
 
     _log_to_stderr()
     commands = {"transcribe": cmd_transcribe, "generate": cmd_generate, "inpaint": cmd_inpaint, "train": cmd_train}

@@ -24,7 +24,7 @@ import pytest  # noqa: E402
 @pytest.fixture
 def frontends_made(monkeypatch):
     """The configs of every MelFrontend built while the test runs (from an empty front-end cache)."""
-    from diffroll import audio
+    from diffroll.core import audio
 
     made = []
 

@@ -11,7 +11,7 @@ import numpy as np
 import pretty_midi
 import soundfile as sf
 
-from diffroll.render import PianoSynth
+from diffroll.corpus.render import PianoSynth
 
 
 def make_midi(notes, pedal=()) -> pretty_midi.PrettyMIDI:

@@ -8,8 +8,8 @@ import pretty_midi
 import pytest
 from scipy import signal
 
-from diffroll.render import AugmentSettings, augment_audio, compress, normalize_peak, room_impulse_response
-from diffroll.room import RoomSettings, recording_chain, room_and_mic
+from diffroll.corpus.render import AugmentSettings, augment_audio, compress, normalize_peak, room_impulse_response
+from diffroll.corpus.room import RoomSettings, recording_chain, room_and_mic
 
 SR = 16000
 
@@ -136,7 +136,7 @@ def test_force_noise_fills_silence_in_the_room_chain():
 
 # --- the procedural piano's real-piano physics ------------------------------------------------
 
-from diffroll.pianosynth import ProceduralPiano, SynthParams, railsback_cents  # noqa: E402
+from diffroll.corpus.pianosynth import ProceduralPiano, SynthParams, railsback_cents  # noqa: E402
 
 QUIET = dict(sympathetic_level=0.0, key_noise_level=0.0, damper_noise_level=0.0, pedal_noise_level=0.0)
 

@@ -9,13 +9,13 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from diffroll.checkpoint import load_pipeline
-from diffroll.config import get_config
-from diffroll.corpus import PLANS, _Spec, make_performance
-from diffroll.evaluate import note_scores
-from diffroll.paths import bundled_checkpoint
-from diffroll.render import render_midi
-from diffroll.roll import clip_notes, midi_notes
+from diffroll.core.checkpoint import load_pipeline
+from diffroll.core.config import get_config
+from diffroll.corpus.offline import PLANS, _Spec, make_performance
+from diffroll.evaluation.metrics import note_scores
+from diffroll.core.paths import bundled_checkpoint
+from diffroll.corpus.render import render_midi
+from diffroll.core.roll import clip_notes, midi_notes
 
 # Measured for the committed checkpoint with the CLI's defaults (DDPM x 5, w = 0.5) on this piece's
 # first 20 s: note F1 0.781 (0.788 with the earlier default, DDIM x 5 at w = 1). The floor sits a little under it:
@@ -64,7 +64,7 @@ def test_bundled_model_transcribes_pedalled_piano_in_an_unseen_timbre(pipe, peda
 
 
 def test_the_guess_of_pedal_held_notes_lengthens_what_the_pedal_held(pipe, pedalled_piece):
-    """The bundled config carries a fitted guess (diffroll.held_notes): with it the notes released
+    """The bundled config carries a fitted guess (diffroll.transcription.held_notes): with it the notes released
     under the pedal end nearer where the pedal comes up, without it (use_pedal=False) they end where
     x̂0's frame fades."""
     _, wave, ref = pedalled_piece

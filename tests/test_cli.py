@@ -11,9 +11,9 @@ import soundfile as sf
 import torch
 
 from diffroll import cli
-from diffroll.checkpoint import save_checkpoint
-from diffroll.config import get_config
-from diffroll.model import DiffRoll
+from diffroll.core.checkpoint import save_checkpoint
+from diffroll.core.config import get_config
+from diffroll.core.model import DiffRoll
 
 SR = 16000
 
@@ -224,9 +224,9 @@ def test_sonify_writes_the_transcription_as_audio(tmp_path, ckpt):
 
 def test_sonify_renders_in_segments_like_a_whole(tmp_path):
     """Rendering a minute of onsets at a time and adding the overlaps sounds like one render."""
-    from diffroll.pipeline import sonify
-    from diffroll.render import render_midi
-    from diffroll.roll import Note, notes_to_midi
+    from diffroll.transcription.pipeline import sonify
+    from diffroll.corpus.render import render_midi
+    from diffroll.core.roll import Note, notes_to_midi
 
     notes = [Note(0.5 + 0.7 * i, 1.5 + 0.7 * i, 60 + i % 12, 90) for i in range(12)]
     sonify(notes, tmp_path / "seg.wav", "TimGM6mb", 16000, seconds=12.0, segment_seconds=2.0)
@@ -356,16 +356,16 @@ def test_help_says_the_result_does_not_depend_on_the_batch_size(capsys):
 def test_generate_and_inpaint_default_to_the_model_that_generates(tmp_path, monkeypatch):
     """Without --checkpoint, transcribe loads the bundled piano transcriber, generate and inpaint the
     bundled generative model (checkpoints/diffroll-generative-cpu.pt)."""
-    import diffroll.checkpoint
-    from diffroll.paths import generative_checkpoint
+    import diffroll.core.checkpoint
+    from diffroll.core.paths import generative_checkpoint
 
     loaded = []
 
     def record(path=None, device="cpu"):
         loaded.append(path)
-        raise diffroll.checkpoint.CheckpointError("recorded")
+        raise diffroll.core.checkpoint.CheckpointError("recorded")
 
-    monkeypatch.setattr(diffroll.checkpoint, "load_pipeline", record)
+    monkeypatch.setattr(diffroll.core.checkpoint, "load_pipeline", record)
     sf.write(tmp_path / "x.wav", tone(3.0), SR)
     run("transcribe", tmp_path / "x.wav", "-o", tmp_path / "out")
     run("generate", "-o", tmp_path / "gen.mid")
@@ -435,7 +435,7 @@ def test_a_long_mp3_is_streamed_as_it_decodes(tmp_path):
 def test_a_file_written_by_another_run_meanwhile_is_kept(tmp_path, ckpt, capsys, monkeypatch):
     """The existence check is made before the work; the final claim must not replace a file that
     another run wrote meanwhile (here: the other run writes x.csv while this one transcribes)."""
-    from diffroll.pipeline import Transcription
+    from diffroll.transcription.pipeline import Transcription
 
     sf.write(tmp_path / "x.wav", tone(), SR)
     sf.write(tmp_path / "y.wav", tone(), SR)
@@ -558,8 +558,10 @@ def test_help_and_version_do_not_import_torch():
 
 
 def test_the_choices_the_parser_repeats_are_the_modules():
-    from diffroll import audio_stream, diffusion, inference
+    from diffroll.transcription import audio_stream
 
+    from diffroll.core import diffusion
+    from diffroll.transcription import inference
     assert cli.SAMPLERS == diffusion.SAMPLERS
     assert (cli.DEFAULT_SAMPLER, cli.DEFAULT_STEPS) == (inference.DEFAULT_SAMPLER, inference.DEFAULT_STEPS)
     assert (cli.PRECISIONS, cli.COMBINES) == (inference.PRECISIONS, inference.COMBINES)

@@ -4,10 +4,10 @@ import mir_eval
 import numpy as np
 import pytest
 
-from diffroll.confidence import (Calibration, array_notes, cluster_notes, consensus, expected_calibration_error,
+from diffroll.transcription.confidence import (Calibration, array_notes, cluster_notes, consensus, expected_calibration_error,
                                  fit_calibration, note_array, reliability, support, true_positives, vote_bins)
-from diffroll.logistic import fit_logistic
-from diffroll.roll import Note
+from diffroll.core.logistic import fit_logistic
+from diffroll.core.roll import Note
 
 F = 1 / 31.25  # one frame
 

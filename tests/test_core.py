@@ -4,10 +4,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from diffroll.audio import AudioError, MelFrontend, cached_frontend, load_audio, mel_spectrogram
-from diffroll.config import SCALES, Config, get_config
-from diffroll.model import DiffRoll, count_parameters
-from diffroll.pipeline import new_model
+from diffroll.core.audio import AudioError, MelFrontend, cached_frontend, load_audio, mel_spectrogram
+from diffroll.core.config import SCALES, Config, get_config
+from diffroll.core.model import DiffRoll, count_parameters
+from diffroll.transcription.pipeline import new_model
 
 
 def test_paper_preset_is_the_paper():

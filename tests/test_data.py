@@ -15,13 +15,15 @@ import pretty_midi
 import pytest
 import soundfile as sf
 
-from diffroll import data, render
-from diffroll.audio import AudioError, MelFrontend
-from diffroll.config import LOWEST_MIDI, get_config
-from diffroll.corpus import CorpusPlan, build_offline_corpus, piece_split
-from diffroll.loaders import MAPS_TEST_GROUPS, DataError, Piece, read_manifest, split_of
-from diffroll.render import RenderError
-from diffroll.roll import MidiError
+from diffroll.corpus.offline import segments as data
+
+from diffroll.corpus.offline import render
+from diffroll.core.audio import AudioError, MelFrontend
+from diffroll.core.config import LOWEST_MIDI, get_config
+from diffroll.corpus.offline import CorpusPlan, build_offline_corpus, piece_split
+from diffroll.corpus.loaders import MAPS_TEST_GROUPS, DataError, Piece, read_manifest, split_of
+from diffroll.corpus.render import RenderError
+from diffroll.core.roll import MidiError
 
 from fixtures_data import MAESTRO_ROWS, make_midi, maestro_fixture, maps_fixture, melody, write_pair
 
@@ -77,7 +79,7 @@ def test_maestro_root_without_metadata_is_refused(maestro_root, tmp_path):
 def test_maestro_missing_files_are_counted_skips(maestro_root, tmp_path, caplog):
     root = maestro_fixture(tmp_path)
     (root / MAESTRO_ROWS[0][2].join(["2004/", ".wav"])).unlink()
-    with caplog.at_level(logging.WARNING, logger="diffroll.data"):
+    with caplog.at_level(logging.WARNING, logger="diffroll.corpus.segments"):
         pieces = data.list_pieces(root, "maestro", "train")
     assert [p.name for p in pieces] == [MAESTRO_ROWS[1][2]]
     assert "skipped 1 of 2" in caplog.text
@@ -117,7 +119,7 @@ def test_split_is_a_stable_80_10_10_function_of_the_name():
     assert abs(shares["train"] - 0.8) < 0.03 and abs(shares["validation"] - 0.1) < 0.02
     # pinned: a changed hash would silently reshuffle every corpus built before it
     assert [split_of(n) for n in ("bach__bwv66.6", "bach__bwv6.6", "bach__bwv20.6")] == ["train", "test", "validation"]
-    code = "from diffroll.loaders import split_of; print(','.join(split_of(f'composer__piece{i}') for i in range(50)))"
+    code = "from diffroll.corpus.loaders import split_of; print(','.join(split_of(f'composer__piece{i}') for i in range(50)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONHASHSEED": "12345"}).stdout.strip()  # unlike hash()
     assert out.split(",") == splits[:50]
@@ -202,8 +204,8 @@ def test_piano_test_split_holds_pedalled_piano_music(tiny_corpus):
 def test_noise_only_stretches_have_empty_rolls(tiny_corpus):
     """Gapped training performances: no note sounds in the gap (the roll is empty there), and the
     rendered audio there is noise, well above digital silence."""
-    from diffroll.performance import longest_silence
-    from diffroll.roll import midi_notes, notes_to_roll
+    from diffroll.corpus.performance import longest_silence
+    from diffroll.core.roll import midi_notes, notes_to_roll
 
     root, cfg = tiny_corpus
     gapped = [r for r in read_manifest(root) if r["split"] in ("train", "validation")
@@ -224,7 +226,7 @@ def test_noise_only_stretches_have_empty_rolls(tiny_corpus):
 def test_pedal_is_rendered_energy_persists_after_the_key_release():
     """One C4, released at 0.3 s: with the pedal down until 2.0 s the sound carries on past the
     release in FluidSynth (and the procedural piano); without it, it is damped."""
-    from diffroll.pianosynth import ProceduralPiano, SynthParams
+    from diffroll.corpus.pianosynth import ProceduralPiano, SynthParams
 
     def note(pedal: bool) -> pretty_midi.PrettyMIDI:
         pm = make_midi([(0.0, 0.3, 60)])
@@ -308,7 +310,7 @@ def test_generated_pieces_cover_the_whole_keyboard(tiny_corpus):
 
 
 def test_keyboard_pieces_are_their_own_source_split_by_piece():
-    from diffroll.corpus import KEYBOARD_SCORES, keyboard_candidates, keyboard_split, score_candidates
+    from diffroll.corpus.offline import KEYBOARD_SCORES, keyboard_candidates, keyboard_split, score_candidates
 
     found = dict(keyboard_candidates())
     assert len(found) >= 15 and set(found) <= set(KEYBOARD_SCORES)
@@ -356,7 +358,7 @@ def test_cache_is_reused_and_rebuilt_when_audio_settings_change(maestro_root, tm
     ds = data.segment_dataset(pieces, SMOKE, tmp_path)
     (arrow,) = tmp_path.glob("segments-*/data.arrow")
     stamp = arrow.stat().st_mtime_ns
-    with caplog.at_level(logging.INFO, logger="diffroll.data"):
+    with caplog.at_level(logging.INFO, logger="diffroll.corpus.segments"):
         again = data.segment_dataset(pieces, SMOKE, tmp_path)
     assert "reusing cached segments" in caplog.text and "building" not in caplog.text
     assert arrow.stat().st_mtime_ns == stamp and len(again) == len(ds)
@@ -391,7 +393,7 @@ def test_unreadable_audio_is_an_error_and_a_counted_skip(maestro_root, tmp_path,
     bad = Piece("broken", garbage, good.midi, "test", "2009")
     with pytest.raises(AudioError, match="broken.wav"):
         data.load_piece(bad, SMOKE)
-    with caplog.at_level(logging.WARNING, logger="diffroll.data"):
+    with caplog.at_level(logging.WARNING, logger="diffroll.corpus.segments"):
         ds = data.segment_dataset([good, bad], SMOKE, tmp_path)
     assert set(ds["piece"]) == {good.key} and "skipped 1 of 2" in caplog.text
     with pytest.raises(DataError, match="broken.wav"):
@@ -443,7 +445,7 @@ def test_missing_fluidsynth_library_names_its_debian_package(monkeypatch):
 
 
 def test_a_score_that_fails_or_times_out_is_a_skip_with_its_reason(tmp_path):
-    from diffroll.corpus import convert_score, score_candidates
+    from diffroll.corpus.offline import convert_score, score_candidates
 
     name, path = score_candidates(("bach",))[0]
     _, reason = convert_score((name, str(path), str(tmp_path / "slow.mid"), 0.001))
@@ -455,7 +457,7 @@ def test_a_score_that_fails_or_times_out_is_a_skip_with_its_reason(tmp_path):
 
 
 def test_performances_merge_parts_and_keep_notes_audible():
-    from diffroll.performance import MAX_NOTE_SECONDS, piano_notes
+    from diffroll.corpus.performance import MAX_NOTE_SECONDS, piano_notes
 
     pm = make_midi([(0.0, 30.0, 60), (1.0, 2.0, 64), (1.5, 2.5, 64), (3.0, 4.0, 12)])
     second = pretty_midi.Instrument(program=52)  # a choir part: merged onto the piano
@@ -475,7 +477,7 @@ def test_iowa_recordings_are_a_piano_test_timbre_only(tiny_corpus, tmp_path, mon
 
     from test_realpiano import fake_archive, wheel_with
 
-    from diffroll import realpiano
+    from diffroll.corpus.offline import realpiano
 
     archive = fake_archive(seconds=0.4)
     monkeypatch.setattr(realpiano, "ARCHIVE_SHA256", hashlib.sha256(archive).hexdigest())

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from diffroll.config import get_config
-from diffroll.diffusion import Diffusion, guided_denoiser, mask_mel, sampling_timesteps
-from diffroll.model import DiffRoll
+from diffroll.core.config import get_config
+from diffroll.core.diffusion import Diffusion, guided_denoiser, mask_mel, sampling_timesteps
+from diffroll.core.model import DiffRoll
 
 
 def reference_alpha_bar(T=200, b0=1e-4, b1=0.02):

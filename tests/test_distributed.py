@@ -8,8 +8,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from diffroll.config import get_config
-from diffroll.train import Trainer
+from diffroll.core.config import get_config
+from diffroll.training.trainer import Trainer
 from toy_data import toy_segments
 
 STEPS = 8

@@ -17,7 +17,7 @@ import soundfile as sf
 
 import diffroll
 from diffroll import cli
-from diffroll.paths import bundled_checkpoint
+from diffroll.core.paths import bundled_checkpoint
 
 GOLDEN = Path(__file__).parent / "golden" / "bundled_fixture.json"
 SR = 16000
@@ -53,7 +53,7 @@ def fixture_midi() -> pretty_midi.PrettyMIDI:
 def play(pm: pretty_midi.PrettyMIDI, sr: int = SR, seconds: float = SECONDS) -> np.ndarray:
     """A plain additive piano: eight decaying partials a note, louder with velocity, held by the
     sustain pedal as the score says (pretty_midi's sustain-extended notes), a 30 ms release."""
-    from diffroll.roll import midi_notes
+    from diffroll.core.roll import midi_notes
 
     out = np.zeros(int(seconds * sr), dtype=np.float64)
     for onset, offset, pitch, velocity in midi_notes(pm, sustain=True):
@@ -119,8 +119,8 @@ def test_diffroll_transcribe_matches_golden(wave):
 
 
 def test_evaluate_pieces_matches_golden(wave):
-    from diffroll.evaluate import evaluate_pieces
-    from diffroll.roll import midi_notes
+    from diffroll.evaluation.metrics import evaluate_pieces
+    from diffroll.core.roll import midi_notes
 
     pipe = diffroll.load_model(device="cpu")
     ref = midi_notes(fixture_midi(), sustain=True)

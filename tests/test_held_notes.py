@@ -1,18 +1,18 @@
-"""The guess of pedal-held notes (diffroll.held_notes): candidates at harmony changes, the
+"""The guess of pedal-held notes (diffroll.transcription.held_notes): candidates at harmony changes, the
 logistic model, labels for fitting, and decoding with it (whole roll, streamed, switched off)."""
 import dataclasses
 
 import numpy as np
 import pytest
 
-from diffroll.checkpoint import load_pipeline, save_checkpoint
-from diffroll.confidence import note_array
-from diffroll.config import get_config
-from diffroll.held_notes import (FEATURES, LIFT, PRESS, HeldNoteModel, candidate_labels, fit_held_note_model,
+from diffroll.core.checkpoint import load_pipeline, save_checkpoint
+from diffroll.transcription.confidence import note_array
+from diffroll.core.config import get_config
+from diffroll.transcription.held_notes import (FEATURES, LIFT, PRESS, HeldNoteModel, candidate_labels, fit_held_note_model,
                                  frame_tracks, held_note_features, hold_notes, note_shapes)
-from diffroll.inference import NoteStream, decode_roll, decode_settings
-from diffroll.pipeline import new_model
-from diffroll.roll import Note
+from diffroll.transcription.inference import NoteStream, decode_roll, decode_settings
+from diffroll.transcription.pipeline import new_model
+from diffroll.core.roll import Note
 
 FPS = 31.25
 N = len(FEATURES)

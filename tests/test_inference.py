@@ -11,17 +11,17 @@ import soundfile as sf
 import torch
 from scipy.signal import resample_poly
 
-from diffroll.audio import MelFrontend, load_audio
-from diffroll.audio_stream import read_audio, resample_chunked
-from diffroll.confidence import consensus, support
-from diffroll.config import get_config
-from diffroll.diffusion import Diffusion
-from diffroll.evaluate import evaluate_pieces, note_scores
-from diffroll.inference import (frames_mask, native_bf16, plan_windows, sample_seed, sampling_precision,
+from diffroll.core.audio import MelFrontend, load_audio
+from diffroll.transcription.audio_stream import read_audio, resample_chunked
+from diffroll.transcription.confidence import consensus, support
+from diffroll.core.config import get_config
+from diffroll.core.diffusion import Diffusion
+from diffroll.evaluation.metrics import evaluate_pieces, note_scores
+from diffroll.transcription.inference import (frames_mask, native_bf16, plan_windows, sample_seed, sampling_precision,
                                 transcribe_notes, transcribe_wave)
-from diffroll.model import DiffRoll
-from diffroll.pipeline import Pipeline, transcribe
-from diffroll.roll import Note
+from diffroll.core.model import DiffRoll
+from diffroll.transcription.pipeline import Pipeline, transcribe
+from diffroll.core.roll import Note
 
 SR = 16000
 PITCHES = (69, 72, 76)
@@ -192,7 +192,7 @@ def test_stereo_44k_file_gives_the_same_notes_as_16k_mono(tmp_path):
 
 
 def test_read_audio_streams_the_same_samples_as_load_audio(tmp_path, monkeypatch):
-    import diffroll.audio_stream as audio_stream
+    import diffroll.transcription.audio_stream as audio_stream
 
     rng = np.random.default_rng(0)
     stereo = rng.uniform(-0.5, 0.5, (44100 * 3 + 17, 2)).astype(np.float32)
@@ -363,7 +363,7 @@ def test_transcription_holds_notes_by_the_pedal_channel_unless_told_not_to():
 def test_note_stream_reads_the_notes_of_the_whole_roll(channels, min_note_ms, min_velocity, held):
     """Fed in random blocks, the stream finds exactly the notes of decoding the whole roll (also
     with an offset threshold above or below the frame threshold and a re-strike threshold)."""
-    from diffroll.inference import NoteStream, decode_roll, decode_settings
+    from diffroll.transcription.inference import NoteStream, decode_roll, decode_settings
 
     rng = np.random.default_rng(len(channels))
     settings = decode_settings(get_config("smoke", roll_channels=channels, min_velocity=min_velocity,
@@ -386,7 +386,7 @@ def test_note_stream_reads_the_notes_of_the_whole_roll(channels, min_note_ms, mi
 
 
 def test_note_stream_holds_only_unfinished_frames_and_cuts_a_stuck_key(caplog):
-    from diffroll.inference import NoteStream, decode_settings
+    from diffroll.transcription.inference import NoteStream, decode_settings
 
     settings = decode_settings(smoke())
     stream = NoteStream(31.25, settings, max_pending=100)
@@ -409,7 +409,7 @@ def test_note_stream_holds_only_unfinished_frames_and_cuts_a_stuck_key(caplog):
 def test_file_is_streamed_block_by_block_with_the_same_notes(tmp_path, monkeypatch):
     """A long stereo 44.1 kHz file read in many small blocks and resampling chunks gives the notes
     (and roll) of the whole array at 16 kHz."""
-    import diffroll.audio_stream as audio_stream
+    import diffroll.transcription.audio_stream as audio_stream
 
     cfg = smoke()
     truth = [(0.3, 2.0, 69), (2.5, 6.1, 76), (6.5, 14.0, 72), (15.0, 19.5, 69)]
@@ -506,7 +506,7 @@ def test_mean_of_samples_reads_the_notes_from_the_mean_roll():
 # --- no silent wrong results ----------------------------------------------------------------------
 
 def test_nonfinite_samples_are_refused_or_repaired(tmp_path, caplog):
-    from diffroll.audio_stream import NonFiniteAudioError
+    from diffroll.transcription.audio_stream import NonFiniteAudioError
 
     cfg = smoke()
     pipe = ArgmaxModel(cfg)
@@ -557,7 +557,7 @@ def test_bad_generate_lengths_and_mask_spans_are_value_errors():
 
 
 def test_min_note_ms_for_frame_and_note_state_rolls():
-    from diffroll.inference import decode_settings, min_note_frames
+    from diffroll.transcription.inference import decode_settings, min_note_frames
 
     assert min_note_frames(64, 31.25) == 2 and min_note_frames(65, 31.25) == 3 and min_note_frames(0, 31.25) == 0
     frame_only = decode_settings(smoke(), min_note_ms=100)
@@ -583,9 +583,9 @@ MEMORY_SCRIPT = r"""
 import json, resource, sys
 import numpy as np, soundfile as sf, torch
 torch.set_num_threads(1)
-from diffroll.pipeline import Pipeline
-from diffroll.config import get_config
-from diffroll.model import DiffRoll
+from diffroll.transcription.pipeline import Pipeline
+from diffroll.core.config import get_config
+from diffroll.core.model import DiffRoll
 
 def peak_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

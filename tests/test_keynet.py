@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from diffroll.audio import HarmonicCQTFrontend, cached_frontend, make_frontend, midi_hz
-from diffroll.checkpoint import export_weights, load_checkpoint, load_pipeline
-from diffroll.config import HCQT_SETTINGS, KEYSHARED, N_KEYS, NOTE_STATE, AudioConfig, Config, get_config
-from diffroll import data
-from diffroll.data import audio_settings
-from diffroll.keynet import KeySharedDiffRoll
-from diffroll.model import DiffRoll, count_parameters
-from diffroll.pipeline import Pipeline, new_model
-from diffroll.train import Trainer
+from diffroll.core.audio import HarmonicCQTFrontend, cached_frontend, make_frontend, midi_hz
+from diffroll.core.checkpoint import export_weights, load_checkpoint, load_pipeline
+from diffroll.core.config import HCQT_SETTINGS, KEYSHARED, N_KEYS, NOTE_STATE, AudioConfig, Config, get_config
+from diffroll.corpus.offline import segments as data
+from diffroll.corpus.segments import audio_settings
+from diffroll.core.keynet import KeySharedDiffRoll
+from diffroll.core.model import DiffRoll, count_parameters
+from diffroll.transcription.pipeline import Pipeline, new_model
+from diffroll.training.trainer import Trainer
 from fixtures_data import maestro_fixture
 from toy_data import toy_rolls
 

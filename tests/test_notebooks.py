@@ -1,7 +1,7 @@
 """Static checks of the numbered notebooks: a papermill ``parameters`` cell with the shared
 parameters, no committed outputs, no hard-coded paths (they run from any working directory),
 artefacts written under figures/ or runs/ (``figures_dir`` / ``runs_dir``), the bundled model in
-the notebooks that show one, training through ``diffroll.data``, and notebook glue that the
+the notebooks that show one, training through ``diffroll.corpus.segments``, and notebook glue that the
 package never imports. (nbval runs them: ``pytest --nbval-lax notebooks/*.ipynb``.)"""
 import json
 import re
@@ -97,7 +97,7 @@ def test_model_notebooks_show_the_bundled_model(path):
 def test_training_notebooks_read_segments_through_data(path):
     code = _code(path)
     assert re.search(r"\b(data\.)?(training_data|segment_dataset|roll_dataset)\(", code), \
-        f"{path.name}: trains without diffroll.data's segment datasets"
+        f"{path.name}: trains without diffroll.corpus.segments's segment datasets"
 
 
 def test_package_never_imports_notebook_glue():
@@ -106,4 +106,4 @@ def test_package_never_imports_notebook_glue():
             continue
         assert not re.search(r"^\s*(from\s+(\.|diffroll\.?)\s*import\s+.*\bexperiments\b|from\s+\.?experiments\b|"
                              r"import\s+diffroll\.experiments)", module.read_text(), re.M), \
-            f"{module.name} imports diffroll.experiments (notebook glue)"
+            f"{module.name} imports diffroll.lab.experiments (notebook glue)"

@@ -1,4 +1,4 @@
-"""The peers' runner (diffroll.peers): one process over all pieces, MIDI read back, slow peers
+"""The peers' runner (diffroll.evaluation.peers): one process over all pieces, MIDI read back, slow peers
 cached by audio content; and Transkun's torchaudio stand-in against nnAudio's mel filters."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffroll import peers
+from diffroll.evaluation import peers
 
 # A peer that writes, for each WAV, one note whose pitch is the WAV's length in tenths of a second
 # (so each piece's MIDI is its own), and counts its runs in a file beside the jobs.
@@ -106,7 +106,7 @@ def test_short_pieces_are_joined_for_a_peer_that_pads_them_and_split_back_by_ons
     assert [[(n.onset, n.pitch) for n in r["est"]] for r in rows] == [[(pytest.approx(0.1), 70)], []]
     assert [r["seconds"] for r in rows] == [1.0, 2.0] and rows[1]["wall"] == pytest.approx(2 * rows[0]["wall"])
     joined, starts = peers.join_pieces(short, 16000)
-    from diffroll.roll import Note
+    from diffroll.core.roll import Note
     split = peers.split_joined({"wall": 3.0, "est": [Note(1.5, 2.5, 60), Note(0.9, 1.2, 61), Note(2.99, 3.4, 62)]},
                                short, starts, 16000)
     assert [[(n.onset, n.offset, n.pitch) for n in r["est"]] for r in split] == \

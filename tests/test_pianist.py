@@ -1,4 +1,4 @@
-"""Pianistic pieces, sustain pedalling and piano re-voicing (diffroll.pianist)."""
+"""Pianistic pieces, sustain pedalling and piano re-voicing (diffroll.corpus.pianist)."""
 import dataclasses
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from diffroll.pianist import (MAX_BPM, MIN_BPM, TEXTURES, PedalSettings, add_pedal, harmony_changes,
+from diffroll.corpus.pianist import (MAX_BPM, MIN_BPM, TEXTURES, PedalSettings, add_pedal, harmony_changes,
                               pedal_events, pedal_spans, pianistic_piece, pianistic_score, revoice_for_piano)
 
 SEEDS = range(6)

@@ -6,7 +6,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from diffroll.pianosynth import (HELD_OUT_RANGES, TRAIN_RANGES, ProceduralPiano, SynthParams, railsback_cents,
+from diffroll.corpus.pianosynth import (HELD_OUT_RANGES, TRAIN_RANGES, ProceduralPiano, SynthParams, railsback_cents,
                                  render_procedural)
 
 SR = 16000

@@ -1,4 +1,4 @@
-"""The real-piano evaluation sets (diffroll.realpiano): the Iowa notes' download checks, the
+"""The real-piano evaluation sets (diffroll.corpus.realpiano): the Iowa notes' download checks, the
 reference notes against the recordings, the Iowa timbre, and the real-notes scores."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pretty_midi
 import pytest
 import soundfile as sf
 
-from diffroll import realpiano
-from diffroll.render import RenderError
-from diffroll.roll import Note
+from diffroll.corpus.offline import realpiano
+from diffroll.corpus.render import RenderError
+from diffroll.core.roll import Note
 
 SR = 44100
 

@@ -5,8 +5,8 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from diffroll.evaluate import frame_scores, note_scores
-from diffroll.roll import MidiError, Note, midi_notes, midi_to_roll, notes_to_midi, notes_to_roll, roll_to_notes
+from diffroll.evaluation.metrics import frame_scores, note_scores
+from diffroll.core.roll import MidiError, Note, midi_notes, midi_to_roll, notes_to_midi, notes_to_roll, roll_to_notes
 
 
 def bach_chorale_midi(tmp_path):
@@ -49,7 +49,7 @@ def test_dropped_notes_are_counted(caplog):
     inst = pretty_midi.Instrument(0)
     inst.notes = [pretty_midi.Note(100, 60, 0, 1), pretty_midi.Note(100, 10, 0, 1), pretty_midi.Note(100, 120, 0, 1)]
     pm.instruments.append(inst)
-    with caplog.at_level("WARNING", logger="diffroll.roll"):
+    with caplog.at_level("WARNING", logger="diffroll.core.roll"):
         midi_notes(pm)
     assert "dropped 2 notes" in caplog.text
 
@@ -74,8 +74,8 @@ def test_sustain_pedal_extends_and_restrike_cuts():
 def test_pedal_channel_holds_the_pedal_and_decoding_sustains_notes_by_it():
     """The pedal rows are 1 while CC 64 is down; notes read with a faded frame (a key released under
     the pedal) last until the pedal comes up, as the reference notes do, or until a re-strike."""
-    from diffroll.config import get_config
-    from diffroll.inference import decode_roll, decode_settings
+    from diffroll.core.config import get_config
+    from diffroll.transcription.inference import decode_roll, decode_settings
 
     pm = pretty_midi.PrettyMIDI()
     inst = pretty_midi.Instrument(0)
@@ -253,8 +253,8 @@ def test_offset_threshold_ends_started_notes_and_leaves_frame_runs_alone():
     assert [n[:3] for n in default] == [(0.0, 3.7, 31), (0.5, 2.5, 41)]
     held = roll_to_notes(flat, offset_threshold=0.5, **kw)
     assert [n[:3] for n in held] == [(0.0, 1.9, 31), (0.5, 2.5, 41)]
-    from diffroll.config import get_config
-    from diffroll.inference import decode_settings
+    from diffroll.core.config import get_config
+    from diffroll.transcription.inference import decode_settings
     with pytest.raises(ValueError, match="offset_threshold"):
         decode_settings(get_config("smoke", offset_threshold=1.5))
     cfg = get_config("smoke", offset_threshold=0.4, restrike_threshold=0.6)  # saved in the config ...
@@ -288,8 +288,8 @@ def test_notes_read_below_min_velocity_are_dropped():
     assert [n.pitch for n in roll_to_notes(roll, channels=NOTE_STATE, min_velocity=60)] == [60]
     no_velocity = roll[:176]
     assert len(roll_to_notes(no_velocity, channels=("frame", "onset"), min_velocity=60)) == 3
-    from diffroll.config import get_config
-    from diffroll.inference import decode_settings
+    from diffroll.core.config import get_config
+    from diffroll.transcription.inference import decode_settings
     with pytest.raises(ValueError, match="min_velocity"):
         decode_settings(get_config("smoke", min_velocity=200))
 
@@ -313,7 +313,7 @@ def test_velocity_f1_needs_the_right_velocities():
 
 
 def test_split_notes_counts_spurious_restrikes_inside_held_notes():
-    from diffroll.evaluate import split_notes
+    from diffroll.evaluation.metrics import split_notes
 
     ref = [Note(0.0, 2.0, 60), Note(2.0, 3.0, 60), Note(0.5, 1.0, 64)]
     assert split_notes(ref, ref) == 0
@@ -324,7 +324,7 @@ def test_split_notes_counts_spurious_restrikes_inside_held_notes():
 
 
 def test_offset_errors_pairs_onset_matched_notes_with_their_offset_error_and_tolerance():
-    from diffroll.evaluate import offset_errors
+    from diffroll.evaluation.metrics import offset_errors
 
     ref = [Note(0.0, 2.0, 60), Note(1.0, 1.1, 64), Note(3.0, 4.0, 67)]
     est = [Note(0.02, 1.2, 60),  # held by the pedal to 2.0, ended 0.8 s early (tolerance 0.4)
@@ -349,9 +349,9 @@ def _sweep_oracle(roll: np.ndarray, **sweep_kwargs) -> list[dict]:
     """sweep_thresholds on a fake model whose x̂0 is always ``roll`` (128 frames), with its notes."""
     import torch
 
-    from diffroll.config import get_config
-    from diffroll.evaluate import sweep_thresholds
-    from diffroll.pipeline import Pipeline
+    from diffroll.core.config import get_config
+    from diffroll.evaluation.metrics import sweep_thresholds
+    from diffroll.transcription.pipeline import Pipeline
 
     class Oracle(torch.nn.Module):
         rows = roll.shape[0]
@@ -407,7 +407,7 @@ def test_threshold_sweep_over_restrike_and_offset_thresholds():
 
 
 def test_missed_restrikes_counts_keys_struck_again_while_sounding_that_no_note_matches():
-    from diffroll.evaluate import missed_restrikes, restrike_notes
+    from diffroll.evaluation.metrics import missed_restrikes, restrike_notes
 
     ref = [Note(0.0, 1.0, 60, 80), Note(1.0, 2.0, 60, 80),  # re-struck at its own offset (held by the pedal)
            Note(2.5, 3.0, 60, 80),  # struck again after a silence: not a re-strike

@@ -10,10 +10,12 @@ import pretty_midi
 import pytest
 import soundfile as sf
 
-from diffroll import corpus, sampledpiano
-from diffroll.config import get_config
-from diffroll.render import RenderError
-from diffroll.sampledpiano import SampleBank, SampledParams, SampledPiano, check_samples, fetch_samples, layer_velocity
+from diffroll.corpus.offline import offline as corpus
+
+from diffroll.corpus.offline import sampledpiano
+from diffroll.core.config import get_config
+from diffroll.corpus.render import RenderError
+from diffroll.corpus.sampledpiano import SampleBank, SampledParams, SampledPiano, check_samples, fetch_samples, layer_velocity
 from test_pianosynth import make_midi as midi
 from test_pianosynth import rms
 

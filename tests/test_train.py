@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from diffroll.checkpoint import CheckpointError, export_weights, load_checkpoint, load_pipeline, trained_steps
-from diffroll.config import NOTE_STATE, get_config
-from diffroll.train import Trainer, random_crop
+from diffroll.core.checkpoint import CheckpointError, export_weights, load_checkpoint, load_pipeline, trained_steps
+from diffroll.core.config import NOTE_STATE, get_config
+from diffroll.training.trainer import Trainer, random_crop
 from toy_data import toy_roll_only, toy_segments
 
 
@@ -151,7 +151,7 @@ def test_ema_warms_up_so_short_runs_are_not_the_initial_weights():
 
 
 def test_channel_weights_become_row_weights_and_are_checked():
-    from diffroll.train import row_weights
+    from diffroll.training.trainer import row_weights
 
     cfg = smoke_cfg(channel_weights=[1.0, 4.0, 2.0])
     w = row_weights(cfg)
@@ -163,7 +163,7 @@ def test_channel_weights_become_row_weights_and_are_checked():
 
 
 def test_cosine_schedule_decays_to_lr_final_and_resumes_on_it(tmp_path):
-    from diffroll.train import learning_rate
+    from diffroll.training.trainer import learning_rate
 
     cfg = smoke_cfg(max_steps=20, lr_schedule="cosine", lr=1e-3, lr_final=1e-5, ema_decay=0.9)
     assert learning_rate(cfg.train, 0) == pytest.approx(1e-3)
@@ -193,7 +193,7 @@ def test_cosine_schedule_decays_to_lr_final_and_resumes_on_it(tmp_path):
 
 
 def test_velocity_note_weight_weighs_the_velocity_error_on_notes_only():
-    from diffroll.train import cell_weights
+    from diffroll.training.trainer import cell_weights
 
     cfg = get_config("smoke", velocity_note_weight=5.0)
     keys = cfg.model.n_keys
@@ -213,7 +213,7 @@ def test_velocity_note_weight_weighs_the_velocity_error_on_notes_only():
 
 
 def test_cell_weights_change_the_loss_only_where_they_are_not_one():
-    from diffroll.diffusion import Diffusion
+    from diffroll.core.diffusion import Diffusion
 
     cfg = get_config("smoke")
     diffusion = Diffusion.from_config(cfg.diffusion)
@@ -310,7 +310,7 @@ def test_train_only_and_init_from_refuse_what_does_not_fit(tmp_path):
 
 def test_throughput_times_the_given_batch_and_precision():
     """benchmarks/train_throughput.py's timing: the config's batch and precision, eager by default."""
-    from diffroll.train import throughput
+    from diffroll.training.trainer import throughput
 
     t = throughput(get_config("smoke").override(batch_size=3, precision="bf16"), steps=1, device="cpu")
     assert (t["batch_size"], t["precision"], t["compiled"]) == (3, "bf16", False)
@@ -320,7 +320,7 @@ def test_throughput_times_the_given_batch_and_precision():
 # --- no silent wrong results (issue 30) -----------------------------------------------------------
 
 def test_a_diverging_run_stops_without_saving_over_the_last_good_checkpoint(tmp_path):
-    from diffroll.train import TrainingError
+    from diffroll.training.trainer import TrainingError
 
     Trainer(smoke_cfg(max_steps=10), paired=toy_segments(), run_dir=tmp_path, progress=False).fit()
     good = load_checkpoint(tmp_path / "checkpoint.pt")

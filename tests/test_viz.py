@@ -1,6 +1,6 @@
-"""What the notebooks show: the plots and widgets of diffroll.viz (each test checks what a plot
+"""What the notebooks show: the plots and widgets of diffroll.lab.viz (each test checks what a plot
 draws: its panels, the data on its lines and images, its titles, the file written), the
-statistics they plot (diffroll.data), and the notebook glue (diffroll.experiments)."""
+statistics they plot (diffroll.corpus.segments), and the notebook glue (diffroll.lab.experiments)."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -12,12 +12,14 @@ import torch  # noqa: E402
 from fixtures_data import make_midi, maestro_fixture  # noqa: E402
 from toy_data import toy_roll_only, toy_segments  # noqa: E402
 
-from diffroll import data, viz  # noqa: E402
-from diffroll import experiments as ex  # noqa: E402
-from diffroll.config import NOTE_STATE, get_config  # noqa: E402
-from diffroll.diffusion import Diffusion  # noqa: E402
-from diffroll.pipeline import Pipeline, new_model  # noqa: E402
-from diffroll.roll import Note, notes_to_roll  # noqa: E402
+from diffroll.corpus.offline import segments as data  # noqa: E402
+
+from diffroll.lab import viz
+from diffroll.lab import experiments as ex  # noqa: E402
+from diffroll.core.config import NOTE_STATE, get_config  # noqa: E402
+from diffroll.core.diffusion import Diffusion  # noqa: E402
+from diffroll.transcription.pipeline import Pipeline, new_model  # noqa: E402
+from diffroll.core.roll import Note, notes_to_roll  # noqa: E402
 
 FPS = 31.25
 NOTES = [Note(0.32, 0.96, 60, 100), Note(0.64, 1.6, 64, 50)]  # frames 10-30 and 20-50
@@ -312,8 +314,8 @@ def test_tables_and_spans(tmp_path):
 
 
 def test_split_example_draws_each_models_notes_for_the_held_note(tmp_path):
-    from diffroll.evaluate import split_reference_notes
-    from diffroll.roll import Note, notes_to_roll
+    from diffroll.evaluation.metrics import split_reference_notes
+    from diffroll.core.roll import Note, notes_to_roll
 
     ref = [Note(0.5, 2.5, 60, 80)]
     split = [Note(0.5, 1.2, 60, 80), Note(1.4, 2.5, 60, 80),  # a dip read as a re-strike

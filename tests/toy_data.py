@@ -2,8 +2,8 @@
 import datasets
 import numpy as np
 
-from diffroll.config import NOTE_STATE
-from diffroll.roll import Note, notes_to_roll
+from diffroll.core.config import NOTE_STATE
+from diffroll.core.roll import Note, notes_to_roll
 
 
 def toy_rolls(n: int, frames: int, seed: int = 0, channels=NOTE_STATE) -> np.ndarray:

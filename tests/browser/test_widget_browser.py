@@ -32,7 +32,7 @@ def test_status_line_parser_reads_the_scrubber():
 
     import numpy as np
 
-    from diffroll import viz
+    from diffroll.lab import viz
 
     roll = np.zeros((88, 8), np.float32)
     traj = viz.Trajectory(t=[2, 1], alpha_bar=[0.5, 0.9], x_t=[roll, roll], x0_hat=[roll, roll], x0=roll,

@@ -1,0 +1,178 @@
+"""Notebook glue: the corpus and test pieces of a scale, short training runs that are reused when
+a notebook runs again, per-piece scores tagged for tables, and the CSV + Markdown table writer.
+
+Nothing in the package imports this module, and it holds no logic of its own: pieces come from
+:mod:`diffroll.corpus.segments` (the offline corpus, built when missing), models are
+:class:`~diffroll.transcription.pipeline.Pipeline` objects, training is :class:`diffroll.training.trainer.Trainer` on
+:mod:`diffroll.corpus.segments`'s segment datasets, and scores and averages are :mod:`diffroll.evaluation.metrics`'s.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from ..corpus import segments as data
+from ..core.config import Config, get_config
+from ..core.paths import data_dir
+
+if TYPE_CHECKING:
+    from ..transcription.pipeline import Pipeline
+
+
+def setup(seed: int = 0, threads: int = 1) -> None:
+    """Seeds and the number of torch threads."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.set_num_threads(threads)
+
+
+# --- pieces -------------------------------------------------------------------------------------
+
+def corpus(scale: str, root: str | Path | None = None, seed: int = 0) -> Path:
+    """The offline corpus of ``scale`` at ``root`` (default ``data/offline-<scale>``), every split
+    built (or finished) first: seconds at smoke scale, a no-op when it is complete."""
+    root = Path(root) if root is not None else data_dir(f"offline-{scale}")
+    data.build_offline_corpus(root, get_config(scale), seed=seed)
+    return root
+
+
+def corpus_pieces(scale: str, cfg: Config, n: int | None = None, max_seconds: float | None = None,
+                soundfonts: Sequence[str] | None = None, split: str = "test",
+                root: str | Path | None = None) -> list[data.LoadedPiece]:
+    """The first ``n`` pieces of each soundfont (``soundfonts``; default: every one the split
+    has) of a split of ``scale``'s offline corpus, loaded for a model of config ``cfg``."""
+    root = corpus(scale, root)
+    fonts = soundfonts or sorted({p.group for p in data.list_pieces(root, split=split)})
+    return [piece for font in fonts for piece in data.load_pieces(root, split, [font], n, max_seconds, cfg=cfg)]
+
+
+def first_window_mels(cfg: Config, waves: Sequence[np.ndarray], frames: int | None = None) -> torch.Tensor:
+    """c_mel (B, n_mels, frames) of the first window of each wave, computed as inference computes
+    a window's (:func:`diffroll.transcription.inference.window_mels`, ``cfg``'s audio settings: a model's own),
+    then cut to its first ``frames`` frames (a shorter clip with the whole window's scaling)."""
+    from ..core.audio import make_frontend
+    from ..transcription.inference import window_mels
+
+    frontend = make_frontend(cfg.audio)
+    mels = torch.cat([window_mels(wave, [0], cfg, frontend) for wave in waves])
+    return mels[:, :, :frames]
+
+
+# --- training runs ------------------------------------------------------------------------------
+
+class Run(NamedTuple):
+    """A training run: its weights (EMA when kept) as an eval-mode pipeline, its history, its checkpoint."""
+
+    pipeline: Pipeline
+    history: list[dict]
+    checkpoint: Path
+
+
+def config_key(cfg: Config) -> str:
+    """A short hash of a whole config: runs of different configs never share a folder."""
+    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def train_run(cfg: Config, run_root: str | Path, name: str, paired=None, unpaired=None, init_from=None,
+              device: str = "cpu", progress: bool = False) -> Run:
+    """Train ``cfg`` for ``cfg.train.max_steps`` steps under ``run_root/<name>-<config hash>`` on
+    :mod:`diffroll.corpus.segments` datasets, or reuse that run when it already got there."""
+    from ..training.trainer import Trainer
+
+    run_dir = Path(run_root) / f"{name}-{config_key(cfg)}"
+    trainer = Trainer(cfg, paired=paired, unpaired=unpaired, run_dir=run_dir, init_from=init_from,
+                      device=device, progress=progress)
+    history = trainer.fit() if trainer.step < cfg.train.max_steps else trainer.history
+    pipe = trainer.pipeline
+    pipe.model.eval()
+    return Run(pipe, history, trainer.checkpoint_path)
+
+
+def _column(batch: dict, key: str) -> torch.Tensor:
+    value = batch[key]
+    return (value if isinstance(value, torch.Tensor) else torch.stack([torch.as_tensor(v) for v in value])).float()
+
+
+@torch.no_grad()
+def fixed_loss(pipe: Pipeline, dataset, p: float = 0.0, n: int = 32, seed: int = 12_345) -> float:
+    """Eq. 3 of a pipeline's model on the first ``n`` segments of a dataset with fixed draws of
+    t, ε and dropout (``p``; roll-only datasets get c_mel = -1): the same batch and noise for
+    every model, so a model before and after training compare without batch-to-batch noise."""
+    batch = dataset[list(range(min(n, len(dataset))))]
+    roll = _column(batch, "roll")
+    mel = (_column(batch, "mel") if "mel" in batch
+           else torch.full((len(roll), pipe.config.model.n_mels, roll.shape[-1]), -1.0))
+    g = torch.Generator().manual_seed(seed)
+    return float(pipe.diffusion.training_loss(pipe.model, roll.to(pipe.device), mel.to(pipe.device), p=p,
+                                              mode=pipe.config.train.mode, generator=g))
+
+
+def loss_before_after(run: Run, dataset, p: float = 0.0) -> tuple[float, float]:
+    """:func:`fixed_loss` of the run's untrained network (zero output: x̂0 = 0) and of the trained one."""
+    from ..transcription.pipeline import Pipeline
+
+    untrained = Pipeline.from_config(run.pipeline.config)
+    untrained.model.eval()
+    return fixed_loss(untrained, dataset, p), fixed_loss(run.pipeline, dataset, p)
+
+
+# --- scores -------------------------------------------------------------------------------------
+
+def timbre_of(group: str, cfg: Config) -> str:
+    """"seen" for the model's training soundfonts, "unseen" for any other render of the offline
+    corpus (held-out soundfonts, timbres the model never trained on), else the group itself."""
+    if group in cfg.data.soundfonts:
+        return "seen"
+    return "unseen" if cfg.data.dataset == "offline" else group
+
+
+def score(pipe: Pipeline, pieces: Sequence[data.LoadedPiece], label: str = "", **transcribe_kwargs) -> list[dict]:
+    """:func:`diffroll.evaluation.metrics.evaluate_pieces` rows (note, note-with-offset, velocity and frame
+    F1), tagged with the model's ``label``, the piece as ``piece``, its ``timbre`` and ``w``."""
+    from ..evaluation.metrics import evaluate_pieces
+
+    rows = evaluate_pieces(pipe, pieces, progress=False, **transcribe_kwargs)
+    w = transcribe_kwargs.get("w", pipe.config.diffusion.w)
+    return [{"model": label, "w": w, "piece": r.pop("name"), "timbre": timbre_of(r["group"], pipe.config), **r}
+            for r in rows]
+
+
+def notes_in_spans(notes: list, spans_s: Sequence[tuple[float, float]], inside: bool = True) -> list:
+    """Notes whose onset lies inside (or, ``inside=False``, outside) any of the spans (seconds)."""
+    return [n for n in notes if any(a <= n[0] < b for a, b in spans_s) == inside]
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+def to_markdown(rows: list[dict]) -> str:
+    """A list of dicts as a Markdown table (floats with 3 decimals, None as an empty cell)."""
+    if not rows:
+        return ""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+
+    def fmt(v) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else "" if v is None else str(v)
+
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_table(rows: list[dict], path_stem: str | Path) -> tuple[Path, Path]:
+    """Write ``rows`` as ``<stem>.csv`` and ``<stem>.md`` side by side; returns both paths."""
+    stem = Path(path_stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    csv_path, md_path = stem.with_suffix(".csv"), stem.with_suffix(".md")
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    md_path.write_text(to_markdown(rows) + "\n")
+    return csv_path, md_path
