@@ -8,7 +8,7 @@ headline: pedalled piano music in timbres never trained on, FluidR3_GM, MuseScor
 procedural piano at held-out parameters) and its first test split (scores and studies in the
 training soundfonts, "seen", and in FluidR3_GM / MuseScore_General, "unseen"), ``--pieces`` per
 timbre, each cut to its first ``--max-seconds``. Every row transcribes every piece with the
-bundled model (or ``--checkpoint``) through :func:`diffroll.transcription.inference.transcribe_notes`, the code
+bundled model (or ``--checkpoint``) through :func:`diffroll.transcription.sampling.transcribe_notes`, the code
 path of ``diffroll transcribe``; the real-time factor is wall time over audio time, mel and note
 reading included, audio loading excluded.
 basic-pitch (Bittner et al., ICASSP 2022) runs in its own venv (:mod:`diffroll.evaluation.peers`,
@@ -116,7 +116,6 @@ def cut(wave, ref, seconds: float, sr: int):
 
 def run_diffroll(pipe, pieces, sampler, steps, w, batch_size) -> list[dict]:
     from diffroll.evaluation.metrics import note_scores
-    from diffroll.transcription.inference import transcribe_notes
 
     sr = pipe.config.audio.sample_rate
     rows = []
@@ -257,14 +256,14 @@ def write_markdown(path: Path, results, meta, ref, best, met):
 
 def plot(path: Path, results, ref, best, cfg_w: float):
     """F1 against RTF per sampler and w (dashed w = 0, solid w = 0.5, dotted the checkpoint's own
-    w), basic-pitch, the CLI default (DEFAULT_SAMPLER x DEFAULT_STEPS at the checkpoint's w) and the
+    w), basic-pitch, the CLI default (SamplingSettings.sampler x SamplingSettings.steps at the checkpoint's w) and the
     rule's recommendation."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from diffroll.transcription.inference import DEFAULT_SAMPLER, DEFAULT_STEPS
+    from diffroll.transcription.settings import SamplingSettings
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     colors = {"ddpm": "tab:blue", "ddim": "tab:orange", "dpmpp": "tab:green"}
@@ -284,7 +283,7 @@ def plot(path: Path, results, ref, best, cfg_w: float):
             if r["sampler"] == "basic-pitch":
                 ax.plot(r["s"]["all"]["rtf"], 100 * head(r)[key], "k*", ms=12, label="basic-pitch")
         for r in results:
-            if (r["sampler"], r["steps"], r["w"]) == (DEFAULT_SAMPLER, DEFAULT_STEPS, cfg_w):
+            if (r["sampler"], r["steps"], r["w"]) == (SamplingSettings.sampler, SamplingSettings.steps, cfg_w):
                 ax.plot(r["s"]["all"]["rtf"], 100 * head(r)[key], "s", ms=12, mfc="none", mec="black",
                         label="CLI default")
         if best is not None:
@@ -327,10 +326,11 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(args.threads)
-    from diffroll.core.checkpoint import load_checkpoint, load_pipeline, trained_steps
+    from diffroll.core.checkpoint import load_checkpoint, trained_steps
+    from diffroll.transcription.pipeline import load_model
 
     ckpt, note = pick_checkpoint(args.checkpoint)
-    model = load_pipeline(ckpt, device="cpu")
+    model = load_model(ckpt, device="cpu")
     cfg = model.config
     state = load_checkpoint(ckpt)
     slow_s = args.slow_seconds or args.max_seconds

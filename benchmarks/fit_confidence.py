@@ -33,7 +33,7 @@ from offset_diagnosis import diagnosis_setup  # noqa: E402
 from diffroll.core.checkpoint import export_weights  # noqa: E402
 from diffroll.transcription.confidence import (cluster_notes, expected_calibration_error, fit_calibration,  # noqa: E402
                                  support, true_positives, vote_bins)
-from diffroll.transcription.inference import COMBINES  # noqa: E402
+from diffroll.transcription.settings import COMBINES  # noqa: E402
 from diffroll.corpus.segments import load_pieces  # noqa: E402
 from diffroll.core.paths import bundled_checkpoint  # noqa: E402
 

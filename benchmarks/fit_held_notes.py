@@ -34,7 +34,8 @@ from diffroll.corpus.segments import load_pieces  # noqa: E402
 from diffroll.evaluation.metrics import note_scores  # noqa: E402
 from diffroll.transcription.held_notes import (candidate_labels, fit_held_note_model, frame_tracks, held_note_features,  # noqa: E402
                                  hold_notes, note_shapes)
-from diffroll.transcription.inference import (DEFAULT_SAMPLER, DEFAULT_STEPS, decode_roll, decode_settings,  # noqa: E402
+from diffroll.transcription.settings import DecodeSettings, SamplingSettings  # noqa: E402
+from diffroll.transcription.decoding import decode_roll  # noqa: E402
                                 transcribe_wave)
 from diffroll.core.paths import bundled_checkpoint  # noqa: E402
 from diffroll.core.roll import channel_rows  # noqa: E402
@@ -44,10 +45,10 @@ def transcribed(pipe, pieces, desc: str) -> list[dict]:
     """Per piece: its notes decoded without any pedal (sorted note_array), their shapes, the frame
     tracks and the reference notes."""
     cfg, fps = pipe.config, pipe.config.audio.fps
-    dry = dataclasses.replace(decode_settings(cfg), held_notes=None, pedal_threshold=None)
+    dry = dataclasses.replace(DecodeSettings.of(cfg), held_notes=None, pedal_threshold=None)
     out = []
     for _, _, wave, ref in tqdm(pieces, desc=desc, unit="piece"):
-        x0 = transcribe_wave(pipe, wave, sampler=DEFAULT_SAMPLER, steps=DEFAULT_STEPS, w=cfg.diffusion.w, seed=0,
+        x0 = transcribe_wave(pipe, wave, sampler=SamplingSettings.sampler, steps=SamplingSettings.steps, w=cfg.diffusion.w, seed=0,
                              progress=False)
         frame = x0[channel_rows(dry.channels, "frame")]
         arr = note_array(decode_roll(x0, fps, dry))

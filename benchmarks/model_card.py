@@ -37,11 +37,13 @@ from pathlib import Path
 
 import torch
 
-from diffroll.core.checkpoint import load_checkpoint, load_pipeline, trained_steps
+from diffroll.core.checkpoint import load_checkpoint, trained_steps
+
+from diffroll.transcription.pipeline import load_model
 from diffroll.corpus.segments import load_pieces
 from diffroll.evaluation.metrics import (evaluate_pieces, mean_scores, missed_restrikes, note_scores, restrike_notes, split_notes,
                                transcribe_piece)
-from diffroll.transcription.inference import DEFAULT_SAMPLER, DEFAULT_STEPS, PRECISIONS
+from diffroll.transcription.settings import PRECISIONS, SamplingSettings
 from diffroll.evaluation.peers import PEERS, run_peer
 from diffroll.corpus.realpiano import load_real_notes, real_note_scores
 
@@ -140,8 +142,8 @@ def main(argv=None):
     p.add_argument("--snapshot", type=Path, default=None,
                    help="DiffRoll weights with the baseline's training budget (equal-budget rows)")
     p.add_argument("--data", type=Path, default=ROOT / "data" / "offline-cpu")
-    p.add_argument("--sampler", default=DEFAULT_SAMPLER, help=f"default: the CLI's ({DEFAULT_SAMPLER})")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"default: the CLI's ({DEFAULT_STEPS})")
+    p.add_argument("--sampler", default=SamplingSettings.sampler, help=f"default: the CLI's ({SamplingSettings.sampler})")
+    p.add_argument("--steps", type=int, default=SamplingSettings.steps, help=f"default: the CLI's ({SamplingSettings.steps})")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="the network's arithmetic, as the CLI's --precision (auto: bf16 where the CPU has it natively)")
     p.add_argument("--ws", type=float, nargs="+", default=None,
@@ -164,7 +166,7 @@ def main(argv=None):
         p.error(f"--samples must be whole numbers >= 1, got {args.samples}")
     torch.set_num_threads(args.threads)
 
-    bundled = load_pipeline(args.checkpoint)
+    bundled = load_model(args.checkpoint)
     cfg = bundled.config
     sr = cfg.audio.sample_rate
     sets = {s: load_real_notes(args.real_notes, sr) if s == "real_notes" else load_set(args.data, s, cfg, args.max_seconds)
@@ -181,7 +183,7 @@ def main(argv=None):
     rows: list[dict] = []
     real: dict[str, tuple[list, list[dict]]] = {}  # label -> (pieces, rows) on the real notes
     for label, path, ws, k in models:
-        pipe = bundled if path == args.checkpoint else load_pipeline(path)
+        pipe = bundled if path == args.checkpoint else load_model(path)
         trained = trained_steps(load_checkpoint(path))
         ws = ws or [pipe.config.diffusion.w if pipe.config.train.mode == "diffusion" else None]
         for w in ws:

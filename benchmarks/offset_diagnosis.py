@@ -20,7 +20,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from diffroll.core.checkpoint import load_pipeline  # noqa: E402
+from diffroll.transcription.pipeline import load_model  # noqa: E402
 from diffroll.corpus.segments import load_pieces  # noqa: E402
 from diffroll.evaluation.metrics import offset_errors  # noqa: E402
 from diffroll.core.paths import bundled_checkpoint  # noqa: E402
@@ -63,7 +63,7 @@ def diagnosis_setup(doc: str, argv: list[str] | None = None, pieces: int = 24,
         more_options(p)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    return args, load_pipeline(args.checkpoint or bundled_checkpoint())
+    return args, load_model(args.checkpoint or bundled_checkpoint())
 
 
 def main(argv: list[str] | None = None) -> int:

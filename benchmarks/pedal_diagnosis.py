@@ -24,7 +24,8 @@ from offset_diagnosis import diagnosis_setup  # noqa: E402
 
 from diffroll.corpus.segments import list_pieces, load_piece, pedal_spans  # noqa: E402
 from diffroll.evaluation.metrics import note_scores  # noqa: E402
-from diffroll.transcription.inference import DEFAULT_SAMPLER, DEFAULT_STEPS, decode_roll, decode_settings, transcribe_wave  # noqa: E402
+from diffroll.transcription.settings import DecodeSettings, SamplingSettings  # noqa: E402
+from diffroll.transcription.decoding import decode_roll  # noqa: E402
 from diffroll.core.roll import clip_notes, pedal_track, sustain_notes  # noqa: E402
 
 
@@ -42,14 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     pieces = list_pieces(args.data, split="validation")
     step = max(len(pieces) / args.pieces, 1.0)
     pieces = [pieces[int(i * step)] for i in range(min(args.pieces, len(pieces)))]
-    settings = decode_settings(cfg)
+    settings = DecodeSettings.of(cfg)
     dry = dataclasses.replace(settings, pedal_threshold=None)
     scores: dict[str, list[float]] = {"without the pedal": [], "the model's pedal": [], "the true pedal (oracle)": []}
     agree, down_share = [], []
     for piece in tqdm(pieces, desc="pieces"):
         wave, notes = load_piece(piece, cfg)
         wave, ref = wave[:int(args.max_seconds * cfg.audio.sample_rate)], clip_notes(notes, args.max_seconds)
-        x0 = transcribe_wave(pipe, wave, sampler=DEFAULT_SAMPLER, steps=DEFAULT_STEPS, w=cfg.diffusion.w, seed=0,
+        x0 = transcribe_wave(pipe, wave, sampler=SamplingSettings.sampler, steps=SamplingSettings.steps, w=cfg.diffusion.w, seed=0,
                              progress=False)
         spans = [(d, min(u, args.max_seconds)) for d, u in pedal_spans(piece.midi) if d < args.max_seconds]
         notes_dry = decode_roll(x0, fps, dry)
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             scores["the model's pedal"].append(note_scores(ref, decode_roll(x0, fps, settings))["f1_offset"])
             agree.append(((pedal_track(x0, cfg.roll.roll_channels) > settings.pedal_threshold) == truth).mean())
     print(f"{len(pieces)} validation excerpts of {args.max_seconds:g} s; pedal down {np.mean(down_share):.0%} of "
-          f"the frames; sampler {DEFAULT_SAMPLER} x {DEFAULT_STEPS}, w {cfg.diffusion.w}")
+          f"the frames; sampler {SamplingSettings.sampler} x {SamplingSettings.steps}, w {cfg.diffusion.w}")
     print("| notes read with | note-with-offset F1 |\n| --- | ---: |")
     for name, values in scores.items():
         if values:

@@ -23,10 +23,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from diffroll.core.checkpoint import export_weights, load_pipeline  # noqa: E402
+from diffroll.core.checkpoint import export_weights  # noqa: E402
+
+from diffroll.transcription.pipeline import load_model  # noqa: E402
 from diffroll.corpus.segments import load_pieces  # noqa: E402
 from diffroll.evaluation.metrics import sweep_thresholds  # noqa: E402
-from diffroll.transcription.inference import DEFAULT_SAMPLER, DEFAULT_STEPS  # noqa: E402
+from diffroll.transcription.settings import SamplingSettings  # noqa: E402
 
 
 OBJECTIVES = {"f1": lambda r: (r["f1"], r["f1_offset"]), "f1+offset": lambda r: (r["f1"] + r["f1_offset"], r["f1"])}
@@ -69,14 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--objective", choices=OBJECTIVES, default="f1",
                    help="what the best setting maximises: note F1 (ties: note-with-offset F1), or the sum of "
                         "note F1 and note-with-offset F1 (default: f1)")
-    p.add_argument("--sampler", default=DEFAULT_SAMPLER)
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    p.add_argument("--sampler", default=SamplingSettings.sampler)
+    p.add_argument("--steps", type=int, default=SamplingSettings.steps)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--export", type=Path, default=None, help="write the fp16 EMA weights with the best settings here")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    pipe = load_pipeline(args.checkpoint)
+    pipe = load_model(args.checkpoint)
     pieces = validation_pieces(args.data, pipe.config, args.pieces, args.max_seconds)
     minutes = sum(len(w) for _, _, w, _ in pieces) / pipe.config.audio.sample_rate / 60
     print(f"{len(pieces)} validation pieces, {minutes:.1f} min; sampler {args.sampler} x {args.steps}")

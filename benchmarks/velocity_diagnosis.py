@@ -24,11 +24,10 @@ from scipy import signal
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from diffroll.core.checkpoint import load_pipeline  # noqa: E402
+from diffroll.transcription.pipeline import load_model  # noqa: E402
 from diffroll.core.config import get_config  # noqa: E402
 from diffroll.corpus.segments import list_pieces, load_piece, load_pieces  # noqa: E402
 from diffroll.evaluation.metrics import note_arrays  # noqa: E402
-from diffroll.transcription.inference import transcribe_notes  # noqa: E402
 
 HOP, N_FFT = 512, 2048
 
@@ -60,7 +59,7 @@ def data_correlations(root: Path, n: int, cfg) -> list[tuple[str, str, float]]:
 
 
 def model_correlations(checkpoint: Path, pieces) -> list[tuple[str, str, float]]:
-    pipe = load_pipeline(checkpoint)
+    pipe = load_model(checkpoint)
     out = []
     for name, group, wave, ref in pieces:
         est, _ = transcribe_notes(pipe, wave, progress=False)

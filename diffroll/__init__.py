@@ -1,33 +1,31 @@
-"""DiffRoll: diffusion-based generative music transcription (Cheuk et al., ICASSP 2023)."""
+"""DiffRoll: diffusion-based generative music transcription (Cheuk et al., ICASSP 2023).
+
+    pipe = diffroll.load_model()             # the bundled model: a transcription Pipeline
+    midi = diffroll.transcribe("song.wav")   # audio -> pretty_midi.PrettyMIDI
+
+Layers (each imports only those below it): ``core`` (config, diffusion, networks, rolls, audio
+features, checkpoint files) · ``corpus`` (synthetic and real piano data) · ``transcription``
+(settings, windows and sampling, decoding, the Pipeline) · ``training`` · ``evaluation`` ·
+``lab`` (notebook plots) · ``cli``.
+"""
 from .core.config import Config, get_config
 
 __version__ = "0.2.0"
 __all__ = ["Config", "Diffusion", "DiffRoll", "Pipeline", "get_config", "load_model", "transcribe"]
 
+_LAZY = {  # name -> (module, attribute): these need torch, which `import diffroll` (and `diffroll --help`) does not load
+    "Pipeline": ("diffroll.transcription.pipeline", "Pipeline"),
+    "load_model": ("diffroll.transcription.pipeline", "load_model"),
+    "transcribe": ("diffroll.transcription.pipeline", "transcribe"),
+    "Diffusion": ("diffroll.core.diffusion", "Diffusion"),
+    "DiffRoll": ("diffroll.core.model", "DiffRoll"),
+}
+
 
 def __getattr__(name):
-    """The classes that need torch, imported on first use: `import diffroll` (and `diffroll --help`)
-    does not import torch."""
-    if name == "Pipeline":
-        from .transcription.pipeline import Pipeline
-        return Pipeline
-    if name == "Diffusion":
-        from .core.diffusion import Diffusion
-        return Diffusion
-    if name == "DiffRoll":
-        from .core.model import DiffRoll
-        return DiffRoll
-    raise AttributeError(f"module 'diffroll' has no attribute {name!r}")
+    if name not in _LAZY:
+        raise AttributeError(f"module 'diffroll' has no attribute {name!r}")
+    import importlib
 
-
-def load_model(path=None, device="cpu"):
-    """The :class:`~diffroll.transcription.pipeline.Pipeline` of a checkpoint (the bundled model when ``path``
-    is None): ``.transcribe``, ``.generate``, ``.inpaint``; ``.model`` and ``.config``."""
-    from .core.checkpoint import load_pipeline
-    return load_pipeline(path, device=device)
-
-
-def transcribe(audio, **kwargs):
-    """Audio (path or 16 kHz array) -> pretty_midi.PrettyMIDI; see :func:`diffroll.transcription.pipeline.transcribe`."""
-    from .transcription.pipeline import transcribe as _transcribe
-    return _transcribe(audio, **kwargs)
+    module, attr = _LAZY[name]
+    return getattr(importlib.import_module(module), attr)

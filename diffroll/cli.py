@@ -42,16 +42,17 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import fields
 from pathlib import Path
 
-# Argument parsing must not import torch (``diffroll --help`` answers at once), so the choices of
-# the modules that do are repeated here; tests/test_cli.py checks that they are the same.
-SAMPLERS = ("ddpm", "ddim", "dpmpp")  # diffusion.SAMPLERS
-DEFAULT_SAMPLER, DEFAULT_STEPS = "ddpm", 5  # inference.DEFAULT_SAMPLER, DEFAULT_STEPS
-PRECISIONS = ("auto", "fp32", "bf16")  # inference.PRECISIONS
-COMBINES = ("mean", "vote")  # inference.COMBINES
+from .core.config import SAMPLERS
+from .transcription.settings import COMBINES, PRECISIONS, DecodeSettings, SamplingSettings
+
+# Argument parsing must not import torch (``diffroll --help`` answers at once): the settings
+# modules are torch-free, and every sampling default is read from SamplingSettings.
 NONFINITE_POLICIES = ("error", "zero")  # audio_stream.NONFINITE_POLICIES
 TRUNCATED_POLICIES = ("error", "warn")  # audio_stream.TRUNCATED_POLICIES
+DEFAULTS = {f.name: f.default for f in fields(SamplingSettings)}  # the one place: transcription.settings
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 MAX_GENERATE_SECONDS = 24 * 3600.0
 MAX_W = 2.0  # --w: guidance from 0 (none) to this; the paper's 0.5, measured from 0 to 1.5 (README)
@@ -193,16 +194,16 @@ def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True, samples
                       default_model: str = "the bundled piano transcriber checkpoints/diffroll-cpu.pt") -> None:
     g = p.add_argument_group("model and sampling")
     g.add_argument("--checkpoint", type=Path, default=None, help=f"model checkpoint (default: {default_model})")
-    g.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
-                   help=f"ddpm (the paper's), ddim or dpmpp (DPM-Solver++ 2M) (default: {DEFAULT_SAMPLER})")
-    g.add_argument("--steps", type=_positive_int, default=DEFAULT_STEPS,
-                   help=f"sampling steps, at most the model's T (default: {DEFAULT_STEPS}; the paper: all 200)")
+    g.add_argument("--sampler", choices=SAMPLERS, default=None,
+                   help=f"ddpm (the paper's), ddim or dpmpp (DPM-Solver++ 2M) (default: {DEFAULTS['sampler']})")
+    g.add_argument("--steps", type=_positive_int, default=None,
+                   help=f"sampling steps, at most the model's T (default: {DEFAULTS['steps']}; the paper: all 200)")
     if guidance:
         g.add_argument("--w", type=_guidance, default=None,
                        help=f"guidance weight of Algorithm 1, from 0 (none) to {MAX_W:g} (default: the checkpoint's, "
                             "0.5 in the paper and the bundled model)")
     if samples:
-        g.add_argument("--samples", type=_positive_int, default=1, metavar="K",
+        g.add_argument("--samples", type=_positive_int, default=None, metavar="K",
                        help="draw K transcriptions (different noise, batched together) and read the notes from "
                             "the mean of their rolls (or keep the notes a majority holds: --combine vote); each "
                             "note's confidence is the share of samples holding it (same pitch, onset within "
@@ -211,16 +212,19 @@ def _sampling_options(p: argparse.ArgumentParser, guidance: bool = True, samples
         g.add_argument("--combine", choices=COMBINES, default=None,
                        help="how K > 1 samples become one transcription: mean (their x̂0 averaged, then read) or "
                             "vote (each read, the notes more than K/2 hold kept) (default: the checkpoint's, mean)")
-    g.add_argument("--seed", type=_seed, default=0, help="noise seed, 0 to 2**63 - 1 (default: 0)")
+    g.add_argument("--seed", type=_seed, default=None,
+                   help=f"noise seed, 0 to 2**63 - 1 (default: {DEFAULTS['seed']})")
     g.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     g.add_argument("--threads", type=_positive_int, default=None,
                    help="torch CPU threads (default: torch's, one per core; on a machine busy with other work "
                         "1 is often much faster)")
-    g.add_argument("--precision", choices=PRECISIONS, default="auto",
+    g.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="the network's arithmetic: bf16 (autocast; the sampler stays fp32) or fp32; auto: bf16 on "
-                        "CUDA and on CPUs with native bf16 (AVX-512 BF16, AMX), where it is faster (default: auto)")
-    g.add_argument("--batch-size", type=_positive_int, default=4,
-                   help="rolls (windows x samples) sampled per network call (default: 4); the result does not "
+                        "CUDA and on CPUs with native bf16 (AVX-512 BF16, AMX), where it is faster (default: "
+                        f"{DEFAULTS['precision']})")
+    g.add_argument("--batch-size", type=_positive_int, default=None,
+                   help=f"rolls (windows x samples) sampled per network call (default: {DEFAULTS['batch_size']}); "
+                        "the result does not "
                         "depend on it (every window and sample draws its own noise)")
     g.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar (there is none either when stderr is not a terminal)")
@@ -515,21 +519,6 @@ def _claim(tmp: Path, path: Path) -> None:
         raise
 
 
-def write_midi_atomically(pm, path: Path, overwrite: bool = False) -> None:
-    """Write to a temporary file next to ``path``, then claim ``path`` (replace it only with
-    ``overwrite``): no partial file on failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_of(path)
-    try:
-        pm.write(str(tmp))
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _claim(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_outputs(result, paths: dict[str, Path], soundfont: str | None = None, overwrite: bool = False) -> None:
     """The MIDI (and CSV, WAV) of a :class:`~diffroll.transcription.pipeline.Transcription`, each written to a
     temporary file; given their names only when all are written, so a failure leaves none of
@@ -565,8 +554,8 @@ def _load(args, generative: bool = False):
     """The pipeline of --checkpoint, or of the bundled model of the command (see :mod:`diffroll.core.paths`)."""
     import torch
 
-    from .core.checkpoint import load_pipeline
     from .core.paths import generative_checkpoint
+    from .transcription.pipeline import Pipeline
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
@@ -574,35 +563,34 @@ def _load(args, generative: bool = False):
     if args.threads:
         torch.set_num_threads(args.threads)
     checkpoint = args.checkpoint or (generative_checkpoint() if generative else None)
-    pipe = load_pipeline(checkpoint, device=device)
+    pipe = Pipeline.from_checkpoint(checkpoint, device=device)
     T = pipe.config.diffusion.T
-    if args.steps > T:
+    if args.steps is not None and args.steps > T:
         raise UsageError(f"--steps {args.steps} is more than the model's T = {T} diffusion steps: "
                          f"give --steps {T} or fewer")
     return pipe
 
 
-def _kwargs(args, **extra) -> dict:
-    """Pipeline.transcribe's keyword arguments from the options."""
-    kw = dict(sampler=args.sampler, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
-              precision=args.precision, progress=not args.quiet and sys.stderr.isatty(),
-              frame_threshold=args.frame_threshold,
-              onset_threshold=args.onset_threshold,
-              min_note_ms=args.min_note_ms, offset_threshold=args.offset_threshold,
-              restrike_threshold=args.restrike_threshold, pedal_threshold=args.pedal_threshold,
-              use_pedal=args.use_pedal, keep_roll=False, keep_samples=False)
-    if hasattr(args, "samples"):
-        kw["samples"] = args.samples
-        kw["combine"] = args.combine
-    if hasattr(args, "w"):
-        kw["w"] = args.w
-    kw.update(extra)
-    return kw
+SAMPLING_OPTIONS = ("sampler", "steps", "w", "samples", "combine", "seed", "batch_size", "precision")
+
+
+def settings(args, config) -> tuple[SamplingSettings, DecodeSettings]:
+    """The sampling and decoding settings of the options: the checkpoint's, changed by those given."""
+    given = {name: getattr(args, name) for name in SAMPLING_OPTIONS if getattr(args, name, None) is not None}
+    decoding = DecodeSettings.of(config, frame_threshold=args.frame_threshold, onset_threshold=args.onset_threshold,
+                                 min_note_ms=args.min_note_ms, offset_threshold=args.offset_threshold,
+                                 restrike_threshold=args.restrike_threshold, pedal_threshold=args.pedal_threshold,
+                                 use_pedal=args.use_pedal)
+    return SamplingSettings.of(config).replace(**given), decoding
+
+
+def _progress(args) -> bool:
+    return not args.quiet and sys.stderr.isatty()
 
 
 def _remark(info, hop: int, masked: bool = False) -> str:
     """Why a transcription is empty by construction (empty, too short or silent audio)."""
-    from .transcription.inference import SILENCE_PEAK
+    from .transcription.windows import SILENCE_PEAK
 
     if info.samples == 0:
         return "empty audio (0 samples): wrote an empty MIDI"
@@ -616,18 +604,19 @@ def _remark(info, hop: int, masked: bool = False) -> str:
 def _transcribe_file(pipe, src: Path, paths: dict[str, Path], args, mask_spans=None) -> tuple[float, int, str]:
     """Transcribe one file (streamed) to ``paths``; returns (audio seconds, notes, remark)."""
     from .transcription.audio_stream import open_audio
-    from .transcription.inference import frames_mask
+    from .transcription.windows import frames_mask
 
     cfg = pipe.config
-    kwargs = _kwargs(args, desc=src.name)
+    sampling, decoding = settings(args, cfg)
+    mask = None
     audio = open_audio(src, cfg.audio.sample_rate, args.nonfinite, args.truncated)
     if mask_spans is not None:
         frames = audio.info.samples // cfg.audio.hop_length
         mask = frames_mask(mask_spans, frames, cfg.audio.fps)
         if not mask.any():
             raise CliError(f"{src}: the mask lies outside the audio ({audio.info.seconds:.2f} s)")
-        kwargs["mask"] = mask
-    result = pipe.transcribe(audio, **kwargs)
+    result = pipe.transcribe(audio, sampling, decoding, mask=mask, keep_roll=False, keep_samples=False,
+                             progress=_progress(args), desc=src.name)
     write_outputs(result, paths, getattr(args, "soundfont", None), args.overwrite)
     return audio.info.seconds, len(result.notes), _remark(audio.info, cfg.audio.hop_length, mask_spans is not None)
 
@@ -716,7 +705,9 @@ def cmd_generate(args) -> int:
     paths = _single_output(args)
     pipe = _load(args, generative=True)
     start = time.perf_counter()
-    result = pipe.generate(args.seconds, **_kwargs(args, desc="generate"))
+    sampling, decoding = settings(args, pipe.config)
+    result = pipe.generate(args.seconds, sampling, decoding, keep_roll=False, keep_samples=False,
+                           progress=_progress(args))
     write_outputs(result, paths, args.soundfont, args.overwrite)
     _say(f"generated {', '.join(str(p) for p in paths.values())} ({len(result.notes)} notes, {args.seconds:.1f} s)")
     _summary(1, 0, args.seconds, time.perf_counter() - start)

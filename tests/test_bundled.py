@@ -9,7 +9,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from diffroll.core.checkpoint import load_pipeline
+from diffroll.transcription.pipeline import load_model
 from diffroll.core.config import get_config
 from diffroll.corpus.offline import PLANS, _Spec, make_performance
 from diffroll.evaluation.metrics import note_scores
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(not bundled_checkpoint().is_file(), reason="no b
 
 @pytest.fixture(scope="module")
 def pipe():
-    return load_pipeline()
+    return load_model()
 
 
 @pytest.fixture(scope="module")

@@ -365,7 +365,7 @@ def test_generate_and_inpaint_default_to_the_model_that_generates(tmp_path, monk
         loaded.append(path)
         raise diffroll.core.checkpoint.CheckpointError("recorded")
 
-    monkeypatch.setattr(diffroll.core.checkpoint, "load_pipeline", record)
+    monkeypatch.setattr(diffroll.transcription.pipeline.Pipeline, "from_checkpoint", record)
     sf.write(tmp_path / "x.wav", tone(3.0), SR)
     run("transcribe", tmp_path / "x.wav", "-o", tmp_path / "out")
     run("generate", "-o", tmp_path / "gen.mid")
@@ -563,7 +563,7 @@ def test_the_choices_the_parser_repeats_are_the_modules():
     from diffroll.core import diffusion
     from diffroll.transcription import inference
     assert cli.SAMPLERS == diffusion.SAMPLERS
-    assert (cli.DEFAULT_SAMPLER, cli.DEFAULT_STEPS) == (inference.DEFAULT_SAMPLER, inference.DEFAULT_STEPS)
+    assert (cli.SamplingSettings.sampler, cli.SamplingSettings.steps) == (inference.SamplingSettings.sampler, inference.SamplingSettings.steps)
     assert (cli.PRECISIONS, cli.COMBINES) == (inference.PRECISIONS, inference.COMBINES)
     assert cli.NONFINITE_POLICIES == audio_stream.NONFINITE_POLICIES
     assert cli.TRUNCATED_POLICIES == audio_stream.TRUNCATED_POLICIES

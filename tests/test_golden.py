@@ -114,16 +114,17 @@ def test_cli_transcribe_matches_golden(tmp_path, wave):
 
 
 def test_diffroll_transcribe_matches_golden(wave):
-    pm = diffroll.transcribe(wave, device="cpu", precision="fp32", progress=False)
+    pipe = diffroll.load_model(device="cpu")
+    pm = diffroll.transcribe(wave, pipeline=pipe, sampling=pipe.sampling.replace(precision="fp32"), progress=False)
     compare("transcribe", midi_rows(pm))
 
 
 def test_evaluate_pieces_matches_golden(wave):
-    from diffroll.evaluation.metrics import evaluate_pieces
+    from diffroll.evaluation.runners import evaluate_pieces
     from diffroll.core.roll import midi_notes
 
     pipe = diffroll.load_model(device="cpu")
     ref = midi_notes(fixture_midi(), sustain=True)
-    [row] = evaluate_pieces(pipe, [("fixture", "golden", wave, ref)], progress=False, sampler="ddpm", steps=5,
-                            precision="fp32")
+    [row] = evaluate_pieces(pipe, [("fixture", "golden", wave, ref)], pipe.sampling.replace(precision="fp32"),
+                            progress=False)
     compare("evaluate_pieces", {k: v for k, v in row.items() if k not in ("wall_seconds", "rtf")})

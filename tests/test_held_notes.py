@@ -5,12 +5,15 @@ import dataclasses
 import numpy as np
 import pytest
 
-from diffroll.core.checkpoint import load_pipeline, save_checkpoint
+from diffroll.core.checkpoint import save_checkpoint
+
+from diffroll.transcription.pipeline import load_model
 from diffroll.transcription.confidence import note_array
 from diffroll.core.config import get_config
 from diffroll.transcription.held_notes import (FEATURES, LIFT, PRESS, HeldNoteModel, candidate_labels, fit_held_note_model,
                                  frame_tracks, held_note_features, hold_notes, note_shapes)
-from diffroll.transcription.inference import NoteStream, decode_roll, decode_settings
+from diffroll.transcription.decoding import NoteStream, decode_roll
+from diffroll.transcription.settings import DecodeSettings
 from diffroll.transcription.pipeline import new_model
 from diffroll.core.roll import Note
 
@@ -74,10 +77,10 @@ def test_the_model_checks_its_shape_and_round_trips_through_the_config():
     model = always(True, threshold=0.3)
     assert HeldNoteModel.from_dict(model.to_dict()) == model
     cfg = get_config("smoke", held_notes=model.to_dict())
-    assert decode_settings(cfg).held_notes == model and decode_settings(cfg).uses_held_notes
-    assert decode_settings(cfg, use_pedal=False).held_notes is None  # --no-pedal: no pedal of any kind
+    assert DecodeSettings.of(cfg).held_notes == model and DecodeSettings.of(cfg).uses_held_notes
+    assert DecodeSettings.of(cfg, use_pedal=False).held_notes is None  # --no-pedal: no pedal of any kind
     pedal = get_config("smoke", roll_channels=["frame", "onset", "velocity", "pedal"], held_notes=model.to_dict())
-    assert not decode_settings(pedal).uses_held_notes  # the model's own pedal wins
+    assert not DecodeSettings.of(pedal).uses_held_notes  # the model's own pedal wins
 
 
 def test_labels_say_which_offset_matches_the_reference():
@@ -99,7 +102,7 @@ def test_fit_orders_notes_by_a_feature_that_separates_them(tmp_path):
         fit_held_note_model(x, np.zeros(400, int))
     cfg = get_config("smoke", held_notes=model.to_dict())  # a fitted model goes into a checkpoint and back
     save_checkpoint(tmp_path / "m.pt", {"config": cfg.to_dict(), "model": new_model(cfg).state_dict()})
-    assert decode_settings(load_pipeline(tmp_path / "m.pt").config).held_notes == model
+    assert DecodeSettings.of(load_model(tmp_path / "m.pt").config).held_notes == model
 
 
 @pytest.mark.parametrize("channels", [["frame"], ["frame", "onset", "velocity"]])
@@ -114,7 +117,7 @@ def test_streamed_decoding_guesses_as_the_whole_roll_does(channels):
         roll[:88] = np.maximum(roll[:88], np.repeat(rng.random((88, n // 8 + 1)) < 0.05, 8, axis=1)[:, :n])
         return roll.astype(np.float32)
 
-    dry = decode_settings(get_config("smoke", roll_channels=channels))
+    dry = DecodeSettings.of(get_config("smoke", roll_channels=channels))
     roll = random_roll()
     arr = note_array(decode_roll(roll, FPS, dry))
     features, candidate = held_note_features(arr, note_shapes(roll[:88], arr, FPS, dry.silent_below),
@@ -123,7 +126,7 @@ def test_streamed_decoding_guesses_as_the_whole_roll_does(channels):
     model = HeldNoteModel(tuple(features.mean(0)), tuple(features.std(0) + 1e-3), tuple(0.3 * rng.normal(size=2 * N)),
                           0.0, 0.5)
     settings = dataclasses.replace(dry, held_notes=model)
-    assert settings == decode_settings(get_config("smoke", roll_channels=channels, held_notes=model.to_dict()))
+    assert settings == DecodeSettings.of(get_config("smoke", roll_channels=channels, held_notes=model.to_dict()))
     changed = 0
     for trial in range(6):
         roll = random_roll()

@@ -16,9 +16,10 @@ from diffroll.transcription.audio_stream import read_audio, resample_chunked
 from diffroll.transcription.confidence import consensus, support
 from diffroll.core.config import get_config
 from diffroll.core.diffusion import Diffusion
-from diffroll.evaluation.metrics import evaluate_pieces, note_scores
-from diffroll.transcription.inference import (frames_mask, native_bf16, plan_windows, sample_seed, sampling_precision,
-                                transcribe_notes, transcribe_wave)
+from diffroll.evaluation.metrics import note_scores
+from diffroll.evaluation.runners import evaluate_pieces
+from diffroll.transcription.windows import frames_mask, plan_windows
+from diffroll.transcription.sampling import native_bf16, sample_seed, sampling_precision
 from diffroll.core.model import DiffRoll
 from diffroll.transcription.pipeline import Pipeline, transcribe
 from diffroll.core.roll import Note
@@ -74,6 +75,19 @@ class ArgmaxNet(torch.nn.Module):
         for key, b in self.table.items():
             out[:, key] = loudest[:, b].float()
         return out
+
+
+def transcribe_wave(pipe, wave, *, mask=None, progress=False, **changes) -> np.ndarray:
+    """x̂0 (R, frames) of one sample: :meth:`Pipeline.transcribe` with the pipeline's sampling
+    settings so changed."""
+    return pipe.transcribe(wave, pipe.sampling.replace(**changes), mask=mask, keep_samples=False,
+                           progress=progress).roll
+
+
+def transcribe_notes(pipe, wave, **kw) -> tuple[list[Note], np.ndarray]:
+    """(notes, x̂0) of one sample, as :func:`transcribe_wave`."""
+    x0 = transcribe_wave(pipe, wave, **kw)
+    return pipe.decode(x0), x0
 
 
 def ArgmaxModel(cfg, net=ArgmaxNet) -> Pipeline:
@@ -363,10 +377,11 @@ def test_transcription_holds_notes_by_the_pedal_channel_unless_told_not_to():
 def test_note_stream_reads_the_notes_of_the_whole_roll(channels, min_note_ms, min_velocity, held):
     """Fed in random blocks, the stream finds exactly the notes of decoding the whole roll (also
     with an offset threshold above or below the frame threshold and a re-strike threshold)."""
-    from diffroll.transcription.inference import NoteStream, decode_roll, decode_settings
+    from diffroll.transcription.decoding import NoteStream, decode_roll
+    from diffroll.transcription.settings import DecodeSettings
 
     rng = np.random.default_rng(len(channels))
-    settings = decode_settings(get_config("smoke", roll_channels=channels, min_velocity=min_velocity,
+    settings = DecodeSettings.of(get_config("smoke", roll_channels=channels, min_velocity=min_velocity,
                                           offset_threshold=held[0], restrike_threshold=held[1]),
                                min_note_ms=min_note_ms)
     for trial in range(8):
@@ -386,9 +401,10 @@ def test_note_stream_reads_the_notes_of_the_whole_roll(channels, min_note_ms, mi
 
 
 def test_note_stream_holds_only_unfinished_frames_and_cuts_a_stuck_key(caplog):
-    from diffroll.transcription.inference import NoteStream, decode_settings
+    from diffroll.transcription.decoding import NoteStream
+    from diffroll.transcription.settings import DecodeSettings
 
-    settings = decode_settings(smoke())
+    settings = DecodeSettings.of(smoke())
     stream = NoteStream(31.25, settings, max_pending=100)
     block = np.zeros((88, 40), np.float32)
     block[10, 5:20] = 1.0  # a note that ends inside the block
@@ -499,7 +515,8 @@ def test_mean_of_samples_reads_the_notes_from_the_mean_roll():
     with pytest.raises(ValueError, match="combine must be one of mean, vote"):
         Pipeline(pipe.model, cfg.override(combine_samples="avg")).transcribe(wave, **kw)
     ref = [Note(0.5, 5.0, 72, 80), Note(1.0, 2.0, 76, 80)]
-    (row,) = evaluate_pieces(pipe, [("m", "g", wave, ref)], samples=3, seed=5, sampler="ddim", steps=3, progress=False)
+    (row,) = evaluate_pieces(pipe, [("m", "g", wave, ref)], pipe.sampling.replace(samples=3, seed=5, sampler="ddim",
+                                                                           steps=3), progress=False)
     assert row["n_est"] == len(meaned.notes) and row["f1"] == note_scores(ref, meaned.notes)["f1"]
 
 
@@ -557,24 +574,24 @@ def test_bad_generate_lengths_and_mask_spans_are_value_errors():
 
 
 def test_min_note_ms_for_frame_and_note_state_rolls():
-    from diffroll.transcription.inference import decode_settings, min_note_frames
+    from diffroll.transcription.settings import DecodeSettings, min_note_frames
 
     assert min_note_frames(64, 31.25) == 2 and min_note_frames(65, 31.25) == 3 and min_note_frames(0, 31.25) == 0
-    frame_only = decode_settings(smoke(), min_note_ms=100)
+    frame_only = DecodeSettings.of(smoke(), min_note_ms=100)
     assert (frame_only.min_frames, frame_only.min_frames_without_onset) == (4, None)
-    note_state = decode_settings(get_config("smoke"), min_note_ms=100)
+    note_state = DecodeSettings.of(get_config("smoke"), min_note_ms=100)
     assert (note_state.min_frames, note_state.min_frames_without_onset) == (0, 4)
     roll = np.zeros((88, 40), np.float32)
     roll[0, 2:4] = 1  # 2 frames: 64 ms
     roll[1, 10:20] = 1  # 10 frames
     pipe = ArgmaxModel(smoke())
     assert [n.pitch for n in pipe.decode(roll)] == [21, 22]
-    assert [n.pitch for n in pipe.decode(roll, min_note_ms=100)] == [22]
+    assert [n.pitch for n in pipe.decode(roll, DecodeSettings.of(pipe.config, min_note_ms=100))] == [22]
     ns_roll = np.concatenate([roll, np.zeros((176, 40), np.float32)])  # frames without any onset
     ns_pipe = ArgmaxModel(get_config("smoke"), NoteStateNet)
     assert ns_pipe.decode(ns_roll) == []  # the config: onset-less runs are never notes
-    assert [n.pitch for n in ns_pipe.decode(ns_roll, min_note_ms=100)] == [22]
-    assert [n.pitch for n in ns_pipe.decode(ns_roll, min_note_ms=0)] == [21, 22]
+    assert [n.pitch for n in ns_pipe.decode(ns_roll, DecodeSettings.of(ns_pipe.config, min_note_ms=100))] == [22]
+    assert [n.pitch for n in ns_pipe.decode(ns_roll, DecodeSettings.of(ns_pipe.config, min_note_ms=0))] == [21, 22]
 
 
 # --- memory: a long file ----------------------------------------------------------------------------

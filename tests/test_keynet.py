@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from diffroll.core.audio import HarmonicCQTFrontend, cached_frontend, make_frontend, midi_hz
-from diffroll.core.checkpoint import export_weights, load_checkpoint, load_pipeline
+from diffroll.core.checkpoint import export_weights, load_checkpoint
+from diffroll.transcription.pipeline import load_model
 from diffroll.core.config import HCQT_SETTINGS, KEYSHARED, N_KEYS, NOTE_STATE, AudioConfig, Config, get_config
 from diffroll.corpus.offline import segments as data
 from diffroll.corpus.segments import audio_settings
@@ -231,11 +232,11 @@ def test_keyshared_trains_saves_loads_and_resumes_like_the_paper_net(tmp_path):
 
     state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert state["config"]["model"]["architecture"] == "keyshared" and state["config"]["audio"]["frontend"] == "hcqt"
-    pipe = load_pipeline(tmp_path / "b" / "checkpoint.pt")
+    pipe = load_model(tmp_path / "b" / "checkpoint.pt")
     assert isinstance(pipe.model, KeySharedDiffRoll) and pipe.config == cfg
     for p, q in zip(pipe.model.state_dict().values(), resumed.ema.state_dict().values()):
         assert torch.equal(p, q)
-    half = load_pipeline(export_weights(tmp_path / "b" / "checkpoint.pt", tmp_path / "half.pt", half=True))
+    half = load_model(export_weights(tmp_path / "b" / "checkpoint.pt", tmp_path / "half.pt", half=True))
     for p, q in zip(half.model.state_dict().values(), pipe.model.state_dict().values()):
         assert torch.allclose(p, q, rtol=1e-3, atol=1e-4)
 

@@ -6,7 +6,8 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from diffroll.corpus.pianist import (MAX_BPM, MIN_BPM, TEXTURES, PedalSettings, add_pedal, harmony_changes,
+from diffroll.core.harmony import harmony_changes
+from diffroll.corpus.pianist import (MAX_BPM, MIN_BPM, TEXTURES, PedalSettings, add_pedal,
                               pedal_events, pedal_spans, pianistic_piece, pianistic_score, revoice_for_piano)
 
 SEEDS = range(6)

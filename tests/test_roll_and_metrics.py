@@ -75,7 +75,8 @@ def test_pedal_channel_holds_the_pedal_and_decoding_sustains_notes_by_it():
     """The pedal rows are 1 while CC 64 is down; notes read with a faded frame (a key released under
     the pedal) last until the pedal comes up, as the reference notes do, or until a re-strike."""
     from diffroll.core.config import get_config
-    from diffroll.transcription.inference import decode_roll, decode_settings
+    from diffroll.transcription.decoding import decode_roll
+    from diffroll.transcription.settings import DecodeSettings
 
     pm = pretty_midi.PrettyMIDI()
     inst = pretty_midi.Instrument(0)
@@ -92,11 +93,11 @@ def test_pedal_channel_holds_the_pedal_and_decoding_sustains_notes_by_it():
     # x̂0 whose frame rows end at the key releases (no sustain) but whose pedal rows hold the pedal
     faded = notes_to_roll(midi_notes(pm, sustain=False), n_frames=100, channels=channels, pedal=[(0.1, 2.0)])
     cfg = get_config("smoke", roll_channels=list(channels))
-    held = decode_roll(faded, 31.25, decode_settings(cfg))
+    held = decode_roll(faded, 31.25, DecodeSettings.of(cfg))
     assert note_scores(midi_notes(pm), held)["f1_offset"] == 1.0
     assert [n[:3] for n in held] == [(0.0, 0.992, 60), (0.0, 1.984, 64), (0.992, 1.984, 60), (2.496, 3.008, 67)]
-    dry = decode_roll(faded, 31.25, dataclasses.replace(decode_settings(cfg), pedal_threshold=None))  # pedal ignored
-    assert dry == decode_roll(faded[:3 * 88], 31.25, decode_settings(get_config("smoke")))
+    dry = decode_roll(faded, 31.25, dataclasses.replace(DecodeSettings.of(cfg), pedal_threshold=None))  # pedal ignored
+    assert dry == decode_roll(faded[:3 * 88], 31.25, DecodeSettings.of(get_config("smoke")))
     assert note_scores(midi_notes(pm), dry)["f1_offset"] == 0.25  # only the unpedalled note keeps its offset
 
 
@@ -254,13 +255,13 @@ def test_offset_threshold_ends_started_notes_and_leaves_frame_runs_alone():
     held = roll_to_notes(flat, offset_threshold=0.5, **kw)
     assert [n[:3] for n in held] == [(0.0, 1.9, 31), (0.5, 2.5, 41)]
     from diffroll.core.config import get_config
-    from diffroll.transcription.inference import decode_settings
+    from diffroll.transcription.settings import DecodeSettings
     with pytest.raises(ValueError, match="offset_threshold"):
-        decode_settings(get_config("smoke", offset_threshold=1.5))
+        DecodeSettings.of(get_config("smoke", offset_threshold=1.5))
     cfg = get_config("smoke", offset_threshold=0.4, restrike_threshold=0.6)  # saved in the config ...
-    assert _offset_restrike(decode_settings(cfg)) == (0.4, 0.6)
-    assert _offset_restrike(decode_settings(cfg, offset_threshold=0.2)) == (0.2, 0.6)  # ... and overridable
-    assert _offset_restrike(decode_settings(get_config("smoke"))) == (None, None)  # None: frame / onset threshold
+    assert _offset_restrike(DecodeSettings.of(cfg)) == (0.4, 0.6)
+    assert _offset_restrike(DecodeSettings.of(cfg, offset_threshold=0.2)) == (0.2, 0.6)  # ... and overridable
+    assert _offset_restrike(DecodeSettings.of(get_config("smoke"))) == (None, None)  # None: frame / onset threshold
 
 
 def _offset_restrike(settings) -> tuple:
@@ -289,9 +290,9 @@ def test_notes_read_below_min_velocity_are_dropped():
     no_velocity = roll[:176]
     assert len(roll_to_notes(no_velocity, channels=("frame", "onset"), min_velocity=60)) == 3
     from diffroll.core.config import get_config
-    from diffroll.transcription.inference import decode_settings
+    from diffroll.transcription.settings import DecodeSettings
     with pytest.raises(ValueError, match="min_velocity"):
-        decode_settings(get_config("smoke", min_velocity=200))
+        DecodeSettings.of(get_config("smoke", min_velocity=200))
 
 
 def test_roll_channels_are_checked():
@@ -350,7 +351,7 @@ def _sweep_oracle(roll: np.ndarray, **sweep_kwargs) -> list[dict]:
     import torch
 
     from diffroll.core.config import get_config
-    from diffroll.evaluation.metrics import sweep_thresholds
+    from diffroll.evaluation.runners import sweep_thresholds
     from diffroll.transcription.pipeline import Pipeline
 
     class Oracle(torch.nn.Module):
@@ -364,8 +365,9 @@ def _sweep_oracle(roll: np.ndarray, **sweep_kwargs) -> list[dict]:
             return torch.from_numpy(roll).expand(x_t.shape[0], -1, -1).clone()
 
     wave = np.random.default_rng(0).standard_normal(128 * 512).astype(np.float32) * 0.1
-    return sweep_thresholds(Pipeline(Oracle(), get_config("smoke", w=0.0)), [("x", "g", wave, SWEEP_NOTES)],
-                            frame_thresholds=(0.5,), sampler="ddim", steps=1, **sweep_kwargs)
+    pipe = Pipeline(Oracle(), get_config("smoke", w=0.0))
+    return sweep_thresholds(pipe, [("x", "g", wave, SWEEP_NOTES)], frame_thresholds=(0.5,),
+                            sampling=pipe.sampling.replace(sampler="ddim", steps=1), **sweep_kwargs)
 
 
 SWEEP_NOTES = [Note(0.5, 1.5, 60, 80), Note(2.0, 3.0, 64, 80)]

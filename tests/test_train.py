@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from diffroll.core.checkpoint import CheckpointError, export_weights, load_checkpoint, load_pipeline, trained_steps
+from diffroll.core.checkpoint import CheckpointError, export_weights, load_checkpoint, trained_steps
+
+from diffroll.transcription.pipeline import load_model
 from diffroll.core.config import NOTE_STATE, get_config
 from diffroll.training.trainer import Trainer, random_crop
 from toy_data import toy_roll_only, toy_segments
@@ -62,20 +64,20 @@ def test_a_kill_during_save_leaves_the_last_good_checkpoint(tmp_path, monkeypatc
 
 def test_bad_checkpoints_say_what_is_wrong(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
-        load_pipeline(tmp_path / "nope.pt")
+        load_model(tmp_path / "nope.pt")
     (tmp_path / "junk.pt").write_bytes(b"\x00garbage")
     with pytest.raises(CheckpointError, match="junk.pt: not a readable checkpoint"):
-        load_pipeline(tmp_path / "junk.pt")
+        load_model(tmp_path / "junk.pt")
     torch.save({"hello": 1}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a DiffRoll checkpoint"):
-        load_pipeline(tmp_path / "other.pt")
+        load_model(tmp_path / "other.pt")
     trainer = Trainer(smoke_cfg(max_steps=1), paired=toy_segments(), run_dir=tmp_path / "r", progress=False)
     trainer.fit()
     state = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
     state["config"]["model"]["channels"] = 8  # weights no longer match
     torch.save(state, tmp_path / "mismatch.pt")
     with pytest.raises(CheckpointError, match="do not match"):
-        load_pipeline(tmp_path / "mismatch.pt")
+        load_model(tmp_path / "mismatch.pt")
     with pytest.raises(CheckpointError, match="different model"):
         Trainer(smoke_cfg(channels=8), paired=toy_segments(), run_dir=tmp_path / "r", progress=False)
 
@@ -86,20 +88,20 @@ def test_load_pipeline_and_export(tmp_path):
     trainer.fit()
     small = export_weights(tmp_path / "checkpoint.pt", tmp_path / "bundle.pt")
     assert "optimizer" not in load_checkpoint(small)
-    pipe = load_pipeline(small)
+    pipe = load_model(small)
     assert not pipe.model.training and pipe.config.scale == "smoke"
     for a, b in zip(pipe.model.state_dict().values(), trainer.ema.state_dict().values()):
         assert torch.equal(a, b)
     half = export_weights(tmp_path / "checkpoint.pt", tmp_path / "half.pt", half=True)
     assert half.stat().st_size < 0.7 * small.stat().st_size  # float16 weights (the bundled model's format)
-    halved = load_pipeline(half)
+    halved = load_model(half)
     for a, b in zip(halved.model.state_dict().values(), trainer.ema.state_dict().values()):
         assert a.dtype == torch.float32 and torch.allclose(a, b, rtol=1e-3, atol=1e-4)
     tuned = export_weights(tmp_path / "checkpoint.pt", tmp_path / "tuned.pt",
                            settings={"roll": {"onset_threshold": 0.3}, "diffusion": {"w": 0.25}})
-    cfg = load_pipeline(tuned).config
+    cfg = load_model(tuned).config
     assert (cfg.roll.onset_threshold, cfg.diffusion.w) == (0.3, 0.25)
-    assert load_pipeline(small).config.roll.onset_threshold != 0.3
+    assert load_model(small).config.roll.onset_threshold != 0.3
     with pytest.raises(CheckpointError, match="no setting"):
         export_weights(tmp_path / "checkpoint.pt", tmp_path / "bad.pt", settings={"roll": {"onset_treshold": 0.3}})
     assert not (tmp_path / "bad.pt").exists()

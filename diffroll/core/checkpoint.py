@@ -22,7 +22,6 @@ import torch
 
 from .config import Config
 from .paths import bundled_checkpoint
-from ..transcription.pipeline import Pipeline, new_model
 
 FORMAT = "diffroll-checkpoint-v1"
 WEIGHTS = ("model", "ema")  # the entries the checksum covers
@@ -106,31 +105,6 @@ def config_of(state: dict[str, Any], path: str | Path = "<checkpoint>") -> Confi
         return Config.from_dict(state["config"])
     except (TypeError, ValueError, AttributeError, KeyError) as err:
         raise CheckpointError(f"{path}: checkpoint config is invalid: {err}") from err
-
-
-def load_pipeline(path: str | Path | None = None, device: str | torch.device = "cpu",
-                  use_ema: bool = True) -> Pipeline:
-    """A ready (eval-mode) :class:`~diffroll.transcription.pipeline.Pipeline` from a checkpoint: the network
-    with the config it was trained with. ``path=None`` loads the bundled model
-    (checkpoints/diffroll-cpu.pt). EMA weights are used when the checkpoint has them and
-    ``use_ema``; half-precision weights (the bundled file) are loaded as float32. Checkpoints
-    written before the roll and mel-scaling settings existed load as the paper's frame roll and
-    min-max scaling, which is what they were trained with.
-    """
-    path = Path(path) if path is not None else bundled_checkpoint()
-    if not path.is_file() and path == bundled_checkpoint():
-        raise CheckpointError(f"{path}: the bundled model is missing; train one with `diffroll train` or "
-                              "notebooks/03_train.ipynb, or pass a checkpoint path")
-    state = load_checkpoint(path)
-    cfg = config_of(state, path)
-    model = new_model(cfg)
-    weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
-    try:
-        model.load_state_dict({k: v.float() for k, v in weights.items()})
-    except RuntimeError as err:
-        raise CheckpointError(f"{path}: weights do not match the checkpoint's model config "
-                              f"({cfg.model}, roll {cfg.roll.roll_channels}): {str(err).splitlines()[0]}") from err
-    return Pipeline(model.to(device).eval(), cfg)
 
 
 def trained_steps(state: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 N_KEYS = 88
 LOWEST_MIDI = 21  # A0; the highest key, C8, is MIDI 108
+SAMPLERS = ("ddpm", "ddim", "dpmpp")  # Diffusion.sample: the paper's DDPM, DDIM, DPM-Solver++(2M)
 
 SCALES = ("smoke", "cpu", "paper")
 NOTE_STATE = ("frame", "onset", "velocity")  # the roll channels of the smoke and cpu presets

@@ -14,9 +14,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .config import DiffusionConfig
+from .config import SAMPLERS, DiffusionConfig
 
-SAMPLERS = ("ddpm", "ddim", "dpmpp")
 Denoiser = Callable[[torch.Tensor, int], torch.Tensor]
 
 

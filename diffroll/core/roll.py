@@ -30,6 +30,7 @@ import pretty_midi
 from .config import LOWEST_MIDI, N_KEYS
 
 log = logging.getLogger("diffroll.core.roll")
+ONSET_TOLERANCE = 0.05  # seconds: mir_eval's, and the window within which K samples agree on a note
 
 FPS = 31.25
 SUSTAIN_CC = 64
@@ -312,13 +313,14 @@ def _loud_enough(notes: list[Note], velocity: np.ndarray | None, min_velocity: i
 
 
 def notes_to_midi(notes: Sequence[Note], path: str | Path | None = None, velocity: int | None = None,
-                  program: int = 0) -> pretty_midi.PrettyMIDI:
-    """Notes in seconds -> a one-piano PrettyMIDI (written to ``path`` if given).
+                  program: int = 0, resolution: int = 220) -> pretty_midi.PrettyMIDI:
+    """Notes in seconds -> a one-piano PrettyMIDI at 120 bpm, ``resolution`` ticks a beat (written
+    to ``path`` if given).
 
     Each note keeps its own velocity (``velocity`` overrides them all). Times are kept in seconds
     (frame index × hop / sr), so the MIDI plays at the audio's tempo.
     """
-    pm = pretty_midi.PrettyMIDI()
+    pm = pretty_midi.PrettyMIDI(resolution=resolution)
     piano = pretty_midi.Instrument(program=program, name="DiffRoll")
     piano.notes = [pretty_midi.Note(velocity=int(velocity if velocity is not None else Note(*n).velocity),
                                     pitch=int(n[2]), start=float(n[0]), end=float(n[1])) for n in notes]
@@ -327,3 +329,15 @@ def notes_to_midi(notes: Sequence[Note], path: str | Path | None = None, velocit
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         pm.write(str(path))
     return pm
+
+
+def note_array(notes) -> np.ndarray:
+    """Notes as an (n, 4) float64 array of (onset s, offset s, pitch, velocity): 32 bytes a note."""
+    if isinstance(notes, np.ndarray):
+        return notes.reshape(-1, 4).astype(np.float64, copy=False)
+    return np.asarray([tuple(Note(*n)) for n in notes], dtype=np.float64).reshape(-1, 4)
+
+
+def array_notes(arr: np.ndarray) -> list[Note]:
+    """The inverse of :func:`note_array`."""
+    return [Note(float(a), float(b), int(p), int(v)) for a, b, p, v in np.asarray(arr)]

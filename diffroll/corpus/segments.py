@@ -466,7 +466,7 @@ def _file_pedal(midi: Path) -> tuple[float, tuple[tuple[float, float], ...]]:
 def note_statistics(notes_lists: Sequence[Sequence[Note]], fps: float = 31.25,
                     seconds: Sequence[float] | None = None) -> dict:
     """Statistics of several lists of notes (pieces, or rolls read back with
-    :func:`diffroll.transcription.inference.decode_roll`): the polyphony of every frame (keys sounding), the pitch and
+    :func:`diffroll.transcription.decoding.decode_roll`): the polyphony of every frame (keys sounding), the pitch and
     length (s) of every note, notes per second, and their means. ``seconds``: each list's
     duration (default: up to its last offset)."""
     poly, pitches, lengths, total = [], [], [], 0.0

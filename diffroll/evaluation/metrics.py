@@ -13,9 +13,8 @@ import mir_eval
 import numpy as np
 
 from ..core.config import LOWEST_MIDI
-from ..core.roll import N_KEYS, Note, clip_notes, notes_to_roll
+from ..core.roll import N_KEYS, ONSET_TOLERANCE, Note
 
-ONSET_TOLERANCE = 0.05
 
 
 def note_arrays(notes: list[Note]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -152,101 +151,6 @@ def frame_scores(ref_roll: np.ndarray, est_roll: np.ndarray, fps: float = 31.25,
         m = mir_eval.multipitch.evaluate(times, _roll_to_freqs(ref), times, _roll_to_freqs(est))
     return dict(frame_precision=m["Precision"], frame_recall=m["Recall"],
                 frame_f1=_f1(m["Precision"], m["Recall"]))
-
-
-def transcribe_piece(pipe, wave: np.ndarray, samples: int = 1, **transcribe_kwargs) -> tuple[list[Note], np.ndarray, float]:
-    """(notes, the roll they come from, wall seconds) of one piece, as :func:`evaluate_pieces`
-    transcribes it: one sample through :func:`~diffroll.transcription.inference.transcribe_notes`, K > 1
-    combined as :meth:`~diffroll.transcription.pipeline.Pipeline.transcribe` combines them."""
-    import time
-
-    from ..transcription.inference import transcribe_notes
-
-    start = time.perf_counter()
-    if samples == 1:
-        est, x0 = transcribe_notes(pipe, wave, progress=False, **transcribe_kwargs)
-    else:
-        result = pipe.transcribe(wave, samples=samples, progress=False, keep_samples=False, **transcribe_kwargs)
-        est, x0 = result.notes, result.roll
-    return est, x0, time.perf_counter() - start
-
-
-def evaluate_pieces(pipe, pieces, max_seconds: float | None = None, progress: bool = True, samples: int = 1,
-                    **transcribe_kwargs) -> list[dict]:
-    """Transcribe whole pieces with a :class:`~diffroll.transcription.pipeline.Pipeline` and score each:
-    ``pieces`` yields (name, group, wave, ref_notes).
-
-    Returns one row per piece (name, group, seconds, wall_seconds, rtf, note, note-with-offset,
-    velocity and frame scores); ``max_seconds`` cuts each piece (and its reference) to its beginning.
-    ``samples`` = K > 1: K samples combined as :meth:`~diffroll.transcription.pipeline.Pipeline.transcribe`
-    combines them (the frame scores on the roll the notes come from).
-    """
-    from tqdm.auto import tqdm
-
-    cfg = pipe.config
-    sr, fps = cfg.audio.sample_rate, cfg.audio.fps
-    rows = []
-    for name, group, wave, ref in tqdm(list(pieces), desc="evaluate", unit="piece", disable=not progress):
-        if max_seconds is not None:
-            wave = wave[: int(max_seconds * sr)]
-            ref = clip_notes(ref, max_seconds)
-        est, x0, wall = transcribe_piece(pipe, wave, samples, **transcribe_kwargs)
-        seconds = len(wave) / sr
-        ref_roll = notes_to_roll(ref, fps, n_frames=x0.shape[1])
-        rows.append(dict(name=name, group=group, seconds=seconds, wall_seconds=wall,
-                         rtf=wall / max(seconds, 1e-9), n_ref=len(ref), n_est=len(est),
-                         split_notes=split_notes(ref, est), missed_restrikes=missed_restrikes(ref, est),
-                         restrikes=len(restrike_notes(ref)), **note_scores(ref, est),
-                         **frame_scores(ref_roll, x0, fps=fps, threshold=cfg.diffusion.threshold)))
-    return rows
-
-
-def sweep_thresholds(pipe, pieces, onset_thresholds=(0.1, 0.2, 0.3, 0.4, 0.5),
-                     frame_thresholds=(0.3, 0.4, 0.5), min_frames_without_onset=None, min_velocity=None,
-                     offset_thresholds=None, restrike_thresholds=None, pedal_thresholds=None,
-                     progress: bool = False, **transcribe_kwargs) -> list[dict]:
-    """Mean note F1 (and offset, velocity F1) of every (onset, frame) threshold pair -- and every
-    ``min_frames_without_onset``, ``min_velocity``, ``offset_threshold``, ``restrike_threshold`` and
-    ``pedal_threshold`` when sequences of them are given (None in them: the frame / onset threshold;
-    for the pedal: notes read without it) -- each piece
-    sampled once and decoded with each setting. Tune on a validation split, never on a test split.
-    Frame-only models have no onset threshold: their rows carry ``onset_threshold=None``."""
-    from dataclasses import replace
-    from itertools import product
-
-    from tqdm.auto import tqdm
-
-    from ..transcription.inference import decode_roll, decode_settings, transcribe_wave
-
-    roll_cfg = pipe.config.roll
-    settings = decode_settings(pipe.config)
-    onset_model = "onset" in roll_cfg.roll_channels
-
-    def grid(values, default, applies=True):
-        return (default,) if values is None or not applies else tuple(values)
-
-    onsets = onset_thresholds if onset_model else (None,)
-    mins = grid(min_frames_without_onset, settings.min_frames_without_onset, onset_model)
-    velocities = grid(min_velocity, settings.min_velocity, "velocity" in roll_cfg.roll_channels)
-    offsets = grid(offset_thresholds, settings.offset_threshold, onset_model)
-    restrikes = grid(restrike_thresholds, settings.restrike_threshold, onset_model)
-    pedals = grid(pedal_thresholds, settings.pedal_threshold, "pedal" in roll_cfg.roll_channels)
-    scores: dict[tuple, list[dict]] = {}
-    for _, _, wave, ref in tqdm(list(pieces), desc="thresholds", disable=not progress):
-        x0 = transcribe_wave(pipe, wave, progress=False, **transcribe_kwargs)
-        for on, m, v, off, re, pd, fr in product(onsets, mins, velocities, offsets, restrikes, pedals,
-                                                 frame_thresholds):
-            if re is not None and on is not None and re < on:
-                continue  # a re-strike threshold below the onset threshold is the onset threshold
-            decode = replace(settings, onset_threshold=settings.onset_threshold if on is None else on,
-                             min_frames_without_onset=m, min_velocity=v, offset_threshold=off,
-                             restrike_threshold=re, pedal_threshold=pd, frame_threshold=fr)
-            est = decode_roll(x0, pipe.config.audio.fps, decode)
-            scores.setdefault((on, m, v, off, re, pd, fr), []).append(note_scores(ref, est))
-    return [{"onset_threshold": on, "min_frames_without_onset": m, "min_velocity": v, "offset_threshold": off,
-             "restrike_threshold": re, "pedal_threshold": pd, "frame_threshold": fr,
-             **{k: float(np.mean([s[k] for s in rs])) for k in ("f1", "f1_offset", "f1_velocity")}}
-            for (on, m, v, off, re, pd, fr), rs in scores.items()]
 
 
 SCORE_KEYS = ("precision", "recall", "f1", "f1_offset", "f1_velocity", "frame_f1", "split_notes", "missed_restrikes",

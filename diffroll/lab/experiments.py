@@ -20,6 +20,8 @@ import torch
 from ..corpus import segments as data
 from ..core.config import Config, get_config
 from ..core.paths import data_dir
+from ..evaluation.runners import evaluate_pieces
+from ..transcription.settings import SamplingSettings
 
 if TYPE_CHECKING:
     from ..transcription.pipeline import Pipeline
@@ -54,10 +56,10 @@ def corpus_pieces(scale: str, cfg: Config, n: int | None = None, max_seconds: fl
 
 def first_window_mels(cfg: Config, waves: Sequence[np.ndarray], frames: int | None = None) -> torch.Tensor:
     """c_mel (B, n_mels, frames) of the first window of each wave, computed as inference computes
-    a window's (:func:`diffroll.transcription.inference.window_mels`, ``cfg``'s audio settings: a model's own),
+    a window's (:func:`diffroll.transcription.windows.window_mels`, ``cfg``'s audio settings: a model's own),
     then cut to its first ``frames`` frames (a shorter clip with the whole window's scaling)."""
     from ..core.audio import make_frontend
-    from ..transcription.inference import window_mels
+    from ..transcription.windows import window_mels
 
     frontend = make_frontend(cfg.audio)
     mels = torch.cat([window_mels(wave, [0], cfg, frontend) for wave in waves])
@@ -132,13 +134,14 @@ def timbre_of(group: str, cfg: Config) -> str:
     return "unseen" if cfg.data.dataset == "offline" else group
 
 
-def score(pipe: Pipeline, pieces: Sequence[data.LoadedPiece], label: str = "", **transcribe_kwargs) -> list[dict]:
-    """:func:`diffroll.evaluation.metrics.evaluate_pieces` rows (note, note-with-offset, velocity and frame
-    F1), tagged with the model's ``label``, the piece as ``piece``, its ``timbre`` and ``w``."""
-    from ..evaluation.metrics import evaluate_pieces
-
-    rows = evaluate_pieces(pipe, pieces, progress=False, **transcribe_kwargs)
-    w = transcribe_kwargs.get("w", pipe.config.diffusion.w)
+def score(pipe: Pipeline, pieces: Sequence[data.LoadedPiece], label: str = "",
+          sampling: SamplingSettings | None = None, max_seconds: float | None = None) -> list[dict]:
+    """:func:`diffroll.evaluation.runners.evaluate_pieces` rows (note, note-with-offset, velocity and
+    frame F1), tagged with the model's ``label``, the piece as ``piece``, its ``timbre`` and ``w``
+    (``sampling``: None, the pipeline's own; ``max_seconds``: each piece's beginning only)."""
+    sampling = pipe.sampling if sampling is None else sampling
+    rows = evaluate_pieces(pipe, pieces, sampling, max_seconds=max_seconds, progress=False)
+    w = sampling.w
     return [{"model": label, "w": w, "piece": r.pop("name"), "timbre": timbre_of(r["group"], pipe.config), **r}
             for r in rows]
 

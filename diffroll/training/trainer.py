@@ -46,7 +46,8 @@ from tqdm.auto import tqdm
 from ..core.checkpoint import CheckpointError, config_of, load_checkpoint, save_checkpoint
 from ..core.config import Config
 from ..core.diffusion import Diffusion
-from ..transcription.inference import check_precision
+from ..evaluation.runners import evaluate_pieces
+from ..transcription.settings import check_precision
 from ..transcription.pipeline import Pipeline, new_model
 
 log = logging.getLogger("diffroll.training.trainer")
@@ -468,8 +469,6 @@ class Trainer:
                  steps: int = 10) -> dict[str, float]:
         """Validation loss (fixed t, ε) and the note scores (:mod:`diffroll.evaluation.metrics`) of the first
         ``seconds`` of the validation pieces ((name, group, wave, notes) tuples)."""
-        from ..evaluation.metrics import evaluate_pieces
-
         pipe = self.pipeline
         pipe.model.eval()
         out: dict[str, float] = {"step": self.step}
@@ -479,8 +478,8 @@ class Trainer:
             out["val_loss"] = float(self.diffusion.training_loss(pipe.model, roll, mel, p=0.0, mode=self.cfg.train.mode,
                                                                  generator=torch.Generator().manual_seed(VAL_LOSS_SEED),
                                                                  row_weights=self.row_weights))
-        rows = evaluate_pieces(pipe, self.val_pieces[:n_pieces], max_seconds=seconds, progress=False,
-                               sampler=sampler, steps=steps)
+        rows = evaluate_pieces(pipe, self.val_pieces[:n_pieces], pipe.sampling.replace(sampler=sampler, steps=steps),
+                               max_seconds=seconds, progress=False)
         for key in ("f1", "f1_offset", "f1_velocity") if rows else ():
             out[f"val_note_{key}"] = float(np.mean([r[key] for r in rows]))
         return out

@@ -3,7 +3,7 @@
 Streaming from disk: nothing proportional to the audio's length is held. A file is read block by
 block (soundfile, :data:`READ_BLOCK` frames), mixed to mono and resampled chunk by chunk
 (:func:`resample_chunked`'s arithmetic, :data:`RESAMPLE_CHUNK_SECONDS` a chunk), and handed on in
-order as an :class:`AudioStream`, to be consumed once (by :func:`diffroll.transcription.inference.stream_rolls`,
+order as an :class:`AudioStream`, to be consumed once (by :func:`diffroll.transcription.sampling.stream_rolls`,
 which keeps only the samples of the windows being sampled).
 
 Non-finite input: NaN or ±inf samples would silently wipe every window they fall in (the mel and

@@ -33,9 +33,8 @@ from typing import Iterator, Sequence
 import mir_eval
 import numpy as np
 
-from ..evaluation.metrics import ONSET_TOLERANCE
 from ..core.logistic import fit_logistic, sigmoid
-from ..core.roll import Note
+from ..core.roll import ONSET_TOLERANCE, Note, note_array
 
 
 @dataclass(frozen=True)
@@ -49,18 +48,6 @@ class Candidate:
     @property
     def confidence(self) -> float:
         return self.votes / self.samples
-
-
-def note_array(notes) -> np.ndarray:
-    """Notes as an (n, 4) float64 array of (onset s, offset s, pitch, velocity): 32 bytes a note."""
-    if isinstance(notes, np.ndarray):
-        return notes.reshape(-1, 4).astype(np.float64, copy=False)
-    return np.asarray([tuple(Note(*n)) for n in notes], dtype=np.float64).reshape(-1, 4)
-
-
-def array_notes(arr: np.ndarray) -> list[Note]:
-    """The inverse of :func:`note_array`."""
-    return [Note(float(a), float(b), int(p), int(v)) for a, b, p, v in np.asarray(arr)]
 
 
 def cluster_notes(samples: Sequence[Sequence[Note] | np.ndarray], tolerance: float = ONSET_TOLERANCE

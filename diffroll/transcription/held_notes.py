@@ -9,7 +9,7 @@ reading the same transcriptions with the true pedal would lift note-with-offset 
 the pedal is. Legato pedalling — the way pianists pedal, and the way :mod:`diffroll.corpus.pianist`
 pedals the corpus — lifts the pedal just after each harmony change. So, after decoding:
 
-1. the harmony changes c_1 < c_2 < … of the decoded notes (:func:`diffroll.corpus.pianist.harmony_changes`);
+1. the harmony changes c_1 < c_2 < … of the decoded notes (:func:`diffroll.core.harmony.harmony_changes`);
 2. a note that ends in [c_k + LIFT + PRESS, c_{k+1} + LIFT) may have been held by a pedal lifted
    at c_{k+1} + LIFT: that is its *candidate* offset (LIFT, PRESS: the middles of the pedalling
    model's release and re-press delays);
@@ -19,7 +19,7 @@ pedals the corpus — lifts the pedal just after each harmony change. So, after 
 
 The features come from the decoded notes and two tracks of x̂0's frame rows (:func:`frame_tracks`),
 and each note's frame values (:func:`note_shapes`), so whole-roll and streamed decoding
-(:class:`diffroll.transcription.inference.NoteStream`) give the same notes. The weights are fit on transcriptions
+(:class:`diffroll.transcription.decoding.NoteStream`) give the same notes. The weights are fit on transcriptions
 of training pieces (:func:`fit_held_note_model`, labels from :func:`candidate_labels`) and the
 threshold is chosen on the validation split, by ``benchmarks/fit_held_notes.py``; they are saved
 in the checkpoint (:attr:`diffroll.core.config.RollConfig.held_notes`). Where the model has a pedal
@@ -34,7 +34,7 @@ import numpy as np
 
 from ..core.config import LOWEST_MIDI
 from ..core.logistic import fit_logistic, sigmoid
-from ..corpus.pianist import harmony_changes
+from ..core.harmony import harmony_changes
 from ..core.roll import Note, sustain_notes
 
 LIFT = 0.09  # s after a harmony change that the pedal comes up (pianist.PedalSettings.release_delay: 30–150 ms)
@@ -75,8 +75,8 @@ def note_shapes(frame_rows: np.ndarray, notes: np.ndarray, fps: float, quiet: fl
     rows' first frame): its mean frame value over its last :data:`LAST_FRAMES` frames, its peak,
     and its fade after the offset — log(1 + frames) that its key's frame value stays above
     ``quiet`` (up to the key's next note) and their mean value. Decoding passes
-    :attr:`~diffroll.transcription.inference.DecodeSettings.silent_below`, so a fade never reaches past a frame
-    where a streamed key is decoded up to (:class:`~diffroll.transcription.inference.NoteStream`)."""
+    :attr:`~diffroll.transcription.settings.DecodeSettings.silent_below`, so a fade never reaches past a frame
+    where a streamed key is decoded up to (:class:`~diffroll.transcription.decoding.NoteStream`)."""
     notes = np.asarray(notes).reshape(-1, 4)
     out = np.zeros((len(notes), 4), dtype=np.float32)
     frames = frame_rows.shape[1]
@@ -131,7 +131,7 @@ class HeldNoteModel:
 
 
 class _Note:
-    """What :func:`diffroll.corpus.pianist.harmony_changes` reads of a note (pretty_midi's names)."""
+    """What :func:`diffroll.core.harmony.harmony_changes` reads of a note (pretty_midi's names)."""
 
     __slots__ = ("start", "end", "pitch")
 
