@@ -5,7 +5,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 SCALE ?= cpu
 DATA ?=
-SLOW ?= 0
 TORCH_PIN := torch==2.13.0
 APT_PACKAGES := libfluidsynth3 fluid-soundfont-gm musescore-general-soundfont csound-soundfont
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
@@ -50,11 +49,11 @@ system-deps:
 	fi
 
 test: install
-	$(BIN)/pytest -q $(if $(filter 1,$(SLOW)),,-m "not slow") tests
+	$(BIN)/pytest -q tests
 	$(if $(NOTEBOOKS),$(BIN)/pytest -q --nbval-lax -p no:cacheprovider $(NOTEBOOKS))
 
 test-fast: install
-	$(BIN)/pytest -q -m "not slow" tests
+	$(BIN)/pytest -q tests
 
 reproduce: install $(if $(filter cpu,$(SCALE)),samples)
 	@mkdir -p runs/notebooks

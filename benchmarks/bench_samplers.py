@@ -92,7 +92,7 @@ def pick_checkpoint(path: Path | None) -> tuple[Path, str]:
 
 def test_pieces(root: Path, splits: list[str], per_group: int, cfg, max_seconds: float):
     """(name, "split:group", wave, notes) of ``per_group`` pieces of each split and timbre."""
-    from diffroll.corpus.offline import segments as data
+    from diffroll.corpus import segments as data
 
     out, groups = [], []
     for split in splits:

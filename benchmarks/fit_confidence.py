@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     combine = args.combine or pipe.config.roll.combine_samples
     per_piece = []  # (shares, right) of each piece's candidates
     for _, _, wave, ref in tqdm(pieces, desc="validation", unit="piece"):
-        result = pipe.transcribe(wave, samples=args.samples, progress=False, keep_roll=False, combine=combine)
+        result = pipe.transcribe(wave, pipe.sampling.replace(samples=args.samples, combine=combine), progress=False, keep_roll=False)
         if combine == "mean":  # the written notes, with their raw shares (result.confidence may be calibrated)
             notes = result.notes
             shares = support(notes, result.sample_notes)

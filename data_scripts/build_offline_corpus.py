@@ -14,7 +14,7 @@ import logging
 import time
 from pathlib import Path
 
-from diffroll.corpus.offline import segments as data
+from diffroll.corpus import segments as data
 from diffroll.core.config import SCALES, get_config
 from diffroll.corpus.loaders import SPLITS
 from diffroll.core.paths import data_dir

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from diffroll.corpus.offline import segments as data
+from diffroll.corpus import segments as data
 
-from diffroll.corpus.offline import realpiano
+from diffroll.corpus import realpiano
 from diffroll.core.config import SCALES, get_config
 from diffroll.core.paths import data_dir
 

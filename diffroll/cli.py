@@ -447,7 +447,7 @@ def _check_sonify(args) -> None:
     """A usage error for a soundfont that is not there, before any work (FluidSynth is checked too)."""
     if not getattr(args, "sonify", False):
         return
-    from .transcription.pipeline import SONIFY_RATE, default_soundfont
+    from .transcription.outputs import SONIFY_RATE, default_soundfont
     from .corpus.render import PianoSynth, RenderError, soundfont_path
 
     args.soundfont = args.soundfont or default_soundfont()

@@ -9,6 +9,8 @@ import numpy as np
 import pretty_midi
 import pytest
 
+from diffroll.transcription.settings import DecodeSettings
+
 from diffroll.transcription.pipeline import load_model
 from diffroll.core.config import get_config
 from diffroll.corpus.offline import PLANS, _Spec, make_performance
@@ -70,7 +72,7 @@ def test_the_guess_of_pedal_held_notes_lengthens_what_the_pedal_held(pipe, pedal
     _, wave, ref = pedalled_piece
     assert pipe.config.roll.held_notes is not None
     held = note_scores(ref, pipe.transcribe(wave, progress=False).notes)["f1_offset"]
-    dry = note_scores(ref, pipe.transcribe(wave, progress=False, use_pedal=False).notes)["f1_offset"]
+    dry = note_scores(ref, pipe.transcribe(wave, decoding=DecodeSettings.of(pipe.config, use_pedal=False), progress=False).notes)["f1_offset"]
     assert held > OFFSET_FLOOR, f"note-with-offset F1 {held:.3f} (measured {OFFSET_MEASURED})"
     assert held > dry + 0.05, f"with the guess {held:.3f}, without {dry:.3f} (measured {OFFSET_MEASURED} vs " \
                               f"{OFFSET_WITHOUT_GUESS})"

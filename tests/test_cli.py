@@ -127,17 +127,6 @@ def test_same_output_name_twice_is_refused_not_overwritten(tmp_path, ckpt, capsy
     assert midi_files(tmp_path / "o") == ["x.mid"]
 
 
-def test_a_failure_while_writing_leaves_no_file(tmp_path):
-    class Exploding:
-        def write(self, path):
-            Path(path).write_bytes(b"MThd partial")
-            raise OSError("disk full")
-
-    with pytest.raises(OSError):
-        cli.write_midi_atomically(Exploding(), tmp_path / "out" / "x.mid")
-    assert list((tmp_path / "out").iterdir()) == []
-
-
 def test_same_seed_same_midi(tmp_path, ckpt):
     sf.write(tmp_path / "x.wav", tone(5.0), SR)
     for d in ("a", "b", "c"):
@@ -224,7 +213,7 @@ def test_sonify_writes_the_transcription_as_audio(tmp_path, ckpt):
 
 def test_sonify_renders_in_segments_like_a_whole(tmp_path):
     """Rendering a minute of onsets at a time and adding the overlaps sounds like one render."""
-    from diffroll.transcription.pipeline import sonify
+    from diffroll.transcription.outputs import sonify
     from diffroll.corpus.render import render_midi
     from diffroll.core.roll import Note, notes_to_midi
 
@@ -357,6 +346,7 @@ def test_generate_and_inpaint_default_to_the_model_that_generates(tmp_path, monk
     """Without --checkpoint, transcribe loads the bundled piano transcriber, generate and inpaint the
     bundled generative model (checkpoints/diffroll-generative-cpu.pt)."""
     import diffroll.core.checkpoint
+    import diffroll.transcription.pipeline
     from diffroll.core.paths import generative_checkpoint
 
     loaded = []
@@ -435,7 +425,7 @@ def test_a_long_mp3_is_streamed_as_it_decodes(tmp_path):
 def test_a_file_written_by_another_run_meanwhile_is_kept(tmp_path, ckpt, capsys, monkeypatch):
     """The existence check is made before the work; the final claim must not replace a file that
     another run wrote meanwhile (here: the other run writes x.csv while this one transcribes)."""
-    from diffroll.transcription.pipeline import Transcription
+    from diffroll.transcription.outputs import Transcription
 
     sf.write(tmp_path / "x.wav", tone(), SR)
     sf.write(tmp_path / "y.wav", tone(), SR)
@@ -558,13 +548,13 @@ def test_help_and_version_do_not_import_torch():
 
 
 def test_the_choices_the_parser_repeats_are_the_modules():
-    from diffroll.transcription import audio_stream
-
     from diffroll.core import diffusion
-    from diffroll.transcription import inference
-    assert cli.SAMPLERS == diffusion.SAMPLERS
-    assert (cli.SamplingSettings.sampler, cli.SamplingSettings.steps) == (inference.SamplingSettings.sampler, inference.SamplingSettings.steps)
-    assert (cli.PRECISIONS, cli.COMBINES) == (inference.PRECISIONS, inference.COMBINES)
+    from diffroll.transcription import audio_stream, settings
+
+    assert cli.SAMPLERS is diffusion.SAMPLERS and cli.PRECISIONS is settings.PRECISIONS
+    assert cli.COMBINES is settings.COMBINES
+    args = cli.build_parser().parse_args(["transcribe", "x.wav", "-o", "out"])
+    assert all(getattr(args, name) is None for name in cli.SAMPLING_OPTIONS)  # the defaults: SamplingSettings'
     assert cli.NONFINITE_POLICIES == audio_stream.NONFINITE_POLICIES
     assert cli.TRUNCATED_POLICIES == audio_stream.TRUNCATED_POLICIES
 

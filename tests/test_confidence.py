@@ -4,8 +4,9 @@ import mir_eval
 import numpy as np
 import pytest
 
-from diffroll.transcription.confidence import (Calibration, array_notes, cluster_notes, consensus, expected_calibration_error,
-                                 fit_calibration, note_array, reliability, support, true_positives, vote_bins)
+from diffroll.core.roll import array_notes, note_array
+from diffroll.transcription.confidence import (Calibration, cluster_notes, consensus, expected_calibration_error,
+                                 fit_calibration, reliability, support, true_positives, vote_bins)
 from diffroll.core.logistic import fit_logistic
 from diffroll.core.roll import Note
 

@@ -15,9 +15,9 @@ import pretty_midi
 import pytest
 import soundfile as sf
 
-from diffroll.corpus.offline import segments as data
+from diffroll.corpus import segments as data
 
-from diffroll.corpus.offline import render
+from diffroll.corpus import render
 from diffroll.core.audio import AudioError, MelFrontend
 from diffroll.core.config import LOWEST_MIDI, get_config
 from diffroll.corpus.offline import CorpusPlan, build_offline_corpus, piece_split
@@ -477,7 +477,7 @@ def test_iowa_recordings_are_a_piano_test_timbre_only(tiny_corpus, tmp_path, mon
 
     from test_realpiano import fake_archive, wheel_with
 
-    from diffroll.corpus.offline import realpiano
+    from diffroll.corpus import realpiano
 
     archive = fake_archive(seconds=0.4)
     monkeypatch.setattr(realpiano, "ARCHIVE_SHA256", hashlib.sha256(archive).hexdigest())

@@ -18,6 +18,7 @@ from diffroll.core.config import get_config
 from diffroll.core.diffusion import Diffusion
 from diffroll.evaluation.metrics import note_scores
 from diffroll.evaluation.runners import evaluate_pieces
+from diffroll.transcription.settings import DecodeSettings, SamplingSettings
 from diffroll.transcription.windows import frames_mask, plan_windows
 from diffroll.transcription.sampling import native_bf16, sample_seed, sampling_precision
 from diffroll.core.model import DiffRoll
@@ -183,7 +184,7 @@ def test_odd_lengths(samples):
     assert x0.shape == (88, samples // 512)
     if samples >= 65_536:
         np.testing.assert_array_equal(x0, one_pass(wave[: samples // 512 * 512], cfg))
-    pm = transcribe(wave, pipeline=ArgmaxModel(cfg), sampler="ddim", steps=2, progress=False)
+    pm = transcribe(wave, sampling=ArgmaxModel(cfg).sampling.replace(sampler="ddim", steps=2), pipeline=ArgmaxModel(cfg), progress=False)
     pitches = {n.pitch for n in pm.instruments[0].notes}
     assert pitches == ({72} if samples >= 4096 else set())
 
@@ -197,8 +198,8 @@ def test_stereo_44k_file_gives_the_same_notes_as_16k_mono(tmp_path):
     for on, off, p in truth:
         left += np.where((t >= on) & (t < off), 0.3 * np.sin(2 * np.pi * 440 * 2 ** ((p - 69) / 12) * t), 0)
     sf.write(tmp_path / "stereo.flac", np.stack([left, 0.5 * left], axis=1), 44100)
-    pm_file = transcribe(tmp_path / "stereo.flac", pipeline=ArgmaxModel(cfg), sampler="ddim", steps=2, progress=False)
-    pm_mono = transcribe(mono16, pipeline=ArgmaxModel(cfg), sampler="ddim", steps=2, progress=False)
+    pm_file = transcribe(tmp_path / "stereo.flac", sampling=ArgmaxModel(cfg).sampling.replace(sampler="ddim", steps=2), pipeline=ArgmaxModel(cfg), progress=False)
+    pm_mono = transcribe(mono16, sampling=ArgmaxModel(cfg).sampling.replace(sampler="ddim", steps=2), pipeline=ArgmaxModel(cfg), progress=False)
     a = [(n.pitch, n.start, n.end) for n in pm_file.instruments[0].notes]
     b = [(n.pitch, n.start, n.end) for n in pm_mono.instruments[0].notes]
     assert [x[0] for x in a] == [x[0] for x in b] == [69, 72, 76]
@@ -357,14 +358,14 @@ def test_transcription_holds_notes_by_the_pedal_channel_unless_told_not_to():
     cfg = get_config("smoke", roll_channels=["frame", "onset", "velocity", "pedal"],  # one window: the whole audio
                      segment_samples=len(wave) // 512 * 512)
     pipe = ArgmaxModel(cfg, PedalNet)
-    held = pipe.transcribe(wave, sampler="ddim", steps=2, progress=False).notes
-    dry = pipe.transcribe(wave, sampler="ddim", steps=2, progress=False, use_pedal=False).notes
+    held = pipe.transcribe(wave, pipe.sampling.replace(sampler="ddim", steps=2), progress=False).notes
+    dry = pipe.transcribe(wave, pipe.sampling.replace(sampler="ddim", steps=2), DecodeSettings.of(pipe.config, use_pedal=False), progress=False).notes
     assert [n.pitch for n in held] == [n.pitch for n in dry] == [69, 72, 76, 76, 69]
     ends = [round(n.offset, 1) for n in held]
     assert ends[0] == round(dry[0].offset, 1) and ends[4] == round(dry[4].offset, 1)  # no pedal then
     assert ends[1] == 5.0 and ends[2] == round(held[3].onset, 1) and ends[3] == 5.0  # held, re-struck, held
     assert all(abs(n.offset - t[1]) < 0.1 for n, t in zip(dry, truth))
-    assert pipe.transcribe(wave, sampler="ddim", steps=2, progress=False, pedal_threshold=0.95).notes == dry
+    assert pipe.transcribe(wave, pipe.sampling.replace(sampler="ddim", steps=2), DecodeSettings.of(pipe.config, pedal_threshold=0.95), progress=False).notes == dry
 
 
 # --- streaming: notes read window by window ---------------------------------------------------
@@ -378,7 +379,7 @@ def test_note_stream_reads_the_notes_of_the_whole_roll(channels, min_note_ms, mi
     """Fed in random blocks, the stream finds exactly the notes of decoding the whole roll (also
     with an offset threshold above or below the frame threshold and a re-strike threshold)."""
     from diffroll.transcription.decoding import NoteStream, decode_roll
-    from diffroll.transcription.settings import DecodeSettings
+    from diffroll.transcription.settings import DecodeSettings, SamplingSettings
 
     rng = np.random.default_rng(len(channels))
     settings = DecodeSettings.of(get_config("smoke", roll_channels=channels, min_velocity=min_velocity,
@@ -437,10 +438,10 @@ def test_file_is_streamed_block_by_block_with_the_same_notes(tmp_path, monkeypat
     monkeypatch.setattr(audio_stream, "READ_BLOCK", 30_000)
     monkeypatch.setattr(audio_stream, "RESAMPLE_CHUNK_SECONDS", 2.0)
     pipe = ArgmaxModel(cfg)
-    streamed = pipe.transcribe(tmp_path / "x.flac", sampler="ddim", steps=2, batch_size=3, progress=False)
+    streamed = pipe.transcribe(tmp_path / "x.flac", pipe.sampling.replace(sampler="ddim", steps=2, batch_size=3), progress=False)
     whole = read_audio(tmp_path / "x.flac")
     np.testing.assert_allclose(whole, load_audio(tmp_path / "x.flac"), atol=1e-6)
-    direct = pipe.transcribe(whole, sampler="ddim", steps=2, progress=False)
+    direct = pipe.transcribe(whole, pipe.sampling.replace(sampler="ddim", steps=2), progress=False)
     assert streamed.notes == direct.notes and [n.pitch for n in streamed.notes] == [69, 76, 72, 69]
     np.testing.assert_array_equal(streamed.roll, direct.roll)
     assert streamed.audio.samples == len(whole) and streamed.audio.peak == pytest.approx(0.3, abs=0.01)
@@ -452,10 +453,10 @@ def test_samples_are_batched_with_windows_and_voted():
     cfg = smoke()
     wave = melody(9.0, [(0.3, 2.0, 69), (2.5, 6.1, 76), (6.5, 8.7, 72)])
     pipe = ArgmaxModel(cfg)
-    one = pipe.transcribe(wave, sampler="ddim", steps=2, progress=False)
+    one = pipe.transcribe(wave, pipe.sampling.replace(sampler="ddim", steps=2), progress=False)
     assert one.confidence == [1.0] * len(one.notes) and one.sample_notes is None
     pipe.model.batches.clear()
-    three = pipe.transcribe(wave, samples=3, w=0.0, sampler="ddim", steps=1, batch_size=5, progress=False)
+    three = pipe.transcribe(wave, pipe.sampling.replace(samples=3, w=0.0, sampler="ddim", steps=1, batch_size=5), progress=False)
     assert three.notes == one.notes and three.confidence == [1.0] * len(one.notes)  # x_T is ignored: all agree
     assert len(three.sample_notes) == 3 and max(pipe.model.batches) == 5
     windows = len(plan_windows(len(wave) // 512, 128, 32).starts)
@@ -467,17 +468,17 @@ def test_samples_differ_and_do_not_depend_on_the_batch_size(sampler):
     cfg = smoke()
     pipe = random_model(cfg)
     wave = melody(6.0, [(0.5, 5.0, 72)])
-    runs = [pipe.transcribe(wave, samples=3, sampler=sampler, steps=3, batch_size=b, progress=False, combine="vote")
+    runs = [pipe.transcribe(wave, pipe.sampling.replace(samples=3, sampler=sampler, steps=3, batch_size=b, combine="vote"), progress=False)
             for b in (1, 4)]
     assert runs[0].sample_notes == runs[1].sample_notes and runs[0].notes == runs[1].notes
     assert runs[0].sample_notes[0] != runs[0].sample_notes[1]  # different x_T, different transcriptions
     assert all(0.5 < c <= 1 for c in runs[0].confidence)
-    single = pipe.transcribe(wave, sampler=sampler, steps=3, progress=False)
+    single = pipe.transcribe(wave, pipe.sampling.replace(sampler=sampler, steps=3), progress=False)
     assert single.notes == runs[0].sample_notes[0]  # sample 0 draws the noise a single run draws
     if sampler == "ddpm":
         return
     calibrated = Pipeline(pipe.model, cfg.override(confidence_calibration=[2.0, -1.0]))
-    voted = calibrated.transcribe(wave, samples=3, sampler="ddim", steps=3, progress=False, combine="vote")
+    voted = calibrated.transcribe(wave, calibrated.sampling.replace(samples=3, sampler="ddim", steps=3, combine="vote"), progress=False)
     assert voted.notes == runs[0].notes  # a checkpoint's calibration maps each vote share to a probability
     smoothed = (3 * np.array(runs[0].confidence) + 0.5) / 4
     np.testing.assert_allclose(voted.confidence, 1 / (1 + np.exp(-(2.0 * np.log(smoothed / (1 - smoothed)) - 1.0))))
@@ -486,8 +487,8 @@ def test_samples_differ_and_do_not_depend_on_the_batch_size(sampler):
 def test_transcriptions_share_one_mel_frontend(frontends_made):
     pipe = ArgmaxModel(smoke())
     wave = melody(4.0, [(0.5, 3.0, 72)])
-    first = pipe.transcribe(wave, sampler="ddim", steps=1, progress=False)
-    assert pipe.transcribe(wave, sampler="ddim", steps=1, progress=False).notes == first.notes and first.notes
+    first = pipe.transcribe(wave, pipe.sampling.replace(sampler="ddim", steps=1), progress=False)
+    assert pipe.transcribe(wave, pipe.sampling.replace(sampler="ddim", steps=1), progress=False).notes == first.notes and first.notes
     assert len(frontends_made) == 1  # made for the first transcription, reused by the second
 
 
@@ -498,20 +499,20 @@ def test_mean_of_samples_reads_the_notes_from_the_mean_roll():
     cfg = smoke()
     pipe = random_model(cfg)
     wave = melody(6.0, [(0.5, 5.0, 72), (1.0, 2.0, 76)])
-    kw = dict(sampler="ddim", steps=3, progress=False)
-    meaned = pipe.transcribe(wave, samples=3, seed=5, **kw)
+    kw = dict(progress=False)
+    meaned = pipe.transcribe(wave, pipe.sampling.replace(sampler="ddim", steps=3, samples=3, seed=5), **kw)
     assert cfg.roll.combine_samples == "mean" and meaned.notes
-    rolls = [pipe.transcribe(wave, seed=sample_seed(5, j), **kw).roll for j in range(3)]
+    rolls = [pipe.transcribe(wave, pipe.sampling.replace(sampler="ddim", steps=3, seed=sample_seed(5, j)), **kw).roll for j in range(3)]
     np.testing.assert_allclose(meaned.roll, np.mean(rolls, axis=0), atol=1e-6)
     assert meaned.notes == pipe.decode(meaned.roll)  # streamed reading = reading the whole mean roll
     assert meaned.confidence == support(meaned.notes, meaned.sample_notes)
-    assert meaned.sample_notes == pipe.transcribe(wave, samples=3, seed=5, combine="vote", **kw).sample_notes
-    one = pipe.transcribe(wave, seed=5, combine="mean", **kw)  # K = 1: the sample itself
+    assert meaned.sample_notes == pipe.transcribe(wave, pipe.sampling.replace(sampler="ddim", steps=3, samples=3, seed=5, combine="vote"), **kw).sample_notes
+    one = pipe.transcribe(wave, pipe.sampling.replace(sampler="ddim", steps=3, seed=5, combine="mean"), **kw)  # K = 1: the sample itself
     assert one.notes == meaned.sample_notes[0] and one.confidence == [1.0] * len(one.notes)
     voting = Pipeline(pipe.model, cfg.override(combine_samples="vote"))  # a checkpoint's choice
-    assert voting.transcribe(wave, samples=3, seed=5, **kw).notes == consensus(meaned.sample_notes)[0]
+    assert voting.transcribe(wave, voting.sampling.replace(sampler="ddim", steps=3, samples=3, seed=5), **kw).notes == consensus(meaned.sample_notes)[0]
     with pytest.raises(ValueError, match="combine must be one of mean, vote"):
-        pipe.transcribe(wave, samples=3, combine="median", **kw)
+        pipe.transcribe(wave, pipe.sampling.replace(sampler="ddim", steps=3, samples=3, combine="median"), **kw)
     with pytest.raises(ValueError, match="combine must be one of mean, vote"):
         Pipeline(pipe.model, cfg.override(combine_samples="avg")).transcribe(wave, **kw)
     ref = [Note(0.5, 5.0, 72, 80), Note(1.0, 2.0, 76, 80)]
@@ -534,10 +535,10 @@ def test_nonfinite_samples_are_refused_or_repaired(tmp_path, caplog):
     with pytest.raises(NonFiniteAudioError, match=says):
         pipe.transcribe(bad, progress=False)
     with caplog.at_level("WARNING", logger="diffroll"):
-        fixed = pipe.transcribe(bad, nonfinite="zero", sampler="ddim", steps=2, progress=False)
+        fixed = pipe.transcribe(bad, pipe.sampling.replace(sampler="ddim", steps=2), nonfinite="zero", progress=False)
     assert "replaced them by 0" in caplog.text and fixed.audio.nonfinite == 3
     zeroed = np.where(np.isfinite(bad), bad, 0).astype(np.float32)
-    assert fixed.notes == pipe.transcribe(zeroed, sampler="ddim", steps=2, progress=False).notes
+    assert fixed.notes == pipe.transcribe(zeroed, pipe.sampling.replace(sampler="ddim", steps=2), progress=False).notes
     stereo = np.stack([wave, wave], axis=1)
     stereo[32000 + np.arange(5), 1] = np.nan
     sf.write(tmp_path / "nan.wav", stereo, SR, subtype="FLOAT")
@@ -554,13 +555,19 @@ def test_nonfinite_samples_are_refused_or_repaired(tmp_path, caplog):
     (dict(threshold=float("nan")), "frame_threshold"), (dict(frame_threshold=1.0), "frame_threshold"),
     (dict(onset_threshold=float("nan")), "onset_threshold"), (dict(min_note_ms=-1.0), "min_note_ms"),
     (dict(min_note_ms=float("inf")), "min_note_ms"), (dict(nonfinite="ignore"), "nonfinite"),
-    (dict(threshold=0.4, frame_threshold=0.6), "same setting"), (dict(overlap=128), "overlap"),
+    (dict(overlap=128), "overlap"),
     (dict(pedal_threshold=1.5), "pedal_threshold"), (dict(precision="fp16"), "precision"),
 ])
 def test_bad_settings_are_value_errors_naming_them(kwargs, says):
+    """Sampling settings are checked when made, decoding settings when resolved, the rest when used."""
     pipe = ArgmaxModel(smoke())
+    sampling = {k: v for k, v in kwargs.items() if k in SamplingSettings.__dataclass_fields__}
+    decoding = {("frame_threshold" if k == "threshold" else k): v for k, v in kwargs.items()
+                if k not in sampling and k != "nonfinite"}
     with pytest.raises(ValueError, match=says):
-        pipe.transcribe(melody(2.0, [(0.1, 1.0, 72)]), progress=False, **kwargs)
+        pipe.transcribe(melody(2.0, [(0.1, 1.0, 72)]), pipe.sampling.replace(**sampling),
+                        DecodeSettings.of(pipe.config, **decoding), progress=False,
+                        **{k: v for k, v in kwargs.items() if k == "nonfinite"})
 
 
 def test_bad_generate_lengths_and_mask_spans_are_value_errors():
@@ -628,10 +635,11 @@ torch.manual_seed(0)
 model = DiffRoll(cfg.model, len(cfg.roll.roll_channels))
 torch.nn.init.normal_(model.output_proj.weight, std=0.05)  # a few notes a second on noise
 pipe = Pipeline(model.eval(), cfg)
-kw = dict(steps=1, samples=2, progress=False, keep_roll=False, keep_samples=False)
-pipe.transcribe(path + ".short.wav", **kw)  # warm-up: the buffers of reading, sampling and decoding
+kw = dict(progress=False, keep_roll=False, keep_samples=False)
+sampling = pipe.sampling.replace(steps=1, samples=2)
+pipe.transcribe(path + ".short.wav", sampling, **kw)  # warm-up: the buffers of reading, sampling and decoding
 before = peak_mib()
-result = pipe.transcribe(path, **kw)
+result = pipe.transcribe(path, sampling, **kw)
 print(json.dumps({"growth_mib": peak_mib() - before, "notes": len(result.notes),
                   "seconds": result.audio.seconds}))
 """

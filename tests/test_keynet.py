@@ -10,7 +10,7 @@ from diffroll.core.audio import HarmonicCQTFrontend, cached_frontend, make_front
 from diffroll.core.checkpoint import export_weights, load_checkpoint
 from diffroll.transcription.pipeline import load_model
 from diffroll.core.config import HCQT_SETTINGS, KEYSHARED, N_KEYS, NOTE_STATE, AudioConfig, Config, get_config
-from diffroll.corpus.offline import segments as data
+from diffroll.corpus import segments as data
 from diffroll.corpus.segments import audio_settings
 from diffroll.core.keynet import KeySharedDiffRoll
 from diffroll.core.model import DiffRoll, count_parameters
@@ -246,8 +246,8 @@ def test_keyshared_pipeline_transcribes_audio_end_to_end():
     pipe = Pipeline(random_net(cfg), cfg)
     seconds = 5.0
     wave = (sine(60, seconds) + sine(72, seconds)).numpy()
-    result = pipe.transcribe(wave, steps=2, seed=0)
+    result = pipe.transcribe(wave, pipe.sampling.replace(steps=2, seed=0))
     frames = int(seconds * cfg.audio.fps)
     assert result.roll.shape == (3 * 88, frames) and np.isfinite(result.roll).all()
     assert all(21 <= n.pitch <= 108 for n in result.notes)
-    assert pipe.generate(seconds=2.0, steps=2, seed=0).roll.shape[0] == 3 * 88  # unconditional (c = -1)
+    assert pipe.generate(2.0, pipe.sampling.replace(steps=2, seed=0)).roll.shape[0] == 3 * 88  # unconditional (c = -1)

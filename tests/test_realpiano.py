@@ -12,7 +12,7 @@ import pretty_midi
 import pytest
 import soundfile as sf
 
-from diffroll.corpus.offline import realpiano
+from diffroll.corpus import realpiano
 from diffroll.corpus.render import RenderError
 from diffroll.core.roll import Note
 

@@ -10,9 +10,9 @@ import pretty_midi
 import pytest
 import soundfile as sf
 
-from diffroll.corpus.offline import offline as corpus
+from diffroll.corpus import offline as corpus
 
-from diffroll.corpus.offline import sampledpiano
+from diffroll.corpus import sampledpiano
 from diffroll.core.config import get_config
 from diffroll.corpus.render import RenderError
 from diffroll.corpus.sampledpiano import SampleBank, SampledParams, SampledPiano, check_samples, fetch_samples, layer_velocity

@@ -12,7 +12,7 @@ import torch  # noqa: E402
 from fixtures_data import make_midi, maestro_fixture  # noqa: E402
 from toy_data import toy_roll_only, toy_segments  # noqa: E402
 
-from diffroll.corpus.offline import segments as data  # noqa: E402
+from diffroll.corpus import segments as data  # noqa: E402
 
 from diffroll.lab import viz
 from diffroll.lab import experiments as ex  # noqa: E402
