@@ -8,7 +8,7 @@ headline: pedalled piano music in timbres never trained on, FluidR3_GM, MuseScor
 procedural piano at held-out parameters) and its first test split (scores and studies in the
 training soundfonts, "seen", and in FluidR3_GM / MuseScore_General, "unseen"), ``--pieces`` per
 timbre, each cut to its first ``--max-seconds``. Every row transcribes every piece with the
-bundled model (or ``--checkpoint``) through :func:`diffroll.transcription.sampling.transcribe_notes`, the code
+bundled model (or ``--checkpoint``) through :meth:`diffroll.transcription.pipeline.Pipeline.transcribe`, the code
 path of ``diffroll transcribe``; the real-time factor is wall time over audio time, mel and note
 reading included, audio loading excluded.
 basic-pitch (Bittner et al., ICASSP 2022) runs in its own venv (:mod:`diffroll.evaluation.peers`,
@@ -121,8 +121,8 @@ def run_diffroll(pipe, pieces, sampler, steps, w, batch_size) -> list[dict]:
     rows = []
     for name, group, wave, ref in pieces:
         start = time.perf_counter()
-        est, _ = transcribe_notes(pipe, wave, sampler=sampler, steps=steps, w=w, seed=0,
-                                  batch_size=batch_size, progress=False)
+        sampling = pipe.sampling.replace(sampler=sampler, steps=steps, w=w, seed=0, batch_size=batch_size)
+        est = pipe.transcribe(wave, sampling, keep_samples=False, progress=False).notes
         wall = time.perf_counter() - start
         rows.append(dict(name=name, group=group, seconds=len(wave) / sr, wall=wall, **note_scores(ref, est)))
     return rows

@@ -36,7 +36,6 @@ from diffroll.transcription.held_notes import (candidate_labels, fit_held_note_m
                                  hold_notes, note_shapes)
 from diffroll.transcription.settings import DecodeSettings, SamplingSettings  # noqa: E402
 from diffroll.transcription.decoding import decode_roll  # noqa: E402
-                                transcribe_wave)
 from diffroll.core.paths import bundled_checkpoint  # noqa: E402
 from diffroll.core.roll import channel_rows  # noqa: E402
 
@@ -48,8 +47,7 @@ def transcribed(pipe, pieces, desc: str) -> list[dict]:
     dry = dataclasses.replace(DecodeSettings.of(cfg), held_notes=None, pedal_threshold=None)
     out = []
     for _, _, wave, ref in tqdm(pieces, desc=desc, unit="piece"):
-        x0 = transcribe_wave(pipe, wave, sampler=SamplingSettings.sampler, steps=SamplingSettings.steps, w=cfg.diffusion.w, seed=0,
-                             progress=False)
+        x0 = pipe.transcribe(wave, keep_samples=False, progress=False).roll  # the CLI's sampling
         frame = x0[channel_rows(dry.channels, "frame")]
         arr = note_array(decode_roll(x0, fps, dry))
         arr = arr[np.lexsort(arr.T[::-1])]

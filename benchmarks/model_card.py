@@ -41,8 +41,8 @@ from diffroll.core.checkpoint import load_checkpoint, trained_steps
 
 from diffroll.transcription.pipeline import load_model
 from diffroll.corpus.segments import load_pieces
-from diffroll.evaluation.metrics import (evaluate_pieces, mean_scores, missed_restrikes, note_scores, restrike_notes, split_notes,
-                               transcribe_piece)
+from diffroll.evaluation.metrics import mean_scores, missed_restrikes, note_scores, restrike_notes, split_notes
+from diffroll.evaluation.runners import evaluate_pieces, transcribe_piece
 from diffroll.transcription.settings import PRECISIONS, SamplingSettings
 from diffroll.evaluation.peers import PEERS, run_peer
 from diffroll.corpus.realpiano import load_real_notes, real_note_scores
@@ -75,12 +75,12 @@ def peer_rows(name: str, pieces, sr: int, threads: int) -> list[dict]:
             for r, (piece, group, _, ref) in zip(rows, pieces)]
 
 
-def diffroll_real_rows(pipe, pieces, samples: int, **kwargs) -> list[dict]:
+def diffroll_real_rows(pipe, pieces, sampling) -> list[dict]:
     """DiffRoll on each real note, as :func:`evaluate_pieces` transcribes: its notes and timing."""
     sr = pipe.config.audio.sample_rate
     out = []
     for name, group, wave, ref in pieces:
-        est, _, wall = transcribe_piece(pipe, wave, samples, **kwargs)
+        est, _, wall = transcribe_piece(pipe, wave, sampling)
         out.append(dict(name=name, group=group, seconds=len(wave) / sr, wall_seconds=wall, rtf=wall / (len(wave) / sr),
                         est=est, n_est=len(est)))
     return out
@@ -187,13 +187,15 @@ def main(argv=None):
         trained = trained_steps(load_checkpoint(path))
         ws = ws or [pipe.config.diffusion.w if pipe.config.train.mode == "diffusion" else None]
         for w in ws:
-            kwargs = dict(sampler=args.sampler, steps=args.steps, w=w, precision=args.precision)
+            sampling = pipe.sampling.replace(sampler=args.sampler, steps=args.steps, precision=args.precision,
+                                             w=pipe.sampling.w if w is None else w,
+                                             samples=k)
             for split, pieces in sets.items():
                 start = time.perf_counter()
                 if split == "real_notes":
-                    real[label if len(ws) == 1 else f"{label}, w = {w}"] = (pieces, diffroll_real_rows(pipe, pieces, k, **kwargs))
+                    real[label if len(ws) == 1 else f"{label}, w = {w}"] = (pieces, diffroll_real_rows(pipe, pieces, sampling))
                     continue
-                scored = evaluate_pieces(pipe, pieces, progress=False, samples=k, **kwargs)
+                scored = evaluate_pieces(pipe, pieces, sampling, progress=False)
                 rows += tag(scored, label, trained, "–" if w is None else w, split, pipe.config)
                 m = mean_scores(scored, by=())[0]
                 print(f"{label:30s} w={w} {split:10s} F1 {m['f1']:.3f} offset {m['f1_offset']:.3f} "

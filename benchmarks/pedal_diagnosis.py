@@ -50,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     for piece in tqdm(pieces, desc="pieces"):
         wave, notes = load_piece(piece, cfg)
         wave, ref = wave[:int(args.max_seconds * cfg.audio.sample_rate)], clip_notes(notes, args.max_seconds)
-        x0 = transcribe_wave(pipe, wave, sampler=SamplingSettings.sampler, steps=SamplingSettings.steps, w=cfg.diffusion.w, seed=0,
-                             progress=False)
+        x0 = pipe.transcribe(wave, keep_samples=False, progress=False).roll  # the CLI's sampling
         spans = [(d, min(u, args.max_seconds)) for d, u in pedal_spans(piece.midi) if d < args.max_seconds]
         notes_dry = decode_roll(x0, fps, dry)
         scores["without the pedal"].append(note_scores(ref, notes_dry)["f1_offset"])
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             scores["the model's pedal"].append(note_scores(ref, decode_roll(x0, fps, settings))["f1_offset"])
             agree.append(((pedal_track(x0, cfg.roll.roll_channels) > settings.pedal_threshold) == truth).mean())
     print(f"{len(pieces)} validation excerpts of {args.max_seconds:g} s; pedal down {np.mean(down_share):.0%} of "
-          f"the frames; sampler {SamplingSettings.sampler} x {SamplingSettings.steps}, w {cfg.diffusion.w}")
+          f"the frames; sampler {pipe.sampling.sampler} x {pipe.sampling.steps}, w {cfg.diffusion.w}")
     print("| notes read with | note-with-offset F1 |\n| --- | ---: |")
     for name, values in scores.items():
         if values:

@@ -7,7 +7,7 @@ optionally export the bundled model with the chosen values in its config.
         [--pieces 24] [--max-seconds 30] [--ws 0 0.5 1] [--export checkpoints/diffroll-cpu.pt]
 
 Every validation piece is sampled once per w with the CLI's default sampler and steps, and decoded
-with every threshold setting (:func:`diffroll.evaluation.metrics.sweep_thresholds`). The best setting is the
+with every threshold setting (:func:`diffroll.evaluation.runners.sweep_thresholds`). The best setting is the
 one of highest mean note F1 (ties: note-with-offset F1), or with ``--objective f1+offset`` of the
 highest sum of the two. Writes runs/tune/<checkpoint>.json.
 """
@@ -27,7 +27,7 @@ from diffroll.core.checkpoint import export_weights  # noqa: E402
 
 from diffroll.transcription.pipeline import load_model  # noqa: E402
 from diffroll.corpus.segments import load_pieces  # noqa: E402
-from diffroll.evaluation.metrics import sweep_thresholds  # noqa: E402
+from diffroll.evaluation.runners import sweep_thresholds  # noqa: E402
 from diffroll.transcription.settings import SamplingSettings  # noqa: E402
 
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                                min_velocity=args.min_velocities, offset_thresholds=args.offset_thresholds,
                                restrike_thresholds=args.restrike_thresholds,
                                pedal_thresholds=args.pedal_thresholds, progress=True,
-                               sampler=args.sampler, steps=args.steps, w=w, seed=0)
+                               sampling=pipe.sampling.replace(sampler=args.sampler, steps=args.steps, w=w, seed=0))
         rows += [{"w": w, **r} for r in got]
         best_w = max(got, key=OBJECTIVES[args.objective])
         print(f"w={w}: best note F1 {best_w['f1']:.4f} at {best_w} ({time.perf_counter() - t0:.0f} s)")

@@ -62,7 +62,7 @@ def model_correlations(checkpoint: Path, pieces) -> list[tuple[str, str, float]]
     pipe = load_model(checkpoint)
     out = []
     for name, group, wave, ref in pieces:
-        est, _ = transcribe_notes(pipe, wave, progress=False)
+        est = pipe.transcribe(wave, keep_samples=False, progress=False).notes  # the CLI's sampling (was 200 steps)
         (ri, rp, rv), (ei, ep, ev) = note_arrays(ref), note_arrays(est)
         pairs = mir_eval.transcription.match_notes(ri, rp, ei, ep, offset_ratio=None)
         r, e = np.array([rv[i] for i, _ in pairs]), np.array([ev[j] for _, j in pairs])
