@@ -413,8 +413,8 @@ def test_a_long_mp3_is_streamed_as_it_decodes(tmp_path):
     """Read block by block, an MP3 gives the samples of one whole read: soundfile's seek after each
     read (libsndfile's MP3 seek is approximate) used to put a burst of wrong samples after every
     block, past 2**20 frames (24 s at 44.1 kHz) with the old blocks."""
-    from diffroll.audio import load_audio
-    from diffroll.audio_stream import read_audio
+    from diffroll.core.audio import load_audio
+    from diffroll.transcription.audio_stream import read_audio
 
     sf.write(tmp_path / "long.mp3", tone(26.0, 44100, channels=2), 44100, format="MP3")
     whole, streamed = load_audio(tmp_path / "long.mp3"), read_audio(tmp_path / "long.mp3")
