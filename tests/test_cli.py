@@ -11,6 +11,7 @@ import soundfile as sf
 import torch
 
 from diffroll import cli
+from diffroll.cli import files, options
 from diffroll.core.checkpoint import save_checkpoint
 from diffroll.core.config import get_config
 from diffroll.core.model import DiffRoll
@@ -474,7 +475,7 @@ def test_stale_temp_files_of_dead_runs_are_removed(tmp_path, ckpt):
     sf.write(tmp_path / "x.wav", tone(), SR)
     out = tmp_path / "out"
     out.mkdir()
-    dead = next(pid for pid in range(4_000_000, 3_000_000, -1) if not cli._alive(pid))
+    dead = next(pid for pid in range(4_000_000, 3_000_000, -1) if not files._alive(pid))
     (out / f".x.mid.{dead}.tmp").write_bytes(b"killed while writing")
     (out / f".y.mid.{os.getppid()}.tmp").write_bytes(b"a live run's")  # pytest's parent: running
     (out / "notes.tmp").write_text("not ours")
@@ -551,12 +552,12 @@ def test_the_choices_the_parser_repeats_are_the_modules():
     from diffroll.core import diffusion
     from diffroll.transcription import audio_stream, settings
 
-    assert cli.SAMPLERS is diffusion.SAMPLERS and cli.PRECISIONS is settings.PRECISIONS
-    assert cli.COMBINES is settings.COMBINES
-    args = cli.build_parser().parse_args(["transcribe", "x.wav", "-o", "out"])
-    assert all(getattr(args, name) is None for name in cli.SAMPLING_OPTIONS)  # the defaults: SamplingSettings'
-    assert cli.NONFINITE_POLICIES == audio_stream.NONFINITE_POLICIES
-    assert cli.TRUNCATED_POLICIES == audio_stream.TRUNCATED_POLICIES
+    assert options.SAMPLERS is diffusion.SAMPLERS and options.PRECISIONS is settings.PRECISIONS
+    assert options.COMBINES is settings.COMBINES
+    args = options.build_parser().parse_args(["transcribe", "x.wav", "-o", "out"])
+    assert all(getattr(args, name) is None for name in options.SAMPLING_OPTIONS)  # the defaults: SamplingSettings'
+    assert options.NONFINITE_POLICIES == audio_stream.NONFINITE_POLICIES
+    assert options.TRUNCATED_POLICIES == audio_stream.TRUNCATED_POLICIES
 
 
 PEAK_OF_CLI = """import resource, subprocess, sys

@@ -137,12 +137,16 @@ class Pipeline:
 
     def inpaint(self, audio: str | Path | np.ndarray | AudioStream, spans: Sequence[tuple[float, float]],
                 sampling: SamplingSettings | None = None, decoding: DecodeSettings | None = None, *,
-                nonfinite: str = "error", keep_roll: bool = True, progress: bool = True) -> Transcription:
-        """Transcription with c_mel = -1 in the ``spans`` (seconds) of the audio (§4.4)."""
+                nonfinite: str = "error", keep_roll: bool = True, keep_samples: bool = True,
+                progress: bool = True, desc: str = "windows") -> Transcription:
+        """Transcription with c_mel = -1 in the ``spans`` (seconds) of the audio (§4.4); a
+        ValueError when no frame of the audio lies in them."""
         stream = self.open(audio, nonfinite)
-        frames = stream.info.samples // self.config.audio.hop_length
-        return self.transcribe(stream, sampling, decoding, mask=frames_mask(spans, frames, self.config.audio.fps),
-                               keep_roll=keep_roll, progress=progress)
+        mask = frames_mask(spans, stream.info.samples // self.config.audio.hop_length, self.config.audio.fps)
+        if not mask.any():
+            raise ValueError(f"the mask lies outside the audio ({stream.info.seconds:.2f} s)")
+        return self.transcribe(stream, sampling, decoding, mask=mask, keep_roll=keep_roll, keep_samples=keep_samples,
+                               progress=progress, desc=desc)
 
     def open(self, audio: str | Path | np.ndarray | AudioStream, nonfinite: str = "error") -> AudioStream:
         """A stream of the audio at the config's rate: a file (read and resampled block by block),
