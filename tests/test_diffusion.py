@@ -74,7 +74,7 @@ def test_epsilon_and_one_ddpm_step_match_float64(rows):
     model = lambda x, t, mel: x0_hat.expand_as(x)  # noqa: E731
     seen = []
     noise_gen = torch.Generator().manual_seed(7)
-    d.sample(model, torch.rand(1, 229, 6), w=0.0, steps=None, generator=noise_gen, x_T=x_t,
+    d.sample(model, torch.rand(1, 229, 6), w=0.0, sampler="ddpm", steps=None, generator=noise_gen, x_T=x_t,
              callback=lambda s: seen.append(s) if s["i"] < 2 else None)
     # recompute step T -> T-1 by hand in float64
     ab = np.concatenate([[1.0], reference_alpha_bar()])
@@ -147,7 +147,7 @@ def test_same_seed_same_roll_and_different_seed_differs():
     torch.nn.init.normal_(model.output_proj.weight, std=0.1)
     d = Diffusion.from_config(cfg.diffusion)
     mel = torch.rand(1, 229, 32)
-    run = lambda seed: d.sample(model, mel, generator=torch.Generator().manual_seed(seed))  # noqa: E731
+    run = lambda seed: d.sample(model, mel, w=0.5, sampler="ddpm", generator=torch.Generator().manual_seed(seed))  # noqa: E731
     assert torch.equal(run(4), run(4))
     assert not torch.equal(run(4), run(5))
 
@@ -185,7 +185,7 @@ def test_training_loss_dropout_and_modes():
     with pytest.raises(ValueError, match="mode"):
         d.training_loss(model, roll, mel, mode="gan")
     with pytest.raises(ValueError, match="sampler"):
-        d.sample(model, mel[:1], sampler="euler")
+        d.sample(model, mel[:1], w=0.0, sampler="euler")
 
 
 def test_row_weights_weigh_each_rows_squared_error():

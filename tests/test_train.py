@@ -9,7 +9,8 @@ from diffroll.core.checkpoint import CheckpointError, export_weights, load_check
 
 from diffroll.transcription.pipeline import load_model
 from diffroll.core.config import NOTE_STATE, get_config
-from diffroll.training.trainer import Trainer, random_crop
+from diffroll.training.steps import random_crop
+from diffroll.training.trainer import Trainer
 from toy_data import toy_roll_only, toy_segments
 
 
@@ -153,7 +154,7 @@ def test_ema_warms_up_so_short_runs_are_not_the_initial_weights():
 
 
 def test_channel_weights_become_row_weights_and_are_checked():
-    from diffroll.training.trainer import row_weights
+    from diffroll.training.steps import row_weights
 
     cfg = smoke_cfg(channel_weights=[1.0, 4.0, 2.0])
     w = row_weights(cfg)
@@ -165,7 +166,7 @@ def test_channel_weights_become_row_weights_and_are_checked():
 
 
 def test_cosine_schedule_decays_to_lr_final_and_resumes_on_it(tmp_path):
-    from diffroll.training.trainer import learning_rate
+    from diffroll.training.steps import learning_rate
 
     cfg = smoke_cfg(max_steps=20, lr_schedule="cosine", lr=1e-3, lr_final=1e-5, ema_decay=0.9)
     assert learning_rate(cfg.train, 0) == pytest.approx(1e-3)
@@ -195,7 +196,7 @@ def test_cosine_schedule_decays_to_lr_final_and_resumes_on_it(tmp_path):
 
 
 def test_velocity_note_weight_weighs_the_velocity_error_on_notes_only():
-    from diffroll.training.trainer import cell_weights
+    from diffroll.training.steps import cell_weights
 
     cfg = get_config("smoke", velocity_note_weight=5.0)
     keys = cfg.model.n_keys
@@ -322,7 +323,7 @@ def test_throughput_times_the_given_batch_and_precision():
 # --- no silent wrong results (issue 30) -----------------------------------------------------------
 
 def test_a_diverging_run_stops_without_saving_over_the_last_good_checkpoint(tmp_path):
-    from diffroll.training.trainer import TrainingError
+    from diffroll.training.checks import TrainingError
 
     Trainer(smoke_cfg(max_steps=10), paired=toy_segments(), run_dir=tmp_path, progress=False).fit()
     good = load_checkpoint(tmp_path / "checkpoint.pt")

@@ -152,6 +152,10 @@ class TrainConfig:
     checkpoint_every: int = 500
     snapshot_every: int | None = None  # also keep inference-only weights every N steps (for equal-budget comparisons)
     validate_every: int = 500
+    # Validation samples with its own sampler and steps, not SamplingSettings' (DDPM over all T, the
+    # paper's): validating every few hundred steps must be fast, so DPM-Solver++(2M) x 10.
+    val_sampler: str = "dpmpp"
+    val_steps: int = 10
     log_every: int = 25
     seed: int = 0
     precision: str = "auto"  # fp32 | bf16 (autocast) | auto: bf16 on CUDA, fp32 on CPU

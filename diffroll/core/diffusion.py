@@ -138,13 +138,14 @@ class Diffusion:
         return (error * w).mean() / w.mean()
 
     @torch.no_grad()
-    def sample(self, model, mel: torch.Tensor, w: float = 0.5, sampler: str = "ddpm",
+    def sample(self, model, mel: torch.Tensor, w: float, sampler: str,
                steps: int | None = None, generator: Generators = None,
                callback: Callable[[dict], None] | None = None,
                x_T: torch.Tensor | None = None) -> torch.Tensor:
         """Algorithm 1: x_T ~ N(0, I), then reverse steps to x_0, the posteriorgram (B, R, τ).
 
-        ``sampler``: ``ddpm`` (the paper's σ_t, default), ``ddim`` (σ = 0) or ``dpmpp``
+        ``w``: the guidance weight of Eq. 3 (−1: unconditional). ``sampler``: ``ddpm`` (the
+        paper's σ_t), ``ddim`` (σ = 0) or ``dpmpp``
         (DPM-Solver++(2M), beyond the paper); ``steps`` strides the T steps (None: all).
         ``callback`` receives a dict (i, t, alpha_bar, x_t, x0_hat) at every step. ``generator``
         draws x_T (when not given) and DDPM's per-step noise; a sequence of B generators draws

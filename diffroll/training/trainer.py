@@ -9,13 +9,13 @@ with a roll-only dataset (``roll`` only; c_mel = -1). Training on:
 - both: the paper's "p = 0 + 1" — paired batches with p = 0 alternate with roll-only batches.
 
 All randomness of step n (crops, t, ε, dropout) comes from generators seeded by (seed, n), and
-the batches of step n are a pure function of n (:class:`Stream`), so a resumed run continues the
+the batches of step n are a pure function of n (:class:`~diffroll.training.steps.Stream`), so a resumed run continues the
 same run. The next batch is read and cropped in a background thread while the current step runs.
 With ``precision="bf16"`` the forward pass runs under bf16 autocast (CPU or CUDA).
 
-Runs that cannot work stop early: :func:`check_config` refuses a bad setting (a wrong type, a learning
+Runs that cannot work stop early: :func:`~diffroll.training.checks.check_config` refuses a bad setting (a wrong type, a learning
 rate that is not a positive number, a batch of 0...) before any work, and training stops at the first
-non-finite loss with a :class:`TrainingError`, without saving over the last good checkpoint (nor
+non-finite loss with a :class:`~diffroll.training.checks.TrainingError`, without saving over the last good checkpoint (nor
 is a checkpoint with non-finite weights ever written).
 
 Data parallel (``torchrun --nproc_per_node N -m diffroll train ...``): each of the N processes
@@ -32,7 +32,6 @@ import dataclasses
 import json
 import logging
 import math
-import numbers
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,215 +46,15 @@ from ..core.checkpoint import CheckpointError, config_of, load_checkpoint, save_
 from ..core.config import Config
 from ..core.diffusion import Diffusion
 from ..evaluation.runners import evaluate_pieces
-from ..transcription.settings import check_precision
 from ..transcription.pipeline import Pipeline, new_model
+from .checks import TrainingError, check_config, pick_device, precision_of
+from .steps import (CROP_SEED, Stream, _stack, cell_weights, learning_rate, random_crop, row_weights,
+                    trained_parameters, velocity_note_weight, world)
 
 log = logging.getLogger("diffroll.training.trainer")
 
-CROP_SEED = 500_009  # the crops of step n are drawn from seed·1,000,003 + n + CROP_SEED
 VAL_LOSS_SEGMENTS = 32  # validation loss: the first segments of the validation set, fixed t and ε
 VAL_LOSS_SEED = 12_345
-
-
-MODES = ("diffusion", "discriminative")
-
-
-class TrainingError(RuntimeError):
-    """A run that cannot go on (a non-finite loss or weights); the last good checkpoint is kept."""
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """CUDA when present, else CPU (or what ``device`` says; ValueError for a CUDA device that is
-    not there)."""
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
-        raise ValueError(f"no such CUDA device here ({torch.cuda.device_count()} found): use --device cpu")
-    return dev
-
-
-_TYPES = {"int": (numbers.Integral,), "float": (numbers.Real,), "str": (str,), "bool": (bool,), "None": (type(None),),
-          "list": (list, tuple), "dict": (dict,)}
-
-
-def _check_types(part) -> None:
-    """TypeError naming the first field of a config section whose value is not of its annotated
-    type (``lr = "abc"`` from ``--set lr='"abc"'``); a bool is not a number."""
-    for f in dataclasses.fields(part):
-        value, alts = getattr(part, f.name), [alt.strip().split("[")[0] for alt in str(f.type).split("|")]
-        if not all(alt in _TYPES for alt in alts):
-            continue  # an annotation this check does not know
-        types = tuple(t for alt in alts for t in _TYPES[alt])
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise TypeError(f"{f.name} must be {f.type}, got {value!r}")
-
-
-def check_config(cfg: Config) -> None:
-    """ValueError / TypeError naming the first setting of ``cfg`` that cannot train: a value of the
-    wrong type in any section, or a training setting out of its range. ``Trainer`` checks it;
-    ``diffroll train`` before any work."""
-    for section in dataclasses.fields(cfg):
-        if section.name != "scale":
-            _check_types(getattr(cfg, section.name))
-    t, finite = cfg.train, math.isfinite
-    rules = [("mode", t.mode in MODES, f"one of {MODES}"),
-             ("batch_size", t.batch_size >= 1, "a whole number >= 1"),
-             ("lr", finite(t.lr) and t.lr > 0, "a finite number > 0"),
-             ("lr_final", finite(t.lr_final) and t.lr_final >= 0, "a finite number >= 0"),
-             ("lr_decay_start", t.lr_decay_start >= 0, "a whole number >= 0"),
-             ("max_steps", t.max_steps >= 1, "a whole number >= 1"),
-             ("max_minutes", t.max_minutes is None or (finite(t.max_minutes) and t.max_minutes >= 0),
-              "a finite number of minutes >= 0 (0: no limit)"),
-             ("crop_frames", t.crop_frames is None or t.crop_frames >= 1, "a whole number >= 1 (or null)"),
-             ("grad_clip", finite(t.grad_clip) and t.grad_clip >= 0, "a finite number >= 0 (0: none)"),
-             ("ema_decay", t.ema_decay is None or 0 <= t.ema_decay < 1, "in [0, 1) (or null: no EMA)"),
-             ("checkpoint_every", t.checkpoint_every >= 1, "a whole number >= 1"),
-             ("snapshot_every", t.snapshot_every is None or t.snapshot_every >= 0, "a whole number >= 0 (or null)"),
-             ("validate_every", t.validate_every >= 0, "a whole number >= 0 (0: never)"),
-             ("log_every", t.log_every >= 1, "a whole number >= 1"),
-             ("seed", 0 <= t.seed < 2 ** 63, "a whole number from 0 to 2**63 - 1")]
-    for name, ok, what in rules:
-        if not ok:
-            raise ValueError(f"{name} must be {what}, got {getattr(t, name)!r}")
-    if not (finite(cfg.diffusion.p) and 0 <= cfg.diffusion.p <= 1):
-        raise ValueError(f"p (the dropout probability) must be in [0, 1], got {cfg.diffusion.p!r}")
-    check_precision(t.precision)
-    learning_rate(t, 0)  # the schedule's own checks
-
-
-def precision_of(precision: str, device: torch.device) -> str:
-    """``fp32`` or ``bf16`` (autocast) for a :attr:`TrainConfig.precision` on ``device``:
-    ``auto`` is bf16 on CUDA and fp32 on CPU."""
-    check_precision(precision)
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return precision
-
-
-def row_weights(cfg: Config) -> torch.Tensor | None:
-    """(R,) loss weights of the roll's rows from :attr:`RollConfig.channel_weights` (None: equal)."""
-    weights = cfg.roll.channel_weights
-    if weights is None:
-        return None
-    if len(weights) != len(cfg.roll.roll_channels) or min(weights) < 0 or max(weights) <= 0:
-        raise ValueError(f"channel_weights {weights}: one non-negative weight per roll channel "
-                         f"{cfg.roll.roll_channels}, not all zero")
-    return torch.tensor(weights, dtype=torch.float32).repeat_interleave(cfg.model.n_keys)
-
-
-def velocity_note_weight(cfg: Config) -> float:
-    """:attr:`RollConfig.velocity_note_weight`, checked (> 0)."""
-    k = cfg.roll.velocity_note_weight
-    if not k > 0:
-        raise ValueError(f"velocity_note_weight must be > 0, got {k!r}")
-    return k
-
-
-def cell_weights(cfg: Config, roll: torch.Tensor) -> torch.Tensor | None:
-    """(B, R, F) extra loss weights of a batch of rolls: ``velocity_note_weight`` on the velocity
-    rows where the frame channel says a note sounds, 1 elsewhere (None when it is 1).
-
-    Why: off a note the velocity target is 0, so most of the velocity channel's error is about
-    *where* notes are (already the frame channel's job); weighing the error on the notes' own
-    frames makes the loss about *how loud* they are.
-    """
-    k, channels = velocity_note_weight(cfg), cfg.roll.roll_channels
-    if k == 1 or "velocity" not in channels:
-        return None
-    if "frame" not in channels:
-        raise ValueError("velocity_note_weight needs a frame channel to know where notes sound")
-    keys = cfg.model.n_keys
-    weights = torch.ones_like(roll, dtype=torch.float32)
-    v, f = channels.index("velocity"), channels.index("frame")
-    weights[:, v * keys:(v + 1) * keys] += (k - 1) * (roll[:, f * keys:(f + 1) * keys].float() > 0.5)
-    return weights
-
-
-def world() -> tuple[int, int]:
-    """(rank, number of processes) of a data-parallel run; (0, 1) otherwise."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-class Stream:
-    """An endless, reshuffled-every-epoch walk over a dataset: sample j of the walk is
-    ``perm(epoch = j // N)[j % N]``, so batch b holds samples b·B .. b·B + B − 1 and any batch can
-    be drawn again from its number alone (resuming; a background thread reading ahead)."""
-
-    def __init__(self, dataset, seed: int, name: str):
-        if len(dataset) == 0:
-            raise ValueError(f"the {name} dataset is empty")
-        self.dataset, self.seed, self.name = dataset, seed, name
-        self._perms: dict[int, torch.Tensor] = {}
-
-    def _order(self, epoch: int) -> torch.Tensor:
-        if epoch not in self._perms:
-            g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
-            self._perms = {epoch: torch.randperm(len(self.dataset), generator=g)}  # keep one epoch
-        return self._perms[epoch]
-
-    def indices(self, batch: int, batch_size: int) -> list[int]:
-        n = len(self.dataset)
-        return [int(self._order(j // n)[j % n]) for j in range(batch * batch_size, (batch + 1) * batch_size)]
-
-
-def _stack(batch: Any, key: str) -> torch.Tensor:
-    """A column of a batch as one float32 tensor (Arrow datasets give tensors or lists of them)."""
-    value = batch[key]
-    if isinstance(value, torch.Tensor):
-        return value.float()
-    return torch.stack([torch.as_tensor(v) for v in value]).float()
-
-
-def random_crop(tensors: list[torch.Tensor], frames: int | None, g: torch.Generator,
-                part: tuple[int, int] = (0, 1)) -> list[torch.Tensor]:
-    """The same random crop of ``frames`` frames (per example) from each (B, C, F) tensor; with
-    ``part = (k, n)`` the starts are part k of those drawn for n·B examples."""
-    full = tensors[0].shape[-1]
-    if frames is None or frames >= full:
-        return tensors
-    B, (k, n) = tensors[0].shape[0], part
-    starts = torch.randint(0, full - frames + 1, (n * B,), generator=g)[k * B:(k + 1) * B]
-    idx = (starts[:, None] + torch.arange(frames)[None]).to(tensors[0].device)
-    return [torch.gather(t, 2, idx[:, None, :].expand(-1, t.shape[1], -1)) for t in tensors]
-
-
-def trained_parameters(model: torch.nn.Module, train_only: list[str] | None) -> list[torch.nn.Parameter]:
-    """The parameters Adam updates: all, or those under the modules named in ``train_only`` (e.g.
-    ``["velocity_head"]`` to train a head added to a trained network); the others are frozen
-    (``requires_grad`` off, so the backward pass skips them)."""
-    if train_only is None:
-        return list(model.parameters())
-    modules = dict(model.named_modules())
-    unknown = [name for name in train_only if name not in modules or not name]
-    if unknown:
-        tops = sorted(name for name, _ in model.named_children())
-        raise ValueError(f"train_only names {unknown}, not modules of this model (its top modules: {tops})")
-    chosen = {id(p) for name in train_only for p in modules[name].parameters()}
-    if not chosen:
-        raise ValueError(f"train_only {train_only}: these modules have no parameters")
-    for p in model.parameters():
-        p.requires_grad_(id(p) in chosen)
-    return [p for p in model.parameters() if id(p) in chosen]
-
-
-LR_SCHEDULES = ("constant", "cosine")
-
-
-def learning_rate(train_cfg, step: int) -> float:
-    """Adam's learning rate at ``step`` (a function of the step only, so a resumed run continues it):
-    ``constant``: ``lr``; ``cosine``: ``lr`` until ``lr_decay_start``, then half a cosine down to
-    ``lr_final`` at ``max_steps`` (then ``lr_final``). Resuming a constant-lr run with
-    ``lr_decay_start`` at its step anneals it with its own Adam state."""
-    if train_cfg.lr_schedule == "constant":
-        return train_cfg.lr
-    if train_cfg.lr_schedule != "cosine":
-        raise ValueError(f"unknown lr_schedule {train_cfg.lr_schedule!r}; choose one of {LR_SCHEDULES}")
-    start = train_cfg.lr_decay_start
-    if not 0 <= start < train_cfg.max_steps:
-        raise ValueError(f"lr_decay_start {start} must be in [0, max_steps = {train_cfg.max_steps})")
-    progress = min(max(step - start, 0) / (train_cfg.max_steps - start), 1.0)
-    return train_cfg.lr_final + (train_cfg.lr - train_cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 class Trainer:
@@ -465,10 +264,10 @@ class Trainer:
 
     # -- validation ----------------------------------------------------------------------------
     @torch.no_grad()
-    def validate(self, n_pieces: int | None = None, seconds: float = 20.0, sampler: str = "dpmpp",
-                 steps: int = 10) -> dict[str, float]:
+    def validate(self, n_pieces: int | None = None, seconds: float = 20.0) -> dict[str, float]:
         """Validation loss (fixed t, ε) and the note scores (:mod:`diffroll.evaluation.metrics`) of the first
-        ``seconds`` of the validation pieces ((name, group, wave, notes) tuples)."""
+        ``seconds`` of the validation pieces ((name, group, wave, notes) tuples), sampled with the
+        config's ``train.val_sampler`` x ``train.val_steps`` (fast; not the paper's DDPM over all T)."""
         pipe = self.pipeline
         pipe.model.eval()
         out: dict[str, float] = {"step": self.step}
@@ -478,7 +277,7 @@ class Trainer:
             out["val_loss"] = float(self.diffusion.training_loss(pipe.model, roll, mel, p=0.0, mode=self.cfg.train.mode,
                                                                  generator=torch.Generator().manual_seed(VAL_LOSS_SEED),
                                                                  row_weights=self.row_weights))
-        rows = evaluate_pieces(pipe, self.val_pieces[:n_pieces], pipe.sampling.replace(sampler=sampler, steps=steps),
+        rows = evaluate_pieces(pipe, self.val_pieces[:n_pieces], pipe.sampling.replace(sampler=self.cfg.train.val_sampler, steps=self.cfg.train.val_steps),
                                max_seconds=seconds, progress=False)
         for key in ("f1", "f1_offset", "f1_velocity") if rows else ():
             out[f"val_note_{key}"] = float(np.mean([r[key] for r in rows]))
