@@ -136,7 +136,8 @@ def test_force_noise_fills_silence_in_the_room_chain():
 
 # --- the procedural piano's real-piano physics ------------------------------------------------
 
-from diffroll.corpus.pianosynth import ProceduralPiano, SynthParams, railsback_cents  # noqa: E402
+from diffroll.corpus.pianosynth import ProceduralPiano, railsback_cents  # noqa: E402
+from diffroll.corpus.synthparams import SynthParams  # noqa: E402
 
 QUIET = dict(sympathetic_level=0.0, key_noise_level=0.0, damper_noise_level=0.0, pedal_noise_level=0.0)
 

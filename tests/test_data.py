@@ -226,7 +226,8 @@ def test_noise_only_stretches_have_empty_rolls(tiny_corpus):
 def test_pedal_is_rendered_energy_persists_after_the_key_release():
     """One C4, released at 0.3 s: with the pedal down until 2.0 s the sound carries on past the
     release in FluidSynth (and the procedural piano); without it, it is damped."""
-    from diffroll.corpus.pianosynth import ProceduralPiano, SynthParams
+    from diffroll.corpus.pianosynth import ProceduralPiano
+    from diffroll.corpus.synthparams import SynthParams
 
     def note(pedal: bool) -> pretty_midi.PrettyMIDI:
         pm = make_midi([(0.0, 0.3, 60)])
@@ -310,7 +311,8 @@ def test_generated_pieces_cover_the_whole_keyboard(tiny_corpus):
 
 
 def test_keyboard_pieces_are_their_own_source_split_by_piece():
-    from diffroll.corpus.offline import KEYBOARD_SCORES, keyboard_candidates, keyboard_split, score_candidates
+    from diffroll.corpus.offline import keyboard_split
+    from diffroll.corpus.scores import KEYBOARD_SCORES, keyboard_candidates, score_candidates
 
     found = dict(keyboard_candidates())
     assert len(found) >= 15 and set(found) <= set(KEYBOARD_SCORES)
@@ -445,7 +447,7 @@ def test_missing_fluidsynth_library_names_its_debian_package(monkeypatch):
 
 
 def test_a_score_that_fails_or_times_out_is_a_skip_with_its_reason(tmp_path):
-    from diffroll.corpus.offline import convert_score, score_candidates
+    from diffroll.corpus.scores import convert_score, score_candidates
 
     name, path = score_candidates(("bach",))[0]
     _, reason = convert_score((name, str(path), str(tmp_path / "slow.mid"), 0.001))

@@ -7,8 +7,9 @@ import pretty_midi
 import pytest
 
 from diffroll.core.harmony import harmony_changes
-from diffroll.corpus.pianist import (MAX_BPM, MIN_BPM, TEXTURES, PedalSettings, add_pedal,
-                              pedal_events, pedal_spans, pianistic_piece, pianistic_score, revoice_for_piano)
+from diffroll.corpus.pedal import PedalSettings, add_pedal, pedal_events, pedal_spans
+from diffroll.corpus.pianist import MAX_BPM, MIN_BPM, pianistic_piece, pianistic_score, revoice_for_piano
+from diffroll.corpus.textures import TEXTURES
 
 SEEDS = range(6)
 

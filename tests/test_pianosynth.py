@@ -6,8 +6,8 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from diffroll.corpus.pianosynth import (HELD_OUT_RANGES, TRAIN_RANGES, ProceduralPiano, SynthParams, railsback_cents,
-                                 render_procedural)
+from diffroll.corpus.pianosynth import ProceduralPiano, railsback_cents, render_procedural
+from diffroll.corpus.synthparams import HELD_OUT_RANGES, TRAIN_RANGES, SynthParams
 
 SR = 16000
 PARAMS = {

@@ -6,7 +6,7 @@ MAESTRO (§4) cannot be downloaded everywhere, so the default dataset is built f
 - ``score``: the scores shipped inside ``music21`` (Bach chorales, Palestrina, Monteverdi, Haydn
   and Mozart quartets, ...), re-voiced for two hands (:func:`diffroll.corpus.pianist.revoice_for_piano`)
   and pedalled in part of the training copies;
-- ``keyboard``: the keyboard pieces of that corpus (:data:`KEYBOARD_SCORES`: Bach, Chopin,
+- ``keyboard``: the keyboard pieces of that corpus (:data:`diffroll.corpus.scores.KEYBOARD_SCORES`: Bach, Chopin,
   C. P. E. Bach, Joplin, Mozart, Schoenberg, Clara and Robert Schumann, Schubert, ...), pedalled;
 - ``study``: generated studies that cover all 88 keys (:func:`diffroll.corpus.performance.generated_piece`);
 - ``pianistic``: generated two-hand piano music with pianist's pedalling
@@ -35,7 +35,7 @@ Splits are by piece (:func:`split_of`), so no copy of a piece crosses splits:
   ("seen timbre") and the held-out ones ("unseen timbre"), program 0, no augmentation;
 - ``piano_test`` (the headline split): keyboard pieces held out by piece and pianistic pieces from
   their own seed, all pedalled, rendered only with unseen timbres: the held-out soundfonts and the
-  procedural piano at held-out parameters (:data:`diffroll.corpus.pianosynth.HELD_OUT_RANGES`), and at
+  procedural piano at held-out parameters (:data:`diffroll.corpus.synthparams.HELD_OUT_RANGES`), and at
   ``cpu`` and ``paper`` scale (:attr:`CorpusPlan.iowa_piano_test`) the Iowa recordings of a real
   Steinway (:mod:`diffroll.corpus.realpiano`), the one recorded instrument of the evaluation.
 
@@ -50,11 +50,7 @@ import csv
 import dataclasses
 import json
 import logging
-import multiprocessing
-import signal
 import time
-from collections import Counter, defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -65,39 +61,23 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from ..core.config import Config
+from .jobs import run_jobs
 from .loaders import MANIFEST, MANIFEST_COLUMNS, SPLITS, DataError, split_of, stable_hash
 from .performance import MIN_GAP_SECONDS, draw_variation, generated_piece, insert_gaps, longest_silence, perform, piano_notes
-from .pianist import PedalSettings, add_pedal, pianistic_piece, revoice_for_piano
-from .pianosynth import HELD_OUT_RANGES, TRAIN_RANGES, ProceduralPiano, SynthParams
+from .pedal import PedalSettings, add_pedal
+from .pianist import pianistic_piece, revoice_for_piano
+from .pianosynth import ProceduralPiano
+from .synthparams import HELD_OUT_RANGES, TRAIN_RANGES, SynthParams
 from .realpiano import check_iowa, render_iowa
 from .render import AugmentSettings, PianoSynth, RenderError, augment_audio, normalize_peak, soundfont_path
 from .sampledpiano import LAYERS as SAMPLED_LAYERS
 from .sampledpiano import TRAIN_RANGES as SAMPLED_RANGES
 from .sampledpiano import SampledParams, check_samples, render_sampled
+from .scores import convert_scores, keyboard_candidates, score_candidates
 
 log = logging.getLogger("diffroll.corpus.segments")
 
 CORPUS_VERSION = 5  # bump when the same settings would build different files
-# music21 corpus folders left out: collections of monophonic folk tunes in one file, test files,
-# and roman-numeral analyses (block-chord duplicates of pieces already present).
-EXCLUDED_COLLECTIONS = {"airdsAirs", "essenFolksong", "oneills1850", "ryansMammoth", "nottingham-dataset",
-                        "miscFolk", "demos", "theoryExercises"}
-EXCLUDED_SUFFIXES = {".rntxt"}
-# String-quartet movements that music21 takes 10–40 s to parse (the rest of the corpus: 0.1–5 s).
-# Excluding them by name, not by a timeout, keeps the selection the same on every machine.
-SLOW_SCORES = ("beethoven__opus18", "beethoven__opus59", "beethoven__opus74", "beethoven__opus132",
-               "beethoven__opus133", "haydn__opus74", "mozart__k458", "schumann_robert__opus41",
-               "weber__concertino")
-FORMAT_PREFERENCE = (".mxl", ".xml", ".musicxml", ".krn", ".abc")
-# The keyboard music of the music21 corpus (solo piano, or voice and piano): the "keyboard"
-# source, split by piece with a larger test share (:func:`keyboard_split`), never in "score".
-KEYBOARD_SCORES = ("bach__bwv846", "beach__prayer_of_a_tired_child", "chopin__mazurka06-2", "cpebach__h186",
-                   "joplin__maple_leaf_rag", "mozart__k545__movement1_exposition", "schoenberg__opus19__movement2",
-                   "schoenberg__opus19__movement6", "schubert__Lindenbaum", "schumann_clara__opus17__movement3",
-                   "schumann_clara__polonaise_op1n1", "schumann_clara__polonaise_op1n2",
-                   "schumann_clara__polonaise_op1n3", "schumann_clara__polonaise_op1n4",
-                   "schumann_robert__dichterliebe_no2", "schumann_robert__opus48no2", "liliuokalani__aloha_oe",
-                   "johnson_j_r__lift_every_voice", "handel__rinaldo__Lascia_chio_pianga")
 PROCEDURAL, PROCEDURAL_HELDOUT = "procedural", "procedural-heldout"  # the procedural piano's timbres
 SALAMANDER = "salamander"  # the sampled piano (diffroll.corpus.sampledpiano), a training timbre
 IOWA = "iowa"  # real Steinway recordings (diffroll.corpus.realpiano): a piano_test timbre, never trained on
@@ -165,144 +145,6 @@ def check_training_timbres(soundfonts) -> None:
                             "DataConfig.soundfonts")
 
 
-# --- choosing and converting scores -----------------------------------------------------------
-
-def score_candidates(collections: tuple[str, ...] | None = None) -> list[tuple[str, Path]]:
-    """(name, path) of usable music21 scores, interleaved across collections so that a capped
-    selection samples every composer rather than the 1,300 Palestrina movements alone.
-
-    Names are the corpus path without its extension, ``/`` replaced by ``__`` (``bach__bwv66.6``);
-    where a piece exists in several formats the preferred one (:data:`FORMAT_PREFERENCE`) is kept.
-    """
-    import music21
-
-    groups: dict[str, dict[str, Path]] = defaultdict(dict)
-    for path in music21.corpus.getPaths():
-        path = Path(path)
-        rel = Path(str(path).split("/corpus/", 1)[-1])
-        collection = rel.parts[0]
-        if collection in EXCLUDED_COLLECTIONS or path.suffix in EXCLUDED_SUFFIXES:
-            continue
-        if collections is not None and collection not in collections:
-            continue
-        name = str(rel.with_suffix("")).replace("/", "__")
-        if name.startswith(SLOW_SCORES) or name in KEYBOARD_SCORES:
-            continue
-        other = groups[collection].get(name)
-        if other is None or _rank(path) < _rank(other):
-            groups[collection][name] = path
-    ordered = [sorted(g.items(), key=lambda item: stable_hash(item[0])) for _, g in sorted(groups.items())]
-    out = []
-    for i in range(max((len(g) for g in ordered), default=0)):
-        out.extend(g[i] for g in ordered if i < len(g))
-    return out
-
-
-def keyboard_candidates() -> list[tuple[str, Path]]:
-    """(name, path) of the music21 keyboard pieces (:data:`KEYBOARD_SCORES`) in this music21."""
-    import music21
-
-    found: dict[str, Path] = {}
-    for path in map(Path, music21.corpus.getPaths()):
-        name = str(Path(str(path).split("/corpus/", 1)[-1]).with_suffix("")).replace("/", "__")
-        if name in KEYBOARD_SCORES and (name not in found or _rank(path) < _rank(found[name])):
-            found[name] = path
-    return sorted(found.items())
-
-
-def _rank(path: Path) -> int:
-    return FORMAT_PREFERENCE.index(path.suffix) if path.suffix in FORMAT_PREFERENCE else len(FORMAT_PREFERENCE)
-
-
-def convert_scores(root: Path, candidates, n_per_split: int | None, max_scores: int | None,
-                   timeout_s: float, workers: int, skipped: dict[str, str]) -> list[str]:
-    """Convert scores to ``root/scores/<name>.mid`` in candidate order until ``n_per_split``
-    scores of each split (or else ``max_scores`` in all; None: every candidate) are converted.
-    A score that fails or times out is recorded in ``skipped`` and replaced by the next one.
-    """
-    if n_per_split is not None:
-        quota, key = {split: n_per_split for split in ("train", "validation", "test")}, split_of
-    else:
-        quota, key = {"all": len(candidates) if max_scores is None else max_scores}, lambda name: "all"
-    done: Counter = Counter()
-    chosen: list[str] = []
-    position = 0
-    while position < len(candidates) and any(done[k] < q for k, q in quota.items()):
-        batch, pending = [], Counter()
-        while position < len(candidates) and any(done[k] + pending[k] < q for k, q in quota.items()):
-            name, path = candidates[position]
-            position += 1
-            k = key(name)
-            if name in skipped or done[k] + pending[k] >= quota[k]:
-                continue
-            pending[k] += 1
-            batch.append((name, str(path), str(root / "scores" / f"{name}.mid"), timeout_s))
-        todo = [job for job in batch if not Path(job[2]).exists()]
-        for name, reason in _run(convert_score, todo, workers, "music21 -> MIDI"):
-            if reason:
-                skipped[name] = reason
-                log.warning("skipped score %s: %s", name, reason)
-        for job in batch:
-            if job[0] not in skipped:
-                chosen.append(job[0])
-                done[key(job[0])] += 1
-    return chosen
-
-
-class _Timeout(Exception):
-    pass
-
-
-@contextmanager
-def time_limit(seconds: float):
-    """Raise :class:`TimeoutError` in the current (main) thread after ``seconds``."""
-    def on_alarm(signum, frame):
-        raise _Timeout()
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    except _Timeout:
-        raise TimeoutError(f"took longer than {seconds:g} s") from None
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def convert_score(job: tuple[str, str, str, float]) -> tuple[str, str | None]:
-    """(name, score path, output .mid, timeout) -> (name, None) or (name, reason it was skipped).
-
-    Runs in a worker process; music21 parsing takes ~0.1–30 s per score (string quartets are slow).
-    """
-    name, path, out, timeout = job
-    import music21
-
-    try:
-        with time_limit(timeout):
-            score = music21.converter.parse(path)
-            if isinstance(score, music21.stream.Opus):  # e.g. abc files with one tune per voice
-                score = score.mergeScores()
-            try:
-                midi_file = music21.midi.translate.music21ObjectToMidiFile(score)
-            except music21.repeat.ExpanderException:  # inconsistent repeat marks: play as written
-                for measure in score.recurse().getElementsByClass(music21.stream.Measure):
-                    for side in ("leftBarline", "rightBarline"):
-                        if isinstance(getattr(measure, side), music21.bar.Repeat):
-                            setattr(measure, side, None)
-                midi_file = music21.midi.translate.music21ObjectToMidiFile(score)
-            tmp = Path(out).with_suffix(".part")
-            midi_file.open(str(tmp), "wb")
-            midi_file.write()
-            midi_file.close()
-            if not piano_notes(pretty_midi.PrettyMIDI(str(tmp))):  # music21 can write corrupt MIDI
-                raise ValueError("no notes")
-            tmp.replace(out)
-    except Exception as err:  # noqa: BLE001 - music21 raises anything; every failure is a counted skip
-        return name, f"{type(err).__name__}: {err}"[:200]
-    return name, None
-
-
 # --- rendering --------------------------------------------------------------------------------
 
 _synths: dict[str, PianoSynth] = {}
@@ -357,22 +199,6 @@ def _render_to(job: dict, out: Path) -> None:
     tmp = out.with_name(out.stem + ".part.flac")
     sf.write(str(tmp), audio, job["sample_rate"], subtype="PCM_16")
     tmp.replace(out)
-
-
-def _pool(workers: int):
-    # fork: workers inherit the imported modules, and scripts need no `if __name__ == "__main__"`
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return multiprocessing.get_context(method).Pool(workers)
-
-
-def _run(fn, jobs, workers: int, desc: str):
-    """Map ``fn`` over ``jobs`` with a process pool (or inline for ``workers <= 1``), with a progress bar."""
-    if not jobs:
-        return []
-    if workers <= 1 or len(jobs) == 1:
-        return [fn(j) for j in tqdm(jobs, desc=desc)]
-    with _pool(min(workers, len(jobs))) as pool:
-        return list(tqdm(pool.imap_unordered(fn, jobs, chunksize=1), total=len(jobs), desc=desc))
 
 
 # --- the build --------------------------------------------------------------------------------
@@ -457,7 +283,7 @@ def build_offline_corpus(root, cfg: Config, seed: int = 0, workers: int = 2,
     durations = {(j["piece"], j["soundfont"]): sf.info(j["audio"]).duration for j in jobs
                  if j["row"]["split"] not in splits and Path(j["audio"]).is_file()}
     failed = {}
-    for piece, soundfont, seconds, reason in _run(render_job, wanted, workers, "render"):
+    for piece, soundfont, seconds, reason in run_jobs(render_job, wanted, workers, "render"):
         if reason:
             failed[f"{piece}@{soundfont}"] = reason
             log.warning("skipped render %s@%s: %s", piece, soundfont, reason)

@@ -2,7 +2,7 @@
 
 The offline corpus renders with two General-MIDI soundfonts only (:mod:`diffroll.corpus.render`), so a
 model can learn one sample set instead of pitch. This synthesiser's timbre is drawn at random per
-piece (:meth:`SynthParams.random`), and held-out parameter ranges give an unseen test timbre.
+piece (:meth:`diffroll.corpus.synthparams.SynthParams.random`), and held-out parameter ranges give an unseen test timbre.
 
 The model of one key (pitch ``p``, fundamental f0 = 440 · 2^((p − 69) / 12)):
 
@@ -22,7 +22,7 @@ The model of one key (pitch ``p``, fundamental f0 = 440 · 2^((p − 69) / 12)):
 - **Dampers**: after the key is released the sound dies within ``damper_t60`` seconds, unless the
   sustain pedal (CC 64 >= 64, read as :func:`diffroll.core.roll.sustain_spans` does) is down: then it
   rings on until the pedal is released. A key struck again while sounding restarts (the old
-  vibration is damped in :data:`RESTRIKE_T60`). Keys from ``undamped_from`` up have no dampers.
+  vibration is damped in :data:`diffroll.corpus.strikes.RESTRIKE_T60`). Keys from ``undamped_from`` up have no dampers.
 - **Soundboard**: a fixed random EQ per piece (smooth bumps in log frequency) on the partials.
 - **Stretched tuning**: pianos are tuned to the Railsback curve (Railsback 1938; Martin & Ward,
   JASA 33, 1961): the bass flat and the treble sharp of equal temperament, because tuners match
@@ -44,18 +44,17 @@ then mixed from these cached tones with their velocity gain and damper envelope.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pretty_midi
 
-from ..core.roll import load_midi, sustain_spans
+from ..core.roll import load_midi
+from .strikes import RESTRIKE_T60, T60_DB, Strike, damper_curves, note_strikes, pedal_spans
+from .synthparams import SynthParams
 
-SUSTAIN_CC = 64
 TAIL_SECONDS = 1.0  # rendered after the last note-off or pedal-up, as in diffroll.corpus.render
-T60_DB = 60.0 / (20 * np.log10(np.e))  # ln(1000): exp(-T60_DB · t / T60) falls by 60 dB at T60
 # (MIDI pitch, B), log-interpolated; B at C8 is SynthParams.treble_inharmonicity. B is smallest in the
 # low tenor and rises to ~1e-2 in the top octave (Rigaud, David & Daudet, JASA 133, 2013, fig. 5).
 INHARMONICITY_CURVE = ((21, 3e-4), (45, 1e-4))
@@ -71,7 +70,6 @@ ONE_STRING_BELOW, THREE_STRINGS_FROM = 31, 48  # MIDI pitches of the bichord and
 DETUNE_FULL_BELOW_HZ = 500.0  # above, the unison detuning in cents falls as 1 / f0
 ATTACK_SECONDS = (0.002, 0.0005)  # attack time constant at A0 and at C8
 HAMMER_NOISE_SECONDS, HAMMER_NOISE_DECAY = 0.04, 0.008
-RESTRIKE_T60 = 0.04  # a re-struck key's old vibration dies this fast
 SOUNDBOARD_BUMPS = 4
 SYMPATHETIC_INTERVALS = (-24, -19, -12, 12, 19, 24)  # keys whose partials coincide with a note's
 SYMPATHETIC_WIDTH_CENTS = 10.0  # a resonating partial mistuned by this answers at half amplitude
@@ -81,110 +79,6 @@ KEY_NOISE = (0.06, (80.0, 250.0), 1.5, 0.012)
 DAMPER_NOISE = (0.05, (250.0, 700.0), 2.0, 0.012)
 PEDAL_NOISE = (0.2, (100.0, 300.0), 2.5, 0.04)
 BLOCK = 512  # samples per block of the tone synthesis (see _damped_sinusoids)
-
-# Parameter ranges of SynthParams.random: uniform draws (n_partials rounded). The held-out ranges
-# of brightness, decay_scale, inharmonicity_scale and unison_detune_cents lie outside the training
-# ranges (brighter, longer ringing, more stretched partials, wider beating), so held-out renders
-# use a timbre never seen in training; the other parameters share their ranges.
-TRAIN_RANGES: dict[str, tuple[float, float]] = {
-    "inharmonicity_scale": (0.5, 1.5),
-    "decay_scale": (0.6, 1.2),
-    "aftersound_level": (0.15, 0.45),
-    "brightness": (0.6, 1.2),
-    "unison_detune_cents": (0.2, 1.5),
-    "hammer_noise_level": (0.02, 0.1),
-    "hammer_position": (0.1, 0.16),
-    "damper_t60": (0.08, 0.3),
-    "n_partials": (24, 64),
-    "velocity_exponent": (1.5, 2.5),
-    "soundboard_depth_db": (0.0, 6.0),
-    "stretch_bass_cents": (10.0, 30.0),
-    "stretch_treble_cents": (20.0, 40.0),
-    "sympathetic_level": (0.005, 0.03),
-    "key_noise_level": (0.01, 0.05),
-    "damper_noise_level": (0.003, 0.02),
-    "pedal_noise_level": (0.005, 0.04),
-}
-HELD_OUT_RANGES: dict[str, tuple[float, float]] = {
-    **TRAIN_RANGES,
-    "inharmonicity_scale": (1.8, 3.0),
-    "decay_scale": (1.4, 2.0),
-    "brightness": (1.4, 2.0),
-    "unison_detune_cents": (2.0, 3.5),
-}
-
-
-@dataclass(frozen=True)
-class SynthParams:
-    """Every random choice of the procedural piano (defaults: a plain, mid-range piano).
-
-    - ``inharmonicity_scale``: factor on the pitch curve of B (:data:`INHARMONICITY_CURVE`).
-    - ``decay_scale``: factor on all ring times (T60s).
-    - ``aftersound_level``: share of each partial's amplitude in the slow decay stage.
-    - ``brightness``: factor on the hammer-felt cut-off frequency.
-    - ``unison_detune_cents``: detuning between neighbouring unison strings of a key.
-    - ``hammer_noise_level``: peak of the hammer noise of a hard blow, relative to the tone.
-    - ``hammer_position``: strike point as a fraction of the string (partials 1/x are weak).
-    - ``damper_t60``: seconds for a released note to fall by 60 dB.
-    - ``n_partials``: most partials per key (fewer where they would pass Nyquist).
-    - ``velocity_exponent``: gain = (velocity / 127) ** velocity_exponent.
-    - ``soundboard_depth_db``: largest gain of the random soundboard EQ bumps.
-    - ``stretch_bass_cents``, ``stretch_treble_cents``: the Railsback stretch, cents flat at A0 and
-      sharp at C8 (:func:`railsback_cents`; 0 and 0: equal temperament).
-    - ``treble_inharmonicity``: B at C8 before ``inharmonicity_scale`` (the top of
-      :data:`INHARMONICITY_CURVE`; 2e-3 was the curve's top before corpus v5).
-    - ``sympathetic_level``: amplitude of the strings resonating under the pedal, relative to the
-      driving note's partials (0: none).
-    - ``key_noise_level``, ``damper_noise_level``, ``pedal_noise_level``: peaks of the keybed thump
-      of a full-velocity strike, of a damper falling and of the pedal mechanism (0: none).
-    - ``undamped_from``: lowest key without a damper (89 = F6 on a grand; 128 = damp all).
-    - ``tuning_cents``: the whole piano tuned this far from A = 440 Hz (the corpus's detune
-      augmentation; not drawn by :meth:`random`).
-    - ``seed``: the per-piece details (soundboard EQ, per-key detuning, hammer noise samples).
-    """
-
-    inharmonicity_scale: float = 1.0
-    decay_scale: float = 1.0
-    aftersound_level: float = 0.3
-    brightness: float = 1.0
-    unison_detune_cents: float = 1.0
-    hammer_noise_level: float = 0.05
-    hammer_position: float = 0.125
-    damper_t60: float = 0.15
-    n_partials: int = 48
-    velocity_exponent: float = 2.0
-    soundboard_depth_db: float = 3.0
-    stretch_bass_cents: float = 20.0
-    stretch_treble_cents: float = 30.0
-    treble_inharmonicity: float = 1e-2
-    sympathetic_level: float = 0.015
-    key_noise_level: float = 0.03
-    damper_noise_level: float = 0.01
-    pedal_noise_level: float = 0.02
-    undamped_from: int = 89
-    tuning_cents: float = 0.0
-    seed: int = 0
-
-    def __post_init__(self):
-        positive = ("inharmonicity_scale", "decay_scale", "brightness", "damper_t60", "n_partials",
-                    "treble_inharmonicity")
-        problems = [f"{name} must be > 0" for name in positive if not getattr(self, name) > 0]
-        levels = ("sympathetic_level", "key_noise_level", "damper_noise_level", "pedal_noise_level")
-        problems += [f"{name} must be >= 0" for name in levels if not getattr(self, name) >= 0]
-        if not 0 < self.hammer_position < 0.5:
-            problems.append("hammer_position must be in (0, 0.5)")
-        if not 0 <= self.aftersound_level <= 1:
-            problems.append("aftersound_level must be in [0, 1]")
-        if problems:
-            raise ValueError(f"invalid SynthParams: {'; '.join(problems)}")
-
-    @classmethod
-    def random(cls, rng: np.random.Generator, held_out: bool = False) -> SynthParams:
-        """Uniform draws from :data:`TRAIN_RANGES`, or :data:`HELD_OUT_RANGES` with ``held_out``."""
-        ranges = HELD_OUT_RANGES if held_out else TRAIN_RANGES
-        values = {name: float(rng.uniform(lo, hi)) for name, (lo, hi) in ranges.items()}
-        values["n_partials"] = int(round(values["n_partials"]))
-        return cls(**values, seed=int(rng.integers(2**31)))
 
 
 class _Partials(NamedTuple):
@@ -196,76 +90,12 @@ class _Partials(NamedTuple):
     after_rate: np.ndarray  # (K,)
 
 
-class Strike(NamedTuple):
-    """One struck note as the strings see it (:func:`note_strikes`)."""
-
-    onset: float
-    release: float  # when the damper falls (key up, pedal up or re-strike); inf: never
-    pitch: int
-    velocity: int
-    damping_t60: float  # how fast it dies after ``release``
-
-
-def note_strikes(midi: pretty_midi.PrettyMIDI, damper_t60: float,
-                 undamped_from: int = 128) -> tuple[list[Strike], float]:
-    """The notes of all non-drum instruments as strikes sorted by onset, and the time of the
-    last note-off or pedal event (shared by the procedural and the sampled piano).
-
-    A note's damper falls at its key's release, postponed to the pedal's release if the pedal
-    (CC 64, read as :func:`diffroll.core.roll.sustain_spans` does) is down then; a pedal never released
-    is released at the last event; keys from ``undamped_from`` up have no damper; a key struck
-    again while sounding is damped at the new strike in :data:`RESTRIKE_T60`.
-    """
-    instruments = [inst for inst in midi.instruments if not inst.is_drum]
-    notes = [n for inst in instruments for n in inst.notes]
-    if not notes:
-        raise ValueError("nothing to render: the MIDI has no notes (drum tracks are ignored)")
-    pedal_times = [c.time for inst in instruments for c in inst.control_changes if c.number == SUSTAIN_CC]
-    last_event = max([n.end for n in notes] + pedal_times)
-    strikes = []
-    for inst in instruments:
-        spans = sustain_spans(inst)
-        for n in inst.notes:
-            release = max(n.end, n.start)
-            for down, up in spans:
-                if down <= n.end < up:
-                    release = max(release, min(up, last_event))
-                    break
-            if n.pitch >= undamped_from:
-                release = np.inf
-            strikes.append(Strike(max(n.start, 0.0), release, int(n.pitch), int(np.clip(n.velocity, 1, 127)),
-                                  damper_t60))
-    strikes.sort()
-    next_onset: dict[int, float] = {}
-    for i in range(len(strikes) - 1, -1, -1):  # a re-struck key restarts: the old note is damped
-        s = strikes[i]
-        later = next_onset.get(s.pitch)
-        if later is not None and later < s.release:
-            strikes[i] = s._replace(release=later, damping_t60=RESTRIKE_T60)
-        next_onset[s.pitch] = s.onset
-    return strikes, float(last_event)
-
-
 def railsback_cents(pitch: float, bass_cents: float, treble_cents: float) -> float:
     """The stretch of a key from equal temperament in cents: a parabolic approximation of the
     Railsback curve, 0 at A4, −``bass_cents`` at A0 and +``treble_cents`` at C8 (see the module)."""
     if pitch >= 69:
         return treble_cents * ((pitch - 69) / 39) ** 2
     return -bass_cents * ((69 - pitch) / 48) ** 2
-
-
-def pedal_spans(midi: pretty_midi.PrettyMIDI, last_event: float) -> list[tuple[float, float]]:
-    """The sustain pedal's (down, up) spans of all non-drum instruments, as
-    :func:`diffroll.core.roll.sustain_spans` reads them; a pedal never released goes up at ``last_event``."""
-    return sorted((down, min(up, last_event)) for inst in midi.instruments if not inst.is_drum
-                  for down, up in sustain_spans(inst) if down < last_event)
-
-
-def damper_curves(strikes: list[Strike], sample_rate: int) -> dict[float, np.ndarray]:
-    """For each damping time among ``strikes``: the envelope after the damper falls, from 1 down
-    to -60 dB at ``damping_t60`` seconds (float32, ``damping_t60`` seconds long)."""
-    return {t60: np.exp(-T60_DB * np.arange(int(np.ceil(t60 * sample_rate))) / (t60 * sample_rate)).astype(np.float32)
-            for t60 in {s.damping_t60 for s in strikes}}
 
 
 class ProceduralPiano:

@@ -12,7 +12,7 @@ MuseScore General's grand is an AKAI Steinway D (its sample-source list), and th
 1. :func:`fetch_samples` downloads the layers :data:`LAYERS` (19 MB) into
    ``data/samples/salamander/v<layer>/*.ogg`` (or ``$DIFFROLL_SALAMANDER_DIR``).
 2. :class:`SampleBank` reads them once, mono at the corpus's sample rate, cached as an ``.npz``.
-3. :class:`SampledPiano` plays each note (:func:`diffroll.corpus.pianosynth.note_strikes`: key release,
+3. :class:`SampledPiano` plays each note (:func:`diffroll.corpus.strikes.note_strikes`: key release,
    pedal, re-strike) from the nearest recorded key of the nearest velocity layer, shifted in pitch
    by resampling (at most 1.5 semitones plus the piece's tuning), scaled within the layer by
    ``(velocity / layer velocity) ** velocity_exponent``, and damped after its release.
@@ -32,7 +32,8 @@ import soundfile as sf
 from scipy import signal
 
 from ..core.paths import data_dir
-from .pianosynth import TAIL_SECONDS, damper_curves, note_strikes
+from .pianosynth import TAIL_SECONDS
+from .strikes import damper_curves, note_strikes
 from .render import RenderError
 
 LAYERS = (4, 8, 12, 16)  # of Salamander's 16 velocity layers
