@@ -14,7 +14,8 @@ from toy_data import toy_roll_only, toy_segments  # noqa: E402
 
 from diffroll.corpus import segments as data  # noqa: E402
 
-from diffroll.lab import viz
+from diffroll.lab import trajectory as tr  # noqa: E402
+from diffroll.lab import viz, widget  # noqa: E402
 from diffroll.lab import experiments as ex  # noqa: E402
 from diffroll.core.config import NOTE_STATE, get_config  # noqa: E402
 from diffroll.core.diffusion import Diffusion  # noqa: E402
@@ -41,7 +42,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def trajectory(tiny):
     mel = torch.rand(tiny.config.model.n_mels, 48)
-    traj = viz.record_trajectory(tiny, mel, w=0.5, seed=0, label="test")
+    traj = tr.record_trajectory(tiny, mel, tiny.sampling.replace(w=0.5, sampler="ddpm", steps=None), seed=0, label="test")
     traj.score([Note(0.1, 0.5, 60), Note(0.6, 1.0, 64)])
     return traj
 
@@ -155,18 +156,18 @@ def test_trajectory_records_every_step(tiny, trajectory):
 
 def test_trajectory_scores_read_notes_with_the_pipeline(tiny):
     roll = notes_to_roll(NOTES, FPS, n_frames=64, channels=NOTE_STATE)
-    traj = viz.Trajectory(x_t=[np.zeros_like(roll), roll], x0_hat=[roll, roll], t=[2, 1], alpha_bar=[0.5, 1.0],
+    traj = tr.Trajectory(x_t=[np.zeros_like(roll), roll], x0_hat=[roll, roll], t=[2, 1], alpha_bar=[0.5, 1.0],
                           channels=NOTE_STATE, decode=tiny.decode)
     assert traj.score(NOTES) == [1.0, 1.0] and traj.f1_xt == [0.0, 1.0]
 
 
 def test_trajectory_figures(tmp_path, trajectory):
-    fig = viz.plot_trajectory_curves([trajectory], tmp_path / "c.png")
+    fig = tr.plot_trajectory_curves([trajectory], tmp_path / "c.png")
     f1_ax, change_ax, _ = fig.axes
     assert list(f1_ax.lines[0].get_ydata()) == trajectory.f1 and list(f1_ax.lines[1].get_ydata()) == trajectory.f1_xt
     np.testing.assert_allclose(change_ax.lines[0].get_ydata(), trajectory.x0_change())
-    fig = viz.plot_trajectory_steps(trajectory, 4, tmp_path / "s.png")
-    idx = viz.trajectory_frames(trajectory, 4)
+    fig = tr.plot_trajectory_steps(trajectory, 4, tmp_path / "s.png")
+    idx = tr.trajectory_frames(trajectory, 4)
     assert idx[0] == 0 and idx[-1] == len(trajectory) - 1 and len(fig.axes) == 4
     np.testing.assert_allclose(image_data(fig.axes[-1]), np.clip(trajectory.x0_hat[-1][:88].astype(np.float32), 0, 1))
     assert fig.axes[-1].get_title().startswith(f"t = {trajectory.t[-1]}")
@@ -175,13 +176,13 @@ def test_trajectory_figures(tmp_path, trajectory):
 def test_animation_gif(tmp_path, trajectory):
     from PIL import Image
 
-    path = viz.animate_trajectory(trajectory, tmp_path / "t.gif", max_frames=5)
+    path = tr.animate_trajectory(trajectory, tmp_path / "t.gif", max_frames=5)
     with Image.open(path) as im:
         assert im.format == "GIF" and im.n_frames == 5
 
 
 def test_scrubber_redraws_on_slider_move(trajectory):
-    scrub = viz.TrajectoryScrubber(trajectory)
+    scrub = widget.TrajectoryScrubber(trajectory)
     png0, label0 = scrub.image.value, scrub.label.value
     assert f"t = <b>{trajectory.t[0]}</b>" in label0 and "ᾱ_t" in label0 and "note F1" in label0
     scrub.slider.value = len(trajectory) - 1

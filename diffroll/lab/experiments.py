@@ -12,19 +12,20 @@ import csv
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
 
 from ..corpus import segments as data
+from ..core.audio import make_frontend
 from ..core.config import Config, get_config
 from ..core.paths import data_dir
 from ..evaluation.runners import evaluate_pieces
+from ..training.trainer import Trainer
+from ..transcription.pipeline import Pipeline
 from ..transcription.settings import SamplingSettings
-
-if TYPE_CHECKING:
-    from ..transcription.pipeline import Pipeline
+from ..transcription.windows import window_mels
 
 
 def setup(seed: int = 0, threads: int = 1) -> None:
@@ -58,9 +59,6 @@ def first_window_mels(cfg: Config, waves: Sequence[np.ndarray], frames: int | No
     """c_mel (B, n_mels, frames) of the first window of each wave, computed as inference computes
     a window's (:func:`diffroll.transcription.windows.window_mels`, ``cfg``'s audio settings: a model's own),
     then cut to its first ``frames`` frames (a shorter clip with the whole window's scaling)."""
-    from ..core.audio import make_frontend
-    from ..transcription.windows import window_mels
-
     frontend = make_frontend(cfg.audio)
     mels = torch.cat([window_mels(wave, [0], cfg, frontend) for wave in waves])
     return mels[:, :, :frames]
@@ -85,8 +83,6 @@ def train_run(cfg: Config, run_root: str | Path, name: str, paired=None, unpaire
               device: str = "cpu", progress: bool = False) -> Run:
     """Train ``cfg`` for ``cfg.train.max_steps`` steps under ``run_root/<name>-<config hash>`` on
     :mod:`diffroll.corpus.segments` datasets, or reuse that run when it already got there."""
-    from ..training.trainer import Trainer
-
     run_dir = Path(run_root) / f"{name}-{config_key(cfg)}"
     trainer = Trainer(cfg, paired=paired, unpaired=unpaired, run_dir=run_dir, init_from=init_from,
                       device=device, progress=progress)
@@ -117,8 +113,6 @@ def fixed_loss(pipe: Pipeline, dataset, p: float = 0.0, n: int = 32, seed: int =
 
 def loss_before_after(run: Run, dataset, p: float = 0.0) -> tuple[float, float]:
     """:func:`fixed_loss` of the run's untrained network (zero output: x̂0 = 0) and of the trained one."""
-    from ..transcription.pipeline import Pipeline
-
     untrained = Pipeline.from_config(run.pipeline.config)
     untrained.model.eval()
     return fixed_loss(untrained, dataset, p), fixed_loss(run.pipeline, dataset, p)

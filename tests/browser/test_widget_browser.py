@@ -32,12 +32,13 @@ def test_status_line_parser_reads_the_scrubber():
 
     import numpy as np
 
-    from diffroll.lab import viz
+    from diffroll.lab import trajectory as tr
+    from diffroll.lab import widget
 
     roll = np.zeros((88, 8), np.float32)
-    traj = viz.Trajectory(t=[2, 1], alpha_bar=[0.5, 0.9], x_t=[roll, roll], x0_hat=[roll, roll], x0=roll,
+    traj = tr.Trajectory(t=[2, 1], alpha_bar=[0.5, 0.9], x_t=[roll, roll], x0_hat=[roll, roll], x0=roll,
                           f1=[0.25, 0.75], f1_xt=[0.0, 0.5])
-    scrub = viz.TrajectoryScrubber(traj)
+    scrub = widget.TrajectoryScrubber(traj)
     scrub.slider.value = 1
     text = html.unescape(re.sub(r"<[^>]+>", "", scrub.label.value))
     assert check_widget.parse_status(text) == {"step": 2, "steps": 2, "t": 1, "alpha_bar": 0.9, "f1_x0": 0.75,
