@@ -25,17 +25,15 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from offset_diagnosis import diagnosis_setup  # noqa: E402
-
-from diffroll.core.checkpoint import export_weights  # noqa: E402
-from diffroll.transcription.confidence import (cluster_notes, expected_calibration_error, fit_calibration,  # noqa: E402
+from diffroll.evaluation.diagnosis import diagnosis_setup
+from diffroll.core.checkpoint import export_weights
+from diffroll.transcription.confidence import (cluster_notes, expected_calibration_error, fit_calibration,
                                  support, true_positives, vote_bins)
-from diffroll.transcription.settings import COMBINES  # noqa: E402
-from diffroll.corpus.segments import load_pieces  # noqa: E402
-from diffroll.core.paths import bundled_checkpoint  # noqa: E402
+from diffroll.transcription.settings import COMBINES
+from diffroll.corpus.segments import load_pieces
+from diffroll.core.paths import bundled_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def options(p: argparse.ArgumentParser) -> None:

@@ -23,21 +23,19 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from offset_diagnosis import diagnosis_setup  # noqa: E402
-
-from diffroll.core.checkpoint import export_weights  # noqa: E402
-from diffroll.transcription.confidence import note_array  # noqa: E402
-from diffroll.corpus.segments import load_pieces  # noqa: E402
-from diffroll.evaluation.metrics import note_scores  # noqa: E402
-from diffroll.transcription.held_notes import (candidate_labels, fit_held_note_model, frame_tracks, held_note_features,  # noqa: E402
+from diffroll.evaluation.diagnosis import diagnosis_setup
+from diffroll.core.checkpoint import export_weights
+from diffroll.transcription.confidence import note_array
+from diffroll.corpus.segments import load_pieces
+from diffroll.evaluation.metrics import note_scores
+from diffroll.transcription.held_notes import (candidate_labels, fit_held_note_model, frame_tracks, held_note_features,
                                  hold_notes, note_shapes)
-from diffroll.transcription.settings import DecodeSettings, SamplingSettings  # noqa: E402
-from diffroll.transcription.decoding import decode_roll  # noqa: E402
-from diffroll.core.paths import bundled_checkpoint  # noqa: E402
-from diffroll.core.roll import channel_rows  # noqa: E402
+from diffroll.transcription.settings import DecodeSettings
+from diffroll.transcription.decoding import decode_roll
+from diffroll.core.paths import bundled_checkpoint
+from diffroll.core.roll import channel_rows
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def transcribed(pipe, pieces, desc: str) -> list[dict]:

@@ -12,21 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from offset_diagnosis import diagnosis_setup  # noqa: E402
-
-from diffroll.corpus.segments import list_pieces, load_piece, pedal_spans  # noqa: E402
-from diffroll.evaluation.metrics import note_scores  # noqa: E402
-from diffroll.transcription.settings import DecodeSettings, SamplingSettings  # noqa: E402
-from diffroll.transcription.decoding import decode_roll  # noqa: E402
-from diffroll.core.roll import clip_notes, pedal_track, sustain_notes  # noqa: E402
+from diffroll.evaluation.diagnosis import diagnosis_setup
+from diffroll.corpus.segments import list_pieces, load_piece, pedal_spans
+from diffroll.evaluation.metrics import note_scores
+from diffroll.transcription.settings import DecodeSettings
+from diffroll.transcription.decoding import decode_roll
+from diffroll.core.roll import clip_notes, pedal_track, sustain_notes
 
 
 def pedal_frames(spans: list[tuple[float, float]], n_frames: int, fps: float) -> np.ndarray:

@@ -10,11 +10,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "diffroll"
 MAX_LINES = 500
-# Not yet split (issue 29, what remains): each is an xfail(strict) so that splitting it turns the
-# test red until it is struck from here.
-OVER_500 = {"diffroll/cli.py", "diffroll/corpus/offline.py", "diffroll/corpus/pianist.py",
-            "diffroll/corpus/pianosynth.py", "diffroll/lab/viz.py", "diffroll/training/trainer.py"}
-SYS_PATH = {"benchmarks/fit_confidence.py", "benchmarks/fit_held_notes.py", "benchmarks/pedal_diagnosis.py"}
+# Known offenders, each an xfail(strict) (so that fixing one turns the test red until it is struck
+# from here): none left since issue 29.
+OVER_500: set[str] = set()
+SYS_PATH: set[str] = set()
 
 
 def modules() -> dict[str, Path]:
