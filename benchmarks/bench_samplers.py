@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from diffroll.evaluation.runners import cut_piece
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLERS = ("ddpm", "ddim", "dpmpp")
 STEPS = (200, 50, 20, 10, 5, 2, 1)
@@ -101,15 +103,8 @@ def test_pieces(root: Path, splits: list[str], per_group: int, cfg, max_seconds:
             groups.append(f"{split}:{g}")
             for p in sorted((p for p in pieces if p.group == g), key=lambda p: p.name)[:per_group]:
                 wave, ref = data.load_piece(p, cfg)
-                out.append((p.name, groups[-1], *cut(wave, ref, max_seconds, cfg.audio.sample_rate)))
+                out.append((p.name, groups[-1], *cut_piece(wave, ref, max_seconds, cfg.audio.sample_rate)))
     return out, groups
-
-
-def cut(wave, ref, seconds: float, sr: int):
-    from diffroll.core.roll import clip_notes
-
-    wave = wave[: int(seconds * sr)]
-    return wave, clip_notes(ref, len(wave) / sr)
 
 
 # --- DiffRoll -----------------------------------------------------------------------------------
@@ -335,7 +330,7 @@ def main(argv=None):
     state = load_checkpoint(ckpt)
     slow_s = args.slow_seconds or args.max_seconds
     pieces, groups = test_pieces(args.data, args.splits, args.pieces, cfg, args.max_seconds)
-    slow_pieces = [(n, g, *cut(w, r, slow_s, cfg.audio.sample_rate)) for n, g, w, r in pieces]
+    slow_pieces = [(n, g, *cut_piece(w, r, slow_s, cfg.audio.sample_rate)) for n, g, w, r in pieces]
     seen = set(cfg.data.soundfonts)
     print(f"{len(pieces)} pieces from {groups}, {ckpt} ({note})", flush=True)
     load_before = os.getloadavg()[0]
