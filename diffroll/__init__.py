@@ -8,6 +8,8 @@ features, checkpoint files) · ``corpus`` (synthetic and real piano data) · ``t
 (settings, windows and sampling, decoding, the Pipeline) · ``training`` · ``evaluation`` ·
 ``lab`` (notebook plots) · ``cli``.
 """
+import importlib
+
 from .core.config import Config, get_config
 
 __version__ = "0.2.0"
@@ -25,7 +27,5 @@ _LAZY = {  # name -> (module, attribute): these need torch, which `import diffro
 def __getattr__(name):
     if name not in _LAZY:
         raise AttributeError(f"module 'diffroll' has no attribute {name!r}")
-    import importlib
-
     module, attr = _LAZY[name]
     return getattr(importlib.import_module(module), attr)

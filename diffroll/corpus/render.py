@@ -82,7 +82,7 @@ def soundfont_path(name: str) -> Path:
 def _fluidsynth():
     """The pyfluidsynth module, or a RenderError that says what to install (never a ctypes crash)."""
     try:
-        import fluidsynth
+        import fluidsynth  # here: a missing libfluidsynth becomes a RenderError saying what to install
     except ImportError as err:
         if "fluidsynth" in str(err).lower() and "no module named" not in str(err).lower():
             raise RenderError("the FluidSynth library (libfluidsynth) was not found: install it with "

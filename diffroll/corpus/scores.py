@@ -54,7 +54,7 @@ def score_candidates(collections: tuple[str, ...] | None = None) -> list[tuple[s
     Names are the corpus path without its extension, ``/`` replaced by ``__`` (``bach__bwv66.6``);
     where a piece exists in several formats the preferred one (:data:`FORMAT_PREFERENCE`) is kept.
     """
-    import music21
+    import music21  # here: importing it takes seconds, and only corpus builds need it
 
     groups: dict[str, dict[str, Path]] = defaultdict(dict)
     for path in music21.corpus.getPaths():
@@ -80,7 +80,7 @@ def score_candidates(collections: tuple[str, ...] | None = None) -> list[tuple[s
 
 def keyboard_candidates() -> list[tuple[str, Path]]:
     """(name, path) of the music21 keyboard pieces (:data:`KEYBOARD_SCORES`) in this music21."""
-    import music21
+    import music21  # here: importing it takes seconds, and only corpus builds need it
 
     found: dict[str, Path] = {}
     for path in map(Path, music21.corpus.getPaths()):
@@ -156,7 +156,7 @@ def convert_score(job: tuple[str, str, str, float]) -> tuple[str, str | None]:
     Runs in a worker process; music21 parsing takes ~0.1–30 s per score (string quartets are slow).
     """
     name, path, out, timeout = job
-    import music21
+    import music21  # here: importing it takes seconds, and only corpus builds need it
 
     try:
         with time_limit(timeout):
