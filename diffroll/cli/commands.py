@@ -209,8 +209,8 @@ def flat_heap(threshold: int = MMAP_THRESHOLD) -> bool:
 
 
 def run(parser: argparse.ArgumentParser, args) -> int:
-    _log_to_stderr()
     """Run the parsed command: every failure one line on stderr and an exit status."""
+    _log_to_stderr()
     commands = {"transcribe": cmd_transcribe, "generate": cmd_generate, "inpaint": cmd_inpaint, "train": cmd_train}
     if args.command != "train":
         flat_heap()
