@@ -35,11 +35,17 @@ Modules: :mod:`.options` (argparse; no torch), :mod:`.messages` (one-line errors
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import signal
 import sys
 
 from .messages import Terminated
-from .options import build_parser
+
+# stdout carries results only: pyfluidsynth (imported with pretty_midi) prints where it found
+# libfluidsynth there when $CI is set.
+with contextlib.redirect_stdout(io.StringIO()):
+    from .options import build_parser
 
 
 def _terminate(signum, frame):
