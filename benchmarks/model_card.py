@@ -246,7 +246,7 @@ def main(argv=None):
                   "training: " + ", ".join(sorted({g for _, g, _, _ in p_pieces})) + " (`iowa`: the recordings of "
                   "a real Steinway B, one dynamic layer).", ""]
         piano = [r for r in rows if r["set"] == "piano_test"]
-        whole = [r for r in piano if r["model"] != PEERS["transkun"].label]
+        whole = piano if args.subset_only else [r for r in piano if r["model"] != PEERS["transkun"].label]
         lines += table(whole, ("model", "trained", "w"), "## Piano test split, all unseen timbres")
         lines += table(whole, ("model", "w", "group"), "### by timbre")
         if "transkun" in args.peers and subset and not args.subset_only:
