@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffroll.evaluation.runners import cut_piece
+from diffroll.corpus.segments import cut_piece
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLERS = ("ddpm", "ddim", "dpmpp")
@@ -93,17 +93,16 @@ def pick_checkpoint(path: Path | None) -> tuple[Path, str]:
 
 
 def test_pieces(root: Path, splits: list[str], per_group: int, cfg, max_seconds: float):
-    """(name, "split:group", wave, notes) of ``per_group`` pieces of each split and timbre."""
+    """(name, "split:group", wave, notes) of the first ``per_group`` pieces of each split and
+    timbre (:func:`diffroll.corpus.segments.load_pieces`)."""
     from diffroll.corpus import segments as data
 
     out, groups = [], []
     for split in splits:
-        pieces = data.list_pieces(root, dataset="offline", split=split)
-        for g in sorted({p.group for p in pieces}):
+        for g in sorted({p.group for p in data.list_pieces(root, dataset="offline", split=split)}):
             groups.append(f"{split}:{g}")
-            for p in sorted((p for p in pieces if p.group == g), key=lambda p: p.name)[:per_group]:
-                wave, ref = data.load_piece(p, cfg)
-                out.append((p.name, groups[-1], *cut_piece(wave, ref, max_seconds, cfg.audio.sample_rate)))
+            out += [(name, groups[-1], wave, ref)
+                    for name, _, wave, ref in data.load_pieces(root, split, [g], per_group, max_seconds, cfg=cfg)]
     return out, groups
 
 

@@ -89,22 +89,28 @@ class LoadedPiece(NamedTuple):
     notes: list[Note]
 
 
+def cut_piece(wave: np.ndarray, ref: list[Note], max_seconds: float | None, sr: int) -> tuple[np.ndarray, list[Note]]:
+    """A piece's first ``max_seconds`` (None: all of it): its audio and its reference notes
+    (:func:`~diffroll.core.roll.clip_notes`). The one way a piece is cut short for evaluation."""
+    if max_seconds is None:
+        return wave, ref
+    return wave[: int(max_seconds * sr)], clip_notes(ref, max_seconds)
+
+
 def load_pieces(root: str | Path, split: str = "test", soundfonts=None, n: int | None = None,
                 max_seconds: float | None = None, *, cfg: Config, dataset: str = "offline",
                 spread: bool = False) -> list[LoadedPiece]:
     """The first ``n`` pieces of a split (:func:`list_pieces`; ``soundfonts`` picks offline
     renders), or with ``spread`` ``n`` pieces spread evenly over the split, loaded with
     :func:`load_piece` (``cfg``'s sample rate and sustain setting), each cut to its first
-    ``max_seconds`` (wave and reference, :func:`diffroll.core.roll.clip_notes`)."""
+    ``max_seconds`` (:func:`cut_piece`). The one way evaluation selects pieces."""
     pieces = list_pieces(root, dataset=dataset, split=split, soundfonts=soundfonts)
     if spread and n is not None:
         step = max(len(pieces) / max(n, 1), 1.0)
         pieces = [pieces[int(i * step)] for i in range(min(n, len(pieces)))]
     out = []
     for piece in pieces[:n]:
-        wave, notes = load_piece(piece, cfg)
-        if max_seconds is not None:
-            wave, notes = wave[: int(max_seconds * cfg.audio.sample_rate)], clip_notes(notes, max_seconds)
+        wave, notes = cut_piece(*load_piece(piece, cfg), max_seconds, cfg.audio.sample_rate)
         out.append(LoadedPiece(piece.name, piece.group, wave, notes))
     return out
 

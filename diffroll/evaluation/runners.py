@@ -11,19 +11,12 @@ from itertools import product
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..core.roll import Note, clip_notes, notes_to_roll
+from ..core.roll import Note, notes_to_roll
+from ..corpus.segments import cut_piece
 from ..transcription.decoding import decode_roll
 from ..transcription.pipeline import Pipeline
 from ..transcription.settings import DecodeSettings, SamplingSettings
 from .metrics import frame_scores, missed_restrikes, note_scores, restrike_notes, split_notes
-
-
-def cut_piece(wave: np.ndarray, ref: list[Note], max_seconds: float | None, sr: int) -> tuple[np.ndarray, list[Note]]:
-    """A piece's first ``max_seconds`` (None: all of it): its audio and its reference notes
-    (:func:`~diffroll.core.roll.clip_notes`). The one way a piece is cut short for evaluation."""
-    if max_seconds is None:
-        return wave, ref
-    return wave[: int(max_seconds * sr)], clip_notes(ref, max_seconds)
 
 
 def transcribe_piece(pipe: Pipeline, wave: np.ndarray, sampling: SamplingSettings | None = None,
