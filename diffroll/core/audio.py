@@ -78,6 +78,17 @@ def scale_fixed_db(mel: torch.Tensor, db_floor: float, db_ceiling: float) -> tor
 MEL_SCALINGS = ("minmax", "fixed")
 
 
+def _batch_and_frames(wave: torch.Tensor, hop_length: int) -> tuple[torch.Tensor, int]:
+    """``wave`` as a batch (B, samples) and its whole frames (a front-end's frame j starts at
+    sample j·hop); an AudioError when it is shorter than one hop."""
+    if wave.dim() == 1:
+        wave = wave[None]
+    frames = wave.shape[-1] // hop_length
+    if frames == 0:
+        raise AudioError(f"audio of {wave.shape[-1]} samples is shorter than one hop ({hop_length} samples)")
+    return wave, frames
+
+
 class MelFrontend(torch.nn.Module):
     """Waveform (B, samples) -> c_mel (B, n_mels, samples // hop) in [0, 1] (§4)."""
 
@@ -93,12 +104,7 @@ class MelFrontend(torch.nn.Module):
                                   trainable_mel=False, trainable_STFT=False, verbose=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        if wave.dim() == 1:
-            wave = wave[None]
-        frames = wave.shape[-1] // self.cfg.hop_length
-        if frames == 0:
-            raise AudioError(f"audio of {wave.shape[-1]} samples is shorter than one hop "
-                             f"({self.cfg.hop_length} samples)")
+        wave, frames = _batch_and_frames(wave, self.cfg.hop_length)
         mel = self.mel(wave.float())[..., :frames]  # centred STFT gives frames + 1; drop the last
         if self.cfg.mel_scaling == "fixed":
             return scale_fixed_db(mel, self.cfg.db_floor, self.cfg.db_ceiling)
@@ -175,12 +181,7 @@ class HarmonicCQTFrontend(torch.nn.Module):
         return stacked
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        if wave.dim() == 1:
-            wave = wave[None]
-        frames = wave.shape[-1] // self.cfg.hop_length
-        if frames == 0:
-            raise AudioError(f"audio of {wave.shape[-1]} samples is shorter than one hop "
-                             f"({self.cfg.hop_length} samples)")
+        wave, frames = _batch_and_frames(wave, self.cfg.hop_length)
         magnitude = self.cqt(wave.float(), normalization_type="convolutional")[..., :frames]
         stacked = self.harmonic_stack(magnitude)  # (B, H, 88·b, τ)
         B, H, _, _ = stacked.shape
