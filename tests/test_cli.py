@@ -504,6 +504,37 @@ def test_sigterm_is_handled_like_sigint(tmp_path, ckpt):
     assert midi_files(out) == ["a.csv", "a.mid"]
 
 
+def _sleep_forever(ready):
+    import time
+    ready.set()
+    time.sleep(60)
+
+
+def test_forked_workers_end_quietly_on_sigterm(capfd):
+    """A multiprocessing pool ends its forked workers with SIGTERM: a worker that inherited the CLI's
+    handler exits 143 at once, without raising Terminated (a traceback on stderr) in the worker."""
+    import multiprocessing
+    import signal
+
+    import diffroll.cli as cli
+
+    previous = signal.signal(signal.SIGTERM, cli._terminate)
+    cli._MAIN_PID = os.getpid()
+    try:
+        fork = multiprocessing.get_context("fork")
+        ready = fork.Event()
+        worker = fork.Process(target=_sleep_forever, args=(ready,))
+        worker.start()
+        assert ready.wait(timeout=30)  # (a signal in the instant after fork is dropped by Python)
+        worker.terminate()  # SIGTERM, as Pool.terminate() sends
+        worker.join(timeout=30)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        cli._MAIN_PID = None
+    assert worker.exitcode == 143
+    assert "Terminated" not in capfd.readouterr().err
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is here")
 def test_a_cuda_device_that_is_not_there_is_a_usage_error(tmp_path, ckpt, capsys):
     sf.write(tmp_path / "x.wav", tone(), SR)

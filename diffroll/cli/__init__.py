@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import signal
 import sys
 
@@ -48,7 +49,15 @@ with contextlib.redirect_stdout(io.StringIO()):
     from .options import build_parser
 
 
+_MAIN_PID: int | None = None  # the process that installed _terminate
+
+
 def _terminate(signum, frame):
+    """SIGTERM in the CLI's own process: stop like Ctrl-C (exit 143). A forked worker (a
+    multiprocessing pool's, which its pool ends with SIGTERM when the work is done) inherits this
+    handler: it exits at once and quietly, as it would under the default action."""
+    if os.getpid() != _MAIN_PID:
+        os._exit(128 + signum)
     raise Terminated()
 
 
@@ -58,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     # Imported here, after parsing, only to keep torch out of `diffroll --help` and usage errors.
     from .commands import run
 
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
     try:
         previous = signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not the main thread: signals stay as they are
