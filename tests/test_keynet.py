@@ -85,6 +85,20 @@ def test_hcqt_shapes_pooling_and_frames_follow_the_mel():
         make_frontend(dataclasses.replace(cfg, cqt_bins_per_key=2))
 
 
+@pytest.mark.parametrize("samples", [16000, 16001, 12345])
+def test_the_fft_lowpass_gives_nnaudios_cqt(samples):
+    """FastCQT2010v2 (the per-octave lowpass by FFT) gives CQT2010v2's magnitudes to float rounding,
+    at any length, on noise and on a loud A0 (whose energy passes every lowpass)."""
+    from nnAudio.features import CQT2010v2
+
+    fast = make_frontend(get_config("cpu", **KEYSHARED).audio).cqt
+    wave = torch.stack([0.1 * torch.randn(samples, generator=torch.Generator().manual_seed(0)), sine(21, samples / 16000)])
+    ours = fast(wave, normalization_type="convolutional")
+    theirs = CQT2010v2.forward(fast, wave, normalization_type="convolutional", output_format="Magnitude")
+    assert ours.shape == theirs.shape
+    assert float((ours - theirs).abs().max()) < 1e-5 * float(theirs.abs().max())
+
+
 def test_mel_configs_and_their_cache_keys_are_as_before():
     """Old checkpoints (configs without the new fields) load as the mel DiffWave net, and the mel
     segment caches keep their keys (the HCQT settings are not part of a mel cache's key)."""

@@ -26,6 +26,8 @@ import numpy as np
 import soundfile as sf
 import torch
 from nnAudio.features import CQT2010v2, MelSpectrogram
+from nnAudio.features.cqt import get_cqt_complex
+from nnAudio.utils import broadcast_dim
 from scipy.signal import resample_poly
 
 from .config import LOWEST_MIDI, N_KEYS, AudioConfig
@@ -123,6 +125,38 @@ def midi_hz(midi: float) -> float:
     return 440.0 * 2.0 ** ((midi - 69) / 12)
 
 
+def fft_downsample_by_2(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """nnAudio's ``downsampling_by_2`` (``conv1d(x, kernel, stride=2, padding=(L - 1) // 2)``, its
+    anti-aliasing lowpass before each lower octave of CQT2010v2) computed by FFT convolution:
+    the same numbers to float rounding, ~8x faster on a CPU than a one-channel 256-tap conv1d."""
+    taps, pad = kernel.shape[-1], (kernel.shape[-1] - 1) // 2
+    n_out = (x.shape[-1] + 2 * pad - taps) // 2 + 1
+    n_fft = x.shape[-1] + taps
+    spectrum = torch.fft.rfft(x, n=n_fft) * torch.fft.rfft(kernel.flip(-1), n=n_fft)  # conv1d is correlation
+    full = torch.fft.irfft(spectrum, n=n_fft)  # full[j] = sum_k kernel[k]·x[j - (taps - 1) + k]
+    start = taps - 1 - pad  # conv1d's output i reads x from 2i - pad
+    return full[..., start:start + 2 * n_out:2]
+
+
+class FastCQT2010v2(CQT2010v2):
+    """nnAudio's CQT2010v2 with its per-octave lowpass done by FFT (:func:`fft_downsample_by_2`):
+    CQT2010v2's forward (top octave, then halve the rate and reuse the same kernels, octave by
+    octave), magnitude only. On 2 CPU threads nearly all of CQT2010v2's time is that lowpass."""
+
+    def forward(self, x: torch.Tensor, normalization_type: str = "convolutional") -> torch.Tensor:
+        if normalization_type != "convolutional" or self.earlydownsample:
+            return super().forward(x, normalization_type=normalization_type)
+        x = broadcast_dim(x)
+        hop = self.hop_length
+        octaves = [get_cqt_complex(x, self.cqt_kernels_real, self.cqt_kernels_imag, hop, self.padding)]
+        for _ in range(self.n_octaves - 1):
+            hop //= 2
+            x = fft_downsample_by_2(x, self.lowpass_filter)
+            octaves.append(get_cqt_complex(x, self.cqt_kernels_real, self.cqt_kernels_imag, hop, self.padding))
+        cqt = torch.cat(octaves[::-1], 1)[:, -self.n_bins:, :] * self.downsample_factor
+        return torch.sqrt(cqt.pow(2).sum(-1))
+
+
 class HarmonicCQTFrontend(torch.nn.Module):
     """Waveform (B, samples) -> key-aligned harmonic CQT (B, channels·88, samples // hop) in [0, 1].
 
@@ -162,7 +196,7 @@ class HarmonicCQTFrontend(torch.nn.Module):
         below_nyquist = int(np.ceil(bins_per_octave * np.log2(cfg.sample_rate / 2 / f_min)))  # bins < sr/2
         self.n_bins = min(N_KEYS * b + max(shifts), below_nyquist)
         self.shifts = shifts
-        self.cqt = CQT2010v2(sr=cfg.sample_rate, hop_length=cfg.hop_length, fmin=f_min, n_bins=self.n_bins,
+        self.cqt = FastCQT2010v2(sr=cfg.sample_rate, hop_length=cfg.hop_length, fmin=f_min, n_bins=self.n_bins,
                              filter_scale=cfg.cqt_filter_scale, bins_per_octave=bins_per_octave,
                              pad_mode="constant", verbose=False)
         self.register_buffer("frequencies", torch.as_tensor(self.cqt.frequencies, dtype=torch.float32),
