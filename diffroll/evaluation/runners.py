@@ -12,6 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..core.roll import Note, notes_to_roll
+from ..corpus.realpiano import real_note_scores
 from ..corpus.segments import cut_piece
 from ..transcription.decoding import decode_roll
 from ..transcription.pipeline import Pipeline
@@ -53,6 +54,19 @@ def evaluate_pieces(pipe: Pipeline, pieces, sampling: SamplingSettings | None = 
                          restrikes=len(restrike_notes(ref)), **note_scores(ref, est),
                          **frame_scores(ref_roll, x0, fps=fps, threshold=cfg.diffusion.threshold)))
     return rows
+
+
+def evaluate_real_notes(pipe: Pipeline, notes, sampling: SamplingSettings | None = None,
+                        decoding: DecodeSettings | None = None) -> dict:
+    """Transcribe each real note (:func:`diffroll.corpus.realpiano.load_real_notes`: (name, group,
+    wave, [its reference Note])) alone and count keys found and extra notes per note, overall and
+    by octave (:func:`~diffroll.corpus.realpiano.real_note_scores`), with the real-time factor."""
+    results, wall, seconds = [], 0.0, 0.0
+    for _, _, wave, ref in notes:
+        est, _, took = transcribe_piece(pipe, wave, sampling, decoding)
+        results.append((ref[0], est))
+        wall, seconds = wall + took, seconds + len(wave) / pipe.config.audio.sample_rate
+    return {**real_note_scores(results), "rtf": wall / max(seconds, 1e-9)}
 
 
 def sweep_thresholds(pipe, pieces, onset_thresholds=(0.1, 0.2, 0.3, 0.4, 0.5),

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..corpus import segments as data
+from ..corpus.loaders import SPLITS
 from ..core.audio import make_frontend
 from ..core.config import Config, get_config
 from ..core.paths import data_dir
@@ -37,11 +38,12 @@ def setup(seed: int = 0, threads: int = 1) -> None:
 
 # --- pieces -------------------------------------------------------------------------------------
 
-def corpus(scale: str, root: str | Path | None = None, seed: int = 0) -> Path:
-    """The offline corpus of ``scale`` at ``root`` (default ``data/offline-<scale>``), every split
-    built (or finished) first: seconds at smoke scale, a no-op when it is complete."""
+def corpus(scale: str, root: str | Path | None = None, seed: int = 0, splits: Sequence[str] = SPLITS) -> Path:
+    """The offline corpus of ``scale`` at ``root`` (default ``data/offline-<scale>``), the renders
+    of ``splits`` (default: every split) built (or finished) first: seconds at smoke scale, a no-op
+    when they are there."""
     root = Path(root) if root is not None else data_dir(f"offline-{scale}")
-    data.build_offline_corpus(root, get_config(scale), seed=seed)
+    data.build_offline_corpus(root, get_config(scale), seed=seed, splits=splits)
     return root
 
 
@@ -90,6 +92,33 @@ def train_run(cfg: Config, run_root: str | Path, name: str, paired=None, unpaire
     pipe = trainer.pipeline
     pipe.model.eval()
     return Run(pipe, history, trainer.checkpoint_path)
+
+
+def train_for_minutes(cfg: Config, run_root: str | Path, name: str, minutes: float, paired=None,
+                      device: str = "cpu", progress: bool = False) -> Run:
+    """Train ``cfg`` for ``minutes`` of training wall-clock time (an equal budget; validation and
+    checkpoint writing are not counted) under ``run_root/<name>-<config hash>``, resuming a run that
+    stopped short and reusing one that already had its budget. ``cfg.train.max_steps`` still caps it."""
+    run_dir = Path(run_root) / f"{name}-{config_key(cfg)}"
+    trainer = Trainer(cfg, paired=paired, run_dir=run_dir, device=device, progress=progress)
+    left = 60 * minutes - trainer.wall_seconds
+    if left > 1 and trainer.step < cfg.train.max_steps:
+        trainer.fit(max_minutes=left / 60)
+    pipe = trainer.pipeline
+    pipe.model.eval()
+    return Run(pipe, trainer.history, trainer.checkpoint_path)
+
+
+def snapshots(run: Run) -> list[tuple[int, float, Path]]:
+    """(step, training wall seconds at that step, weights file) of a run's snapshots
+    (``train.snapshot_every``), in step order: the points of a learning curve."""
+    seconds = {row["step"]: row["wall_seconds"] for row in run.history if "wall_seconds" in row}
+    found = []
+    for path in run.checkpoint.parent.glob("weights-step*.pt"):
+        step = int(path.stem.removeprefix("weights-step"))
+        if step in seconds:
+            found.append((step, seconds[step], path))
+    return sorted(found)
 
 
 def _column(batch: dict, key: str) -> torch.Tensor:

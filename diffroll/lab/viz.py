@@ -389,6 +389,23 @@ def plot_f1_vs_w(table: dict[str, dict[float, float]], path=None, title: str = "
     return fig
 
 
+def plot_learning_curves(curves: dict[str, list[tuple[float, float]]], path=None, title: str = "",
+                         xlabel: str = "training minutes", ylabel: str = "validation note F1"):
+    """One line per model: (x, y) points, e.g. validation note F1 against training wall-clock minutes."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for k, (label, points) in enumerate(curves.items()):
+        xs, ys = zip(*sorted(points)) if points else ((), ())
+        ax.plot(xs, ys, "o-", color=f"C{k}", label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
 def plot_bars(values: dict[str, float], path=None, title: str = "", ylabel: str = "note F1",
               reference: dict[str, float] | None = None):
     """A bar per label; ``reference`` values (e.g. the paper's) as hollow bars beside them."""
