@@ -188,6 +188,47 @@ def test_training_loss_dropout_and_modes():
         d.sample(model, mel[:1], w=0.0, sampler="euler")
 
 
+def test_extend_T_continues_the_schedule_for_the_unconditional_model_only():
+    """extend_T: β goes on along the paper's line past T (ᾱ ≈ 3e-4 at T + 200 instead of 0.13 at T);
+    only examples with c_mel dropped draw t > T in training; generation (w = -1) starts at T + extend_T,
+    transcription (w >= 0) at T; extend_T = 0 is the paper's schedule and draws, bit for bit."""
+    paper, ext = Diffusion(), Diffusion(extend_T=200)
+    assert ext.T == 200 and ext.T_max == 400
+    np.testing.assert_allclose(ext.alphas_cumprod[:200].numpy(), paper.alphas_cumprod.numpy(), rtol=0)
+    assert paper.alpha_bar(200).item() == pytest.approx(0.132, abs=1e-3)
+    assert ext.alpha_bar(400).item() < 1e-3
+    slope = (0.02 - 1e-4) / 199
+    assert ext.betas[200].item() == pytest.approx(0.02 + slope, rel=1e-6)
+
+    roll, mel = (torch.rand(512, 88, 4) > 0.9).float(), torch.rand(512, 229, 4)
+    seen = {}
+
+    def model(x, t, m):
+        seen["t"], seen["dropped"] = t, (m == -1).flatten(1).all(1)
+        return torch.zeros_like(x)
+
+    ext.training_loss(model, roll, mel, p=0.5, generator=torch.Generator().manual_seed(0))
+    t, dropped = seen["t"], seen["dropped"]
+    assert t[~dropped].max() <= 200 and t[dropped].max() > 300 and t.min() >= 1 and t.max() <= 400
+    for d in (paper, Diffusion(extend_T=0)):  # the paper's draws are unchanged
+        loss = d.training_loss(model, roll, mel, p=0.1, generator=torch.Generator().manual_seed(1))
+        seen_t = seen["t"].clone()
+        assert loss.item() == pytest.approx(roll.pow(2).mean().item())
+    assert torch.equal(seen_t, seen["t"])
+
+    starts = {}
+
+    def record(x, t, m):
+        starts.setdefault(float(m.flatten()[0]) == -1.0, int(t[0]))
+        return torch.zeros_like(x)
+
+    ext.sample(record, torch.full((1, 229, 4), -1.0), w=-1.0, sampler="ddim", steps=5)
+    ext.sample(record, torch.rand(1, 229, 4), w=0.0, sampler="ddim", steps=5)
+    assert starts == {True: 400, False: 200}
+    with pytest.raises(ValueError, match="extend_T"):
+        Diffusion(T=20, beta_start=1e-3, beta_end=0.2, extend_T=200)
+
+
 def test_row_weights_weigh_each_rows_squared_error():
     """Eq. 3 with per-row weights (a sparse onset channel weighted up): Σ w (x − x̂0)² / Σ w."""
     d = Diffusion(T=20)

@@ -132,6 +132,12 @@ class DiffusionConfig:
     p: float = 0.1  # classifier-free dropout: probability that a mel is replaced by -1
     w: float = 0.5  # guidance weight of Algorithm 1 line 4
     threshold: float = 0.5  # x0 -> binary roll
+    # Beyond the paper: at T = 200, ᾱ_T = 0.13, so x_T keeps 36 % of the roll and the reverse process
+    # started from pure noise (generation) reads "silence". extend_T > 0 continues the linear β
+    # schedule for that many steps past T (ᾱ ≈ 3e-4 at T + 200); only examples whose c_mel is
+    # dropped train on them, and generation (w = -1) starts at T + extend_T. Transcription and
+    # inpainting (t ≤ T) are untouched.
+    extend_T: int = 0
 
 
 @dataclass

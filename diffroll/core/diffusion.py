@@ -79,9 +79,16 @@ def _randn(shape, generator: Generators, like: torch.Tensor) -> torch.Tensor:
 class Diffusion:
     """Linear β schedule of §3 (α_t from 0.9999 down to 0.98 for the paper's T = 200)."""
 
-    def __init__(self, T: int = 200, beta_start: float = 1e-4, beta_end: float = 0.02):
-        self.T = T
+    def __init__(self, T: int = 200, beta_start: float = 1e-4, beta_end: float = 0.02, extend_T: int = 0):
+        self.T, self.extend_T = T, extend_T
+        self.T_max = T + extend_T  # generation starts here (DiffusionConfig.extend_T)
         betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+        if extend_T:  # the same line past T: β_{T+k} = β_T + k·(β_T − β_1)/(T − 1)
+            slope = (beta_end - beta_start) / max(T - 1, 1)
+            betas = torch.cat([betas, beta_end + slope * torch.arange(1, extend_T + 1, dtype=torch.float64)])
+            if float(betas[-1]) >= 1:
+                raise ValueError(f"extend_T = {extend_T} takes β past 1 (β = {float(betas[-1]):.3f} at step "
+                                 f"{T + extend_T}); use fewer extra steps")
         self.betas = betas.float()
         self.alphas = (1 - betas).float()
         self._alpha_bar = torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)])
@@ -89,10 +96,10 @@ class Diffusion:
 
     @classmethod
     def from_config(cls, cfg: DiffusionConfig) -> "Diffusion":
-        return cls(cfg.T, cfg.beta_start, cfg.beta_end)
+        return cls(cfg.T, cfg.beta_start, cfg.beta_end, cfg.extend_T)
 
     def alpha_bar(self, t) -> torch.Tensor:
-        """ᾱ_t for integer t in 0..T (ᾱ_0 = 1), float64."""
+        """ᾱ_t for integer t in 0..T_max (ᾱ_0 = 1), float64."""
         return self._alpha_bar[torch.as_tensor(t, dtype=torch.long, device="cpu")]
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -119,10 +126,15 @@ class Diffusion:
         B = roll.shape[0]
         k, n = part
         mine = slice(k * B, (k + 1) * B)
-        drop = (_rand(n * B, generator, roll) < p)[mine]
+        dropped = _rand(n * B, generator, roll) < p  # the whole (global) batch's
+        drop = dropped[mine]
         mel = torch.where(drop.view(B, 1, 1), torch.full_like(mel, -1.0), mel)
-        if mode == "diffusion":
+        if mode == "diffusion" and not self.extend_T:
             t = (_rand(n * B, generator, roll) * self.T).long().clamp_(0, self.T - 1)[mine] + 1  # uniform in 1..T
+        elif mode == "diffusion":  # dropped examples: uniform in 1..T + extend_T (generation starts there)
+            span = torch.where(dropped, self.T_max, self.T)
+            t = torch.minimum((_rand(n * B, generator, roll) * span).long(), span - 1)[mine] + 1
+        if mode == "diffusion":
             x_t = self.q_sample(roll, t, _randn((n * B,) + tuple(roll.shape[1:]), generator, roll)[mine])
         elif mode == "discriminative":
             t = torch.ones(B, dtype=torch.long, device=roll.device)
@@ -156,7 +168,7 @@ class Diffusion:
         B, _, frames = mel.shape
         x = x_T if x_T is not None else _randn((B, model_rows(model), frames), generator, mel)
         denoise = guided_denoiser(model, mel, w)
-        timesteps = sampling_timesteps(self.T, steps)
+        timesteps = sampling_timesteps(self.T_max if w == -1 else self.T, steps)  # generation: from T + extend_T
         if sampler == "dpmpp":
             return sample_dpmpp_2m(denoise, x, self, timesteps, callback)
         eta = 1.0 if sampler == "ddpm" else 0.0

@@ -9,6 +9,7 @@ import numbers
 import torch
 
 from ..core.config import SAMPLERS, Config
+from ..core.diffusion import Diffusion
 from ..transcription.settings import check_precision
 from .steps import learning_rate
 
@@ -75,6 +76,9 @@ def check_config(cfg: Config) -> None:
             raise ValueError(f"{name} must be {what}, got {getattr(t, name)!r}")
     if not (finite(cfg.diffusion.p) and 0 <= cfg.diffusion.p <= 1):
         raise ValueError(f"p (the dropout probability) must be in [0, 1], got {cfg.diffusion.p!r}")
+    if cfg.diffusion.extend_T < 0:
+        raise ValueError(f"extend_T (steps past T for generation) must be a whole number >= 0, got {cfg.diffusion.extend_T!r}")
+    Diffusion.from_config(cfg.diffusion)  # the schedule's own checks (β below 1)
     check_precision(t.precision)
     learning_rate(t, 0)  # the schedule's own checks
 
