@@ -106,7 +106,10 @@ def train_for_minutes(cfg: Config, run_root: str | Path, name: str, minutes: flo
         trainer.fit(max_minutes=left / 60)
     pipe = trainer.pipeline
     pipe.model.eval()
-    return Run(pipe, trainer.history, trainer.checkpoint_path)
+    history = list(trainer.history)
+    if not history or history[-1].get("step") != trainer.step:  # where the budget ended (between log rows)
+        history.append({"step": trainer.step, "wall_seconds": round(trainer.wall_seconds, 2)})
+    return Run(pipe, history, trainer.checkpoint_path)
 
 
 def snapshots(run: Run) -> list[tuple[int, float, Path]]:
