@@ -108,6 +108,32 @@ def test_real_note_scores_count_found_keys_and_extra_notes_by_octave():
     assert s["by_octave"]["C4–B4"]["found"] == 1 and s["by_octave"]["C7–C8"]["extra_per_note"] == 1.0
 
 
+def test_evaluate_real_notes_transcribes_each_note_alone_and_counts_keys():
+    """runners.evaluate_real_notes: every note transcribed on its own (the pipeline sees each wave
+    once), scored by real_note_scores, with the real-time factor of the whole set."""
+    from types import SimpleNamespace
+
+    from diffroll.evaluation.runners import evaluate_real_notes
+
+    answers = {21: [], 60: [Note(0.5, 2.0, 60, 90), Note(0.5, 2.0, 72, 30)]}
+    seen = []
+
+    class Fake:
+        config = SimpleNamespace(audio=SimpleNamespace(sample_rate=SR))
+
+        def transcribe(self, wave, sampling=None, decoding=None, **kw):
+            seen.append(len(wave))
+            key = 21 if len(wave) == SR else 60
+            return SimpleNamespace(notes=answers[key], roll=np.zeros((88, 4)))
+
+    notes = [("A0", "real_notes", np.zeros(SR, np.float32), [Note(0.5, 1.0, 21, 127)]),
+             ("C4", "real_notes", np.zeros(2 * SR, np.float32), [Note(0.5, 2.0, 60, 127)])]
+    s = evaluate_real_notes(Fake(), notes)
+    assert seen == [SR, 2 * SR]
+    assert (s["found"], s["missed"], s["extra_per_note"]) == (1, ["A0"], 0.5)
+    assert s["rtf"] > 0
+
+
 def test_iowa_timbre_plays_each_key_from_its_own_recording_with_gain_by_velocity(tmp_path, monkeypatch):
     archive = fake_archive(seconds=0.5)
     monkeypatch.setattr(realpiano, "ARCHIVE_SHA256", hashlib.sha256(archive).hexdigest())

@@ -303,6 +303,27 @@ def test_fixed_loss_and_train_run_reuse(tmp_path):
     assert ex.config_key(cfg.override(p=0.3)) != ex.config_key(cfg)
 
 
+def test_train_for_minutes_keeps_its_budget_and_snapshots_make_a_curve(tmp_path):
+    """A run trains until its wall-clock budget (or max_steps), resumes a run that stopped short, is
+    reused once it had its budget; its snapshots are (step, training seconds, file) in step order."""
+    cfg = get_config("smoke", max_steps=6, log_every=2, validate_every=0, checkpoint_every=2, snapshot_every=2)
+    paired = toy_segments(8, 32)
+    run = ex.train_for_minutes(cfg, tmp_path, "cand", 5.0, paired=paired)  # max_steps ends it first
+    assert run.history[-1]["step"] == 6
+    points = ex.snapshots(run)
+    assert [s for s, _, _ in points] == [2, 4, 6] and all(p.is_file() for _, _, p in points)
+    assert [t for _, t, _ in points] == sorted(t for _, t, _ in points) and points[0][1] > 0
+    again = ex.train_for_minutes(cfg, tmp_path, "cand", 5.0, paired=paired)  # reused: no more steps
+    assert again.history[-1]["step"] == 6
+    short = ex.train_for_minutes(cfg.override(max_steps=10**6), tmp_path, "budget", 0.02, paired=paired)
+    assert 1 <= short.history[-1]["step"] < 10**6  # the budget (1.2 s) ends it
+    assert 0.5 < short.history[-1]["wall_seconds"] < 60
+    fig = viz.plot_learning_curves({"a": [(m / 60, f1) for _, m, _ in points for f1 in [0.1]]},
+                                   tmp_path / "curves.png", title="t")
+    line = fig.axes[0].get_lines()[0]
+    assert list(line.get_ydata()) == [0.1, 0.1, 0.1] and (tmp_path / "curves.png").is_file()
+
+
 def test_tables_and_spans(tmp_path):
     assert ex.notes_in_spans([(0.5, 1, 60), (2, 3, 61)], [(0, 1)]) == [(0.5, 1, 60)]
     assert ex.notes_in_spans([(0.5, 1, 60), (2, 3, 61)], [(0, 1)], inside=False) == [(2, 3, 61)]
