@@ -96,8 +96,8 @@ def train_run(cfg: Config, run_root: str | Path, name: str, paired=None, unpaire
 
 def train_for_minutes(cfg: Config, run_root: str | Path, name: str, minutes: float, paired=None,
                       device: str = "cpu", progress: bool = False) -> Run:
-    """Train ``cfg`` for ``minutes`` of training wall-clock time (an equal budget; validation and
-    checkpoint writing are not counted) under ``run_root/<name>-<config hash>``, resuming a run that
+    """Train ``cfg`` for ``minutes`` of training wall-clock time (an equal budget: the trainer's
+    ``wall_seconds``, which leave out validation but count writing checkpoints and snapshots) under ``run_root/<name>-<config hash>``, resuming a run that
     stopped short and reusing one that already had its budget. ``cfg.train.max_steps`` still caps it."""
     run_dir = Path(run_root) / f"{name}-{config_key(cfg)}"
     trainer = Trainer(cfg, paired=paired, run_dir=run_dir, device=device, progress=progress)
