@@ -11,7 +11,6 @@ A measurement, not a test: it prints one Markdown row per checkpoint.
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from diffroll.core.roll import clip_notes, midi_notes
-from diffroll.corpus.segments import note_statistics
+from diffroll.corpus.segments import list_pieces, note_statistics
 from diffroll.transcription.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,9 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def corpus_music(root: Path, seconds: float, n: int) -> list:
     """The first ``seconds`` of the first ``n`` distinct validation MIDI files of an offline corpus."""
-    with open(root / "manifest.csv", newline="") as f:
-        midis = list(dict.fromkeys(r["midi"] for r in csv.DictReader(f) if r["split"] == "validation"))
-    return [clip_notes(midi_notes(root / m), seconds) for m in midis[:n]]
+    midis = list(dict.fromkeys(p.midi for p in list_pieces(root, split="validation")))
+    return [clip_notes(midi_notes(m), seconds) for m in midis[:n]]
 
 
 def row(label: str, stats: dict, wall: float | None = None) -> str:

@@ -42,7 +42,7 @@ from diffroll.core.checkpoint import load_checkpoint, trained_steps
 from diffroll.transcription.pipeline import load_model
 from diffroll.corpus.segments import load_pieces
 from diffroll.evaluation.metrics import mean_scores, missed_restrikes, note_scores, restrike_notes, split_notes
-from diffroll.evaluation.runners import evaluate_pieces, transcribe_piece
+from diffroll.evaluation.runners import evaluate_pieces, transcribe_real_notes
 from diffroll.transcription.settings import PRECISIONS, SamplingSettings
 from diffroll.evaluation.peers import PEERS, run_peer
 from diffroll.corpus.realpiano import load_real_notes, real_note_scores
@@ -73,17 +73,6 @@ def peer_rows(name: str, pieces, sr: int, threads: int) -> list[dict]:
                  split_notes=split_notes(ref, r["est"]), missed_restrikes=missed_restrikes(ref, r["est"]),
                  restrikes=len(restrike_notes(ref)), **note_scores(ref, r["est"]))
             for r, (piece, group, _, ref) in zip(rows, pieces)]
-
-
-def diffroll_real_rows(pipe, pieces, sampling) -> list[dict]:
-    """DiffRoll on each real note, as :func:`evaluate_pieces` transcribes: its notes and timing."""
-    sr = pipe.config.audio.sample_rate
-    out = []
-    for name, group, wave, ref in pieces:
-        est, _, wall = transcribe_piece(pipe, wave, sampling)
-        out.append(dict(name=name, group=group, seconds=len(wave) / sr, wall_seconds=wall, rtf=wall / (len(wave) / sr),
-                        est=est, n_est=len(est)))
-    return out
 
 
 def transkun_subset(pieces, minutes: float, sr: int) -> list[tuple]:
@@ -197,7 +186,7 @@ def main(argv=None):
             for split, pieces in sets.items():
                 start = time.perf_counter()
                 if split == "real_notes":
-                    real[label if len(ws) == 1 else f"{label}, w = {w}"] = (pieces, diffroll_real_rows(pipe, pieces, sampling))
+                    real[label if len(ws) == 1 else f"{label}, w = {w}"] = (pieces, transcribe_real_notes(pipe, pieces, sampling))
                     continue
                 scored = evaluate_pieces(pipe, pieces, sampling, progress=False)
                 rows += tag(scored, label, trained, "–" if w is None else w, split, pipe.config)

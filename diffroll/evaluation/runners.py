@@ -56,17 +56,26 @@ def evaluate_pieces(pipe: Pipeline, pieces, sampling: SamplingSettings | None = 
     return rows
 
 
+def transcribe_real_notes(pipe: Pipeline, notes, sampling: SamplingSettings | None = None,
+                          decoding: DecodeSettings | None = None) -> list[dict]:
+    """Each real note (:func:`diffroll.corpus.realpiano.load_real_notes`: (name, group, wave, [its
+    reference Note])) transcribed alone: one row (name, group, seconds, wall_seconds, rtf, est, n_est) each."""
+    sr, rows = pipe.config.audio.sample_rate, []
+    for name, group, wave, _ in notes:
+        est, _, wall = transcribe_piece(pipe, wave, sampling, decoding)
+        seconds = len(wave) / sr
+        rows.append(dict(name=name, group=group, seconds=seconds, wall_seconds=wall, rtf=wall / seconds,
+                         est=est, n_est=len(est)))
+    return rows
+
+
 def evaluate_real_notes(pipe: Pipeline, notes, sampling: SamplingSettings | None = None,
                         decoding: DecodeSettings | None = None) -> dict:
-    """Transcribe each real note (:func:`diffroll.corpus.realpiano.load_real_notes`: (name, group,
-    wave, [its reference Note])) alone and count keys found and extra notes per note, overall and
-    by octave (:func:`~diffroll.corpus.realpiano.real_note_scores`), with the real-time factor."""
-    results, wall, seconds = [], 0.0, 0.0
-    for _, _, wave, ref in notes:
-        est, _, took = transcribe_piece(pipe, wave, sampling, decoding)
-        results.append((ref[0], est))
-        wall, seconds = wall + took, seconds + len(wave) / pipe.config.audio.sample_rate
-    return {**real_note_scores(results), "rtf": wall / max(seconds, 1e-9)}
+    """:func:`transcribe_real_notes`, then keys found and extra notes per note, overall and by octave
+    (:func:`~diffroll.corpus.realpiano.real_note_scores`), with the real-time factor of the whole set."""
+    rows = transcribe_real_notes(pipe, notes, sampling, decoding)
+    scores = real_note_scores([(ref[0], row["est"]) for (_, _, _, ref), row in zip(notes, rows)])
+    return {**scores, "rtf": sum(r["wall_seconds"] for r in rows) / max(sum(r["seconds"] for r in rows), 1e-9)}
 
 
 def sweep_thresholds(pipe, pieces, onset_thresholds=(0.1, 0.2, 0.3, 0.4, 0.5),

@@ -373,29 +373,21 @@ def plot_stacked_bars(rows: list[dict], x: str, stack: str, value: str = "hours"
 def plot_f1_vs_w(table: dict[str, dict[float, float]], path=None, title: str = "note F1 vs w",
                  baselines: dict[str, float] | None = None, ylabel: str = "note F1"):
     """One line per model: F1 against the guidance weight w (Fig. 4); baselines as flat lines."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for k, (label, by_w) in enumerate(table.items()):
-        ws = sorted(by_w)
-        ax.plot(ws, [by_w[w] for w in ws], "o-", color=f"C{k}", label=label)
-    for k, (label, value) in enumerate((baselines or {}).items()):
-        ax.axhline(value, ls="--", color=f"C{k + len(table)}", label=label)
-    ax.set_xlabel("w (Algorithm 1 line 4)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
-    return fig
+    return plot_learning_curves({label: list(by_w.items()) for label, by_w in table.items()}, path, title,
+                                xlabel="w (Algorithm 1 line 4)", ylabel=ylabel, baselines=baselines)
 
 
 def plot_learning_curves(curves: dict[str, list[tuple[float, float]]], path=None, title: str = "",
-                         xlabel: str = "training minutes", ylabel: str = "validation note F1"):
-    """One line per model: (x, y) points, e.g. validation note F1 against training wall-clock minutes."""
+                         xlabel: str = "training minutes", ylabel: str = "validation note F1",
+                         baselines: dict[str, float] | None = None):
+    """One line per model: its (x, y) points in x order, e.g. validation note F1 against training
+    wall-clock minutes; ``baselines`` as flat dashed lines."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for k, (label, points) in enumerate(curves.items()):
         xs, ys = zip(*sorted(points)) if points else ((), ())
         ax.plot(xs, ys, "o-", color=f"C{k}", label=label)
+    for k, (label, value) in enumerate((baselines or {}).items()):
+        ax.axhline(value, ls="--", color=f"C{k + len(curves)}", label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
