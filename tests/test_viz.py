@@ -303,6 +303,24 @@ def test_fixed_loss_and_train_run_reuse(tmp_path):
     assert ex.config_key(cfg.override(p=0.3)) != ex.config_key(cfg)
 
 
+def test_config_key_hashes_settings_that_differ_from_their_defaults(monkeypatch):
+    """A setting added later at its default keeps every run folder's key; set to another value, it changes it."""
+    cfg = get_config("cpu")
+    key = ex.config_key(cfg)
+    assert key != ex.config_key(get_config("smoke")) and key != ex.config_key(cfg.override(extend_T=100))
+    to_dict = ex.Config.to_dict
+
+    def with_new_setting(self):
+        d = to_dict(self)
+        d["diffusion"]["brand_new"] = getattr(self, "_brand_new", 0)
+        return d
+
+    monkeypatch.setattr(ex.Config, "to_dict", with_new_setting)
+    assert ex.config_key(cfg) == key
+    object.__setattr__(cfg, "_brand_new", 1)
+    assert ex.config_key(cfg) != key
+
+
 def test_train_for_minutes_keeps_its_budget_and_snapshots_make_a_curve(tmp_path):
     """A run trains until its wall-clock budget (or max_steps), resumes a run that stopped short, is
     reused once it had its budget; its snapshots are (step, training seconds, file) in step order."""

@@ -77,8 +77,16 @@ class Run(NamedTuple):
 
 
 def config_key(cfg: Config) -> str:
-    """A short hash of a whole config: runs of different configs never share a folder."""
-    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    """A short hash of the settings that differ from their defaults (``Config()``): runs of different
+    configs never share a folder, and a setting added later at its default keeps every earlier run's
+    key (and folder). Changing an existing setting's default would let a run made with the old one
+    answer for the new one: change the preset instead, or rename the notebook's run folder."""
+    defaults = Config().to_dict()
+    changed = {f"{section}.{name}": value
+               for section, values in cfg.to_dict().items() if isinstance(values, dict)
+               for name, value in values.items() if defaults[section].get(name) != value}
+    changed["scale"] = cfg.scale
+    return hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def train_run(cfg: Config, run_root: str | Path, name: str, paired=None, unpaired=None, init_from=None,
