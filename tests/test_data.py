@@ -23,6 +23,7 @@ from diffroll.core.config import LOWEST_MIDI, get_config
 from diffroll.corpus.offline import CorpusPlan, build_offline_corpus, piece_split
 from diffroll.corpus.loaders import MAPS_TEST_GROUPS, DataError, Piece, read_manifest, split_of
 from diffroll.corpus.render import RenderError
+from diffroll.corpus.variants import VARIANTS, Variant, build_variant_corpus, variant_rows
 from diffroll.core.roll import MidiError
 
 from fixtures_data import MAESTRO_ROWS, make_midi, maestro_fixture, maps_fixture, melody, write_pair
@@ -266,6 +267,36 @@ def test_corrupt_corpus_json_is_a_named_error(tmp_path):
     (tmp_path / "corpus.json").write_text("{not json")
     with pytest.raises(DataError, match="corpus.json is not valid JSON"):
         build_offline_corpus(tmp_path, get_config("smoke"), plan=TINY)
+
+
+def test_variant_corpus_renders_again_only_what_the_variant_turns_off(tiny_corpus, tmp_path):
+    root, _ = tiny_corpus
+    rows = variant_rows(root)
+    procedural = {r["piece"] for r in read_manifest(root) if r["split"] == "train" and r["soundfont"] == "procedural"}
+    assert rows and {r["piece"] for r in rows} == procedural and {r["split"] for r in rows} == {"train"}
+    assert {r["soundfont"] for r in rows} == {"TimGM6mb", "procedural"}  # every render of those performances
+
+    same = build_variant_corpus(root, tmp_path / "all", "all", workers=1).parent
+    assert read_manifest(same) == rows
+    for r in rows:  # the corpus as built: the source's files, nothing rendered
+        assert (same / r["audio"]).is_symlink() and (same / r["audio"]).resolve() == (root / r["audio"]).resolve()
+    assert [p.name for p in data.list_pieces(same, split="train")] == [r["piece"] for r in rows]
+
+    flat = build_variant_corpus(root, tmp_path / "flat", "no_stretch", workers=1).parent
+    again = build_variant_corpus(root, tmp_path / "flat2", VARIANTS["no_stretch"], workers=1).parent
+    for r in rows:
+        out = flat / r["audio"]
+        if r["soundfont"] == "procedural":  # rendered again, in equal temperament: other audio, same length
+            assert out.is_file() and not out.is_symlink()
+            new, old = sf.read(str(out))[0], sf.read(str(root / r["audio"]))[0]
+            assert new.shape == old.shape and np.abs(new - old).max() > 0.05 * np.abs(old).max()
+            assert np.array_equal(new, sf.read(str(again / r["audio"]))[0])  # the same seed: the same audio
+        else:
+            assert out.is_symlink()
+    with pytest.raises(DataError, match="another variant"):
+        build_variant_corpus(root, tmp_path / "flat", "no_room", workers=1)
+    with pytest.raises(ValueError, match="not SynthParams fields"):
+        Variant("typo", "a misspelt setting", synth={"stretch_cents": 0.0})
 
 
 def test_offline_corpus_rebuild_is_idempotent_and_deterministic(tiny_corpus, tmp_path):

@@ -167,11 +167,11 @@ def render_job(job: dict) -> tuple[str, str, float | None, str | None]:
 def render_audio(job: dict, midi: pretty_midi.PrettyMIDI) -> np.ndarray:
     """The peak-normalised audio of one job: FluidSynth with a soundfont and GM program, or the
     procedural piano with parameters drawn from the job's seed (held-out ranges for
-    ``procedural-heldout``), or the sampled piano with its damper and velocity curve drawn from
+    ``procedural-heldout``; a job's ``synth`` dict replaces some of them), or the sampled piano with its damper and velocity curve drawn from
     the seed; the job's detune in every case. Raises RenderError if it is silent."""
     if job["soundfont"] in (PROCEDURAL, PROCEDURAL_HELDOUT):
         params = SynthParams.random(np.random.default_rng(job["seed"]), held_out=job["soundfont"] == PROCEDURAL_HELDOUT)
-        params = dataclasses.replace(params, tuning_cents=job["detune"])
+        params = dataclasses.replace(params, tuning_cents=job["detune"], **job.get("synth", {}))
         audio = ProceduralPiano(params, job["sample_rate"]).render(midi)
     elif job["soundfont"] == SALAMANDER:
         params = dataclasses.replace(SampledParams.random(np.random.default_rng(job["seed"])), tuning_cents=job["detune"])
@@ -189,11 +189,16 @@ def render_audio(job: dict, midi: pretty_midi.PrettyMIDI) -> np.ndarray:
 
 
 def _render_to(job: dict, out: Path) -> None:
-    """Render, augment (noise always where the performance has silent gaps), write FLAC atomically."""
+    """Render, augment (noise always where the performance has silent gaps), write FLAC atomically.
+    A job's ``room_probability`` replaces the room and microphone's share (:class:`RoomSettings`)."""
     midi = pretty_midi.PrettyMIDI(job["midi"])
     audio = render_audio(job, midi)
     if job["augment"]:
-        audio = augment_audio(audio, job["sample_rate"], np.random.default_rng(job["seed"] + [1]),
+        settings = AugmentSettings()
+        if "room_probability" in job:
+            settings = dataclasses.replace(settings, room=dataclasses.replace(settings.room,
+                                                                              probability=job["room_probability"]))
+        audio = augment_audio(audio, job["sample_rate"], np.random.default_rng(job["seed"] + [1]), settings,
                               force_noise=longest_silence(midi) >= MIN_GAP_SECONDS)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.stem + ".part.flac")
