@@ -25,7 +25,6 @@ from .files import (check_not_stdio, check_output_file, check_output_folder, col
 from .messages import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, CliError, Terminated, UsageError,
                        _error, _log_to_stderr, _printable, _say)
 from .options import SAMPLING_OPTIONS
-from .train import cmd_train
 
 MMAP_THRESHOLD = 4 << 20  # bytes: glibc's M_MMAP_THRESHOLD for transcribing (flat_heap)
 
@@ -206,6 +205,14 @@ def flat_heap(threshold: int = MMAP_THRESHOLD) -> bool:
         return bool(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-3, threshold))  # M_MMAP_THRESHOLD
     except (OSError, AttributeError):
         return False
+
+
+def cmd_train(args) -> int:
+    """``diffroll train`` (:mod:`diffroll.cli.train`), imported when called: the trainer's data stack
+    (Hugging Face datasets, pandas) would add half a second to every ``diffroll transcribe``."""
+    from .train import cmd_train as train
+
+    return train(args)
 
 
 def run(parser: argparse.ArgumentParser, args) -> int:
