@@ -621,3 +621,11 @@ def test_peak_memory_is_flat_in_the_length_of_the_audio(tmp_path):
         peaks[seconds] = int(proc.stdout.strip().splitlines()[-1])
     assert len(read_csv(tmp_path / "out" / "240.csv")[1]) > 240  # notes were read all along
     assert abs(peaks[240] - peaks[30]) <= 4, peaks
+
+
+def test_the_transcribing_cli_does_not_load_the_training_stack():
+    """Start-up counts against every `diffroll transcribe`: the trainer's data stack loads only for `train`."""
+    code = ("import sys, diffroll.cli.commands; "
+            "print(sorted(m for m in ('datasets', 'pandas', 'diffroll.cli.train') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
