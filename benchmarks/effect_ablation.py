@@ -74,7 +74,7 @@ def run_variant(name: str, seed: int, args) -> dict:
     if done.exists():
         return json.loads(done.read_text())
     t0 = time.time()
-    root = build_variant_corpus(args.source, args.variants_root / name, name, workers=args.threads).parent
+    root = args.variants_root / name
     cfg = fine_tune_config(args.steps, seed)
     paired = segment_dataset(list_pieces(root, split="train"), cfg)
     trainer = Trainer(cfg, paired=SegmentTensors(paired, "cpu"), run_dir=out, init_from=BUNDLED, progress=False)
@@ -131,14 +131,17 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--table", type=Path, default=ROOT / "figures" / "effects")
     args = p.parse_args(argv)
+    runs = [(name, seed) for seed in args.seeds for name in args.variants]
+    runs += [("all", seed) for seed in range(1, args.repeat + 1) if ("all", seed) not in runs]
+    # every render first: a process pool forked after torch has run its threads can hang in a worker
+    for name in dict.fromkeys(name for name, _ in runs):
+        build_variant_corpus(args.source, args.variants_root / name, name, workers=args.threads)
     torch.set_num_threads(args.threads)
     start = args.runs / "bundled" / "scores.json"
     if not start.exists():
         start.parent.mkdir(parents=True, exist_ok=True)
         start.write_text(json.dumps({"variant": "(bundled v3, before fine-tuning)", "steps": 0,
                                      **score(BUNDLED, args.source, args.val_pieces, args.seconds)}, indent=1))
-    runs = [(name, seed) for seed in args.seeds for name in args.variants]
-    runs += [("all", seed) for seed in range(1, args.repeat + 1) if ("all", seed) not in runs]
     for name, seed in runs:
         print(json.dumps(run_variant(name, seed, args)), flush=True)
     done = [args.runs / run_name(n, s) / "scores.json" for s in range(100) for n in VARIANTS]
