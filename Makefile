@@ -15,7 +15,7 @@ export HF_DATASETS_OFFLINE := 1
 export HF_HUB_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install system-deps samples real-piano data test test-fast reproduce bench model-card effects lab check-widget strip-notebooks clean help
+.PHONY: install system-deps samples iowa real-piano data test test-fast reproduce bench model-card effects lab check-widget strip-notebooks clean help
 
 help:
 	@echo "make reproduce [SCALE=cpu|smoke|paper] [DATA=/path/to/maestro]  install, then run every notebook"
@@ -56,7 +56,7 @@ test: install
 test-fast: install
 	$(BIN)/pytest -q tests
 
-reproduce: install $(if $(filter cpu,$(SCALE)),samples)
+reproduce: install $(if $(filter cpu,$(SCALE)),samples) $(if $(filter cpu paper,$(SCALE)),iowa)
 	@mkdir -p runs/notebooks
 	@start=$$(date +%s); for nb in $(NOTEBOOKS); do \
 	  s=$$(date +%s); echo "== $$nb (scale=$(SCALE))"; \
@@ -83,12 +83,16 @@ effects: install real-piano
 real-piano: install $(if $(filter cpu,$(SCALE)),samples)
 	$(BIN)/python data_scripts/build_real_piano.py --scale $(SCALE)
 
+# The Iowa notes alone: the cpu corpus renders its piano test split in them too (test only).
+iowa: install
+	$(BIN)/python data_scripts/build_real_piano.py --fetch-only
+
 # The sampled training piano of the cpu corpus (Salamander Grand Piano V3, 19 MB, CC BY 3.0).
 samples: install
 	$(BIN)/python data_scripts/fetch_salamander.py
 
 # The offline corpus of $(SCALE) and its segment cache (notebook 01 does the same).
-data: install $(if $(filter cpu,$(SCALE)),samples)
+data: install $(if $(filter cpu,$(SCALE)),samples) $(if $(filter cpu paper,$(SCALE)),iowa)
 	$(BIN)/python data_scripts/build_offline_corpus.py --scale $(SCALE) --cache
 
 lab: install

