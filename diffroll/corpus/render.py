@@ -99,11 +99,14 @@ def _fluidsynth():
 class PianoSynth:
     """One FluidSynth instance with one soundfont loaded, reused for many pieces."""
 
+    BLOCK = 64  # FluidSynth renders in blocks of 64 samples (FLUID_BUFSIZE) and applies events between them
+
     def __init__(self, soundfont: str, sample_rate: int = 16000):
         fluidsynth = _fluidsynth()
         self.path = soundfont_path(soundfont)
         self.sample_rate = sample_rate
         self.synth = fluidsynth.Synth(samplerate=float(sample_rate))
+        self._written = 0  # samples taken from the synth so far
         self.sfid = self.synth.sfload(str(self.path))
         if self.sfid < 0:
             raise RenderError(f"FluidSynth could not load the soundfont {self.path} (corrupt file?)")
@@ -133,13 +136,17 @@ class PianoSynth:
         events.sort()
         s = self.synth
         s.system_reset()
+        # Start on a block boundary, as a new synth does: events fall between blocks, so a piece begun
+        # mid-block (after another piece) had every note moved by up to 63 samples, and the same
+        # piece rendered differently depending on what the synth rendered before.
+        self._samples((-self._written) % self.BLOCK)
         if s.program_select(0, self.sfid, 0, program) != 0 and s.program_select(0, self.sfid, 0, 0) != 0:
             raise RenderError(f"{self.path} has no piano preset (bank 0, program {program} or 0)")
         s.pitch_bend(0, int(round(8192 * detune_cents / PITCH_BEND_RANGE_CENTS)))
         chunks, now = [], 0
         for sample, _, kind, a, b in events:
             if sample > now:
-                chunks.append(s.get_samples(sample - now))
+                chunks.append(self._samples(sample - now))
                 now = sample
             if kind == "on":
                 s.noteon(0, int(a), int(max(1, min(127, b))))
@@ -150,9 +157,14 @@ class PianoSynth:
         for a in range(128):  # a pedal left down must not hold the tail forever
             s.noteoff(0, a)
         s.cc(0, SUSTAIN_CC, 0)
-        chunks.append(s.get_samples(int(tail * self.sample_rate)))
+        chunks.append(self._samples(int(tail * self.sample_rate)))
         stereo = np.concatenate(chunks).astype(np.float32).reshape(-1, 2) / 32768.0
         return stereo.mean(axis=1)
+
+    def _samples(self, n: int) -> np.ndarray:
+        """The next ``n`` samples of the synth (interleaved stereo int16)."""
+        self._written += n
+        return self.synth.get_samples(n) if n else np.zeros(0, dtype=np.int16)
 
     def close(self) -> None:
         self.synth.delete()
