@@ -591,16 +591,32 @@ def test_the_choices_the_parser_repeats_are_the_modules():
     assert options.TRUNCATED_POLICIES == audio_stream.TRUNCATED_POLICIES
 
 
-PEAK_OF_CLI = """import resource, subprocess, sys
-subprocess.run(sys.argv[1:], check=True, capture_output=True)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
+# The child's peak of anonymous memory (RssAnon: heap and arrays), read from /proc every 2 ms. Not its
+# peak RSS: that also counts the pages of torch's libraries it happens to map, which vary run to run by
+# several MiB with the page cache (most where the venv lies on tmpfs), whatever the audio's length.
+PEAK_OF_CLI = """import subprocess, sys, time
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+peak = 0
+while child.poll() is None:
+    try:
+        with open(f"/proc/{child.pid}/status") as status:
+            kb = next((int(line.split()[1]) for line in status if line.startswith("RssAnon:")), 0)
+    except (OSError, ValueError):
+        kb = 0
+    peak = max(peak, kb)
+    time.sleep(0.002)
+err = child.stderr.read().decode()
+if child.returncode:
+    sys.exit(f"exit {child.returncode}: {err[-2000:]}")
+print(peak // 1024)
 """
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads /proc (Linux)")
 def test_peak_memory_is_flat_in_the_length_of_the_audio(tmp_path):
-    """`diffroll transcribe` on 30 s and on 4 min of music: the same peak resident memory within
-    4 MiB (holding the audio would add 13 MiB, the roll 7 MiB). The bundled model on 5 and 60 min:
-    README."""
+    """`diffroll transcribe` on 30 s and on 4 min of music: the same peak of anonymous memory within
+    5 MiB (holding the audio would add 13 MiB, the roll 7 MiB; run to run it moves by up to 3). The
+    bundled model on 5 and 60 min: README."""
     cfg = get_config("smoke")
     torch.manual_seed(0)
     model = DiffRoll(cfg.model, len(cfg.roll.roll_channels))
@@ -620,7 +636,8 @@ def test_peak_memory_is_flat_in_the_length_of_the_audio(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         peaks[seconds] = int(proc.stdout.strip().splitlines()[-1])
     assert len(read_csv(tmp_path / "out" / "240.csv")[1]) > 240  # notes were read all along
-    assert abs(peaks[240] - peaks[30]) <= 4, peaks
+    assert min(peaks.values()) > 100, peaks  # the child was measured (torch alone takes more)
+    assert abs(peaks[240] - peaks[30]) <= 5, peaks
 
 
 def test_the_transcribing_cli_does_not_load_the_training_stack():
