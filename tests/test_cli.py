@@ -594,8 +594,9 @@ def test_the_choices_the_parser_repeats_are_the_modules():
 # The child's peak of anonymous memory (RssAnon: heap and arrays), read from /proc every 2 ms. Not its
 # peak RSS: that also counts the pages of torch's libraries it happens to map, which vary run to run by
 # several MiB with the page cache (most where the venv lies on tmpfs), whatever the audio's length.
-PEAK_OF_CLI = """import subprocess, sys, time
-child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+PEAK_OF_CLI = """import subprocess, sys, tempfile, time
+log = tempfile.TemporaryFile()  # not a pipe: nobody reads one while polling, and a full one would block the CLI
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=log)
 peak = 0
 while child.poll() is None:
     try:
@@ -605,7 +606,8 @@ while child.poll() is None:
         kb = 0
     peak = max(peak, kb)
     time.sleep(0.002)
-err = child.stderr.read().decode()
+log.seek(0)
+err = log.read().decode(errors="replace")
 if child.returncode:
     sys.exit(f"exit {child.returncode}: {err[-2000:]}")
 print(peak // 1024)
