@@ -342,6 +342,26 @@ def test_train_for_minutes_keeps_its_budget_and_snapshots_make_a_curve(tmp_path)
     assert list(line.get_ydata()) == [0.1, 0.1, 0.1] and (tmp_path / "curves.png").is_file()
 
 
+def test_budget_configs_give_a_candidate_trained_alone_the_notebooks_run_folder():
+    """Notebook 12's candidates share one budget (minutes, step cap, snapshots, seed, no in-training
+    validation) on their own architecture; a candidate configured alone (benchmarks/architecture_budget.py)
+    gets the config key, hence the run folder, the notebook reuses."""
+    candidates = ex.architecture_candidates("smoke")
+    configs = ex.budget_configs("smoke", candidates, 0.5, 30, 10, seed=3)
+    assert list(configs) == list(candidates) and len({ex.config_key(c) for c in configs.values()}) == 3
+    for label, cfg in configs.items():
+        t = cfg.train
+        assert (t.max_minutes, t.max_steps, t.snapshot_every, t.checkpoint_every, t.log_every, t.validate_every,
+                t.seed) == (0.5, 30, 10, 10, 10, 0, 3)
+        assert (cfg.model.architecture, cfg.audio.frontend) == (
+            ("keyshared", "hcqt") if label.startswith("key-shared") else ("diffwave", "mel"))
+        alone = ex.budget_configs("smoke", {label: candidates[label]}, 0.5, 30, 10, seed=3)[label]
+        assert ex.config_key(alone) == ex.config_key(cfg)
+        assert ex.config_key(ex.budget_configs("smoke", {label: candidates[label]}, 0.6, 30, 10, seed=3)[label]) \
+            != ex.config_key(cfg)  # another budget, another run
+    assert ex.run_name("DiffWave on the mel (the bundled layout)") == "DiffWave-on-the-mel"
+
+
 def test_tables_and_spans(tmp_path):
     assert ex.notes_in_spans([(0.5, 1, 60), (2, 3, 61)], [(0, 1)]) == [(0.5, 1, 60)]
     assert ex.notes_in_spans([(0.5, 1, 60), (2, 3, 61)], [(0, 1)], inside=False) == [(2, 3, 61)]

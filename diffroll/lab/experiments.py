@@ -20,7 +20,7 @@ import torch
 from ..corpus import segments as data
 from ..corpus.loaders import SPLITS
 from ..core.audio import make_frontend
-from ..core.config import Config, get_config
+from ..core.config import KEYSHARED, Config, get_config
 from ..core.paths import data_dir
 from ..evaluation.runners import evaluate_pieces
 from ..training.trainer import Trainer
@@ -118,6 +118,36 @@ def train_for_minutes(cfg: Config, run_root: str | Path, name: str, minutes: flo
     if not history or history[-1].get("step") != trainer.step:  # where the budget ended (between log rows)
         history.append({"step": trainer.step, "wall_seconds": round(trainer.wall_seconds, 2)})
     return Run(pipe, history, trainer.checkpoint_path)
+
+
+def architecture_candidates(scale: str) -> dict[str, dict]:
+    """Notebook 12's default candidates, {label: config overrides}: the bundled layout (the DiffWave
+    net on the mel) and the key-shared net on the HCQT at 16 and 32 channels (tiny at smoke scale)."""
+    smoke = scale == "smoke"
+    tiny = {"channels": 4, "layers": 2, "dilation": [1, 2]} if smoke else {}
+    return {
+        "DiffWave on the mel (the bundled layout)": {},
+        "key-shared 16 ch on the HCQT": {**KEYSHARED, **tiny},
+        "key-shared 32 ch on the HCQT": {**KEYSHARED, **tiny, "channels": 8 if smoke else 32},
+    }
+
+
+def budget_configs(scale: str, candidates: dict[str, dict], minutes: float, max_steps: int,
+                   snapshot_every: int, seed: int = 0) -> dict[str, Config]:
+    """Notebook 12's configs: each candidate's overrides on ``scale``'s preset for an equal training
+    budget (``minutes``, capped at ``max_steps``), with a snapshot (and log row) every
+    ``snapshot_every`` steps for the learning curves and no in-training validation. One function, so
+    candidates trained apart (``benchmarks/architecture_budget.py``, one process each) land in the
+    run folders the notebook reuses."""
+    return {label: get_config(scale, seed=seed, max_steps=max_steps, max_minutes=minutes, validate_every=0,
+                              log_every=snapshot_every, checkpoint_every=snapshot_every,
+                              snapshot_every=snapshot_every, **overrides)
+            for label, overrides in candidates.items()}
+
+
+def run_name(label: str) -> str:
+    """A candidate's run folder name (before its config hash): its label up to any parenthesis."""
+    return label.split(" (")[0].replace(" ", "-")
 
 
 def snapshots(run: Run) -> list[tuple[int, float, Path]]:
