@@ -404,3 +404,24 @@ def test_load_pieces_spread_picks_pieces_across_the_split(tmp_path, monkeypatch)
     first = data.load_pieces(root, "train", n=3, cfg=cfg)
     assert [p.name for p in spread] == ["p0", "p2", "p4"] and [p.name for p in first] == ["p0", "p1", "p2"]
     assert len(data.load_pieces(root, "train", n=10, cfg=cfg, spread=True)) == 6
+
+
+def test_log_trend_recovers_a_log_linear_curve_and_its_crossings():
+    """A curve F1 = a + b ln m is fitted exactly from its later half; minutes to a target and the
+    crossing of two trends are where the formulas put them; a flat curve never gets there."""
+    from diffroll.lab.curves import crossing_minutes, fit_log_trend
+
+    slow = [(m, 0.30 + 0.02 * np.log(m)) for m in (1, 2, 4, 8, 16, 32, 64)]
+    fast = [(m, 0.10 + 0.05 * np.log(m) + (0.3 if m < 4 else 0.0)) for m in (1, 2, 4, 8, 16, 32, 64)]
+    s, f = fit_log_trend(slow), fit_log_trend(fast)  # the bump before minute 4 is left out (from 32 on)
+    assert (s.a, s.b, f.a, f.b) == pytest.approx((0.30, 0.02, 0.10, 0.05))
+    assert (s.start, s.end, s.points) == (32, 64, 2)
+    assert fit_log_trend(fast, from_fraction=0.01).b != pytest.approx(0.05)  # from minute 1 the bump counts
+    assert s.minutes_to(0.40) == pytest.approx(np.exp(5.0)) and s.minutes_to(0.1) == 64
+    cross = crossing_minutes(s, f)
+    assert cross == pytest.approx(np.exp(0.2 / 0.03)) and s.at(cross) == pytest.approx(f.at(cross))
+    assert crossing_minutes(f, s) == 64  # already above at the end
+    flat = fit_log_trend([(m, 0.2) for m in (10, 20, 40)])
+    assert flat.minutes_to(0.3) == np.inf and crossing_minutes(s, flat) == np.inf
+    with pytest.raises(ValueError, match="need 2 or more"):
+        fit_log_trend([(1, 0.1), (64, 0.2)])
