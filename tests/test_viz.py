@@ -357,6 +357,9 @@ def test_budget_configs_give_a_candidate_trained_alone_the_notebooks_run_folder(
             ("keyshared", "hcqt") if label.startswith("key-shared") else ("diffwave", "mel"))
         alone = ex.budget_configs("smoke", {label: candidates[label]}, 0.5, 30, 10, seed=3)[label]
         assert ex.config_key(alone) == ex.config_key(cfg)
+        # papermill passes `-p minutes 95` as an int, the script 95.0: the same run folder
+        assert ex.config_key(ex.budget_configs("smoke", {label: candidates[label]}, 1, 30, 10, seed=3)[label]) \
+            == ex.config_key(ex.budget_configs("smoke", {label: candidates[label]}, 1.0, 30, 10, seed=3)[label])
         assert ex.config_key(ex.budget_configs("smoke", {label: candidates[label]}, 0.6, 30, 10, seed=3)[label]) \
             != ex.config_key(cfg)  # another budget, another run
     assert ex.run_name("DiffWave on the mel (the bundled layout)") == "DiffWave-on-the-mel"

@@ -139,7 +139,7 @@ def budget_configs(scale: str, candidates: dict[str, dict], minutes: float, max_
     ``snapshot_every`` steps for the learning curves and no in-training validation. One function, so
     candidates trained apart (``benchmarks/architecture_budget.py``, one process each) land in the
     run folders the notebook reuses."""
-    return {label: get_config(scale, seed=seed, max_steps=max_steps, max_minutes=minutes, validate_every=0,
+    return {label: get_config(scale, seed=seed, max_steps=max_steps, max_minutes=float(minutes), validate_every=0,
                               log_every=snapshot_every, checkpoint_every=snapshot_every,
                               snapshot_every=snapshot_every, **overrides)
             for label, overrides in candidates.items()}
