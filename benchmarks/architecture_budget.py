@@ -9,8 +9,8 @@ for the same wall-clock minutes; the notebook, run afterwards with the same ``mi
     .venv/bin/python benchmarks/architecture_budget.py --candidate 0 --minutes 95 --threads 1 &
     .venv/bin/python benchmarks/architecture_budget.py --candidate 2 --minutes 95 --threads 1 &
     wait
-    .venv/bin/papermill notebooks/12_architecture.ipynb runs/12_long.ipynb -p scale cpu -p minutes 95 \\
-        -y 'candidates: [...the two labels...]'
+    .venv/bin/papermill --cwd notebooks notebooks/12_architecture.ipynb runs/notebooks/12_long.ipynb \\
+        -p scale cpu -p minutes 95 -y 'candidates: ["DiffWave on the mel (the bundled layout)", "key-shared 32 ch on the HCQT"]'
 
 A stopped run resumes from its last checkpoint (rerun the same command). Candidates: the notebook's
 defaults (``experiments.architecture_candidates``), by index or label.
@@ -39,7 +39,8 @@ def main() -> None:
     smoke = args.scale == "smoke"
     candidates = ex.architecture_candidates(args.scale)
     labels = list(candidates)
-    label = labels[int(args.candidate)] if args.candidate.isdigit() else args.candidate
+    index = int(args.candidate) if args.candidate.isdigit() else None
+    label = labels[index] if index is not None and index < len(labels) else args.candidate
     if label not in candidates:
         raise SystemExit(f"unknown candidate {label!r}; the notebook's are: " + "; ".join(
             f"{i}: {name}" for i, name in enumerate(labels)))
