@@ -36,7 +36,6 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 each for two candidates on 2 cores)")
     args = p.parse_args()
 
-    smoke = args.scale == "smoke"
     candidates = ex.architecture_candidates(args.scale)
     labels = list(candidates)
     index = int(args.candidate) if args.candidate.isdigit() else None
@@ -44,10 +43,8 @@ def main() -> None:
     if label not in candidates:
         raise SystemExit(f"unknown candidate {label!r}; the notebook's are: " + "; ".join(
             f"{i}: {name}" for i, name in enumerate(labels)))
-    max_steps = args.max_steps or (30 if smoke else 10**7)
-    snapshot_every = args.snapshot_every or (10 if smoke else 250)
-    cfg = ex.budget_configs(args.scale, {label: candidates[label]}, args.minutes, max_steps, snapshot_every,
-                            args.seed)[label]
+    cfg = ex.budget_configs(args.scale, {label: candidates[label]}, args.minutes, args.max_steps,
+                            args.snapshot_every, args.seed)[label]
 
     ex.setup(args.seed, args.threads)
     root = ex.corpus(args.scale, splits=("train", "validation", "piano_test"))

@@ -362,6 +362,9 @@ def test_budget_configs_give_a_candidate_trained_alone_the_notebooks_run_folder(
             == ex.config_key(ex.budget_configs("smoke", {label: candidates[label]}, 1.0, 30, 10, seed=3)[label])
         assert ex.config_key(ex.budget_configs("smoke", {label: candidates[label]}, 0.6, 30, 10, seed=3)[label]) \
             != ex.config_key(cfg)  # another budget, another run
+    defaults = ex.budget_configs("smoke", candidates, 0.5)  # the scale's step cap and snapshots, as the notebook's None
+    assert [ex.config_key(c) for c in defaults.values()] == [
+        ex.config_key(c) for c in ex.budget_configs("smoke", candidates, 0.5, 30, 10).values()]
     assert ex.run_name("DiffWave on the mel (the bundled layout)") == "DiffWave-on-the-mel"
 
 

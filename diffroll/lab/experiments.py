@@ -132,13 +132,16 @@ def architecture_candidates(scale: str) -> dict[str, dict]:
     }
 
 
-def budget_configs(scale: str, candidates: dict[str, dict], minutes: float, max_steps: int,
-                   snapshot_every: int, seed: int = 0) -> dict[str, Config]:
+def budget_configs(scale: str, candidates: dict[str, dict], minutes: float, max_steps: int | None = None,
+                   snapshot_every: int | None = None, seed: int = 0) -> dict[str, Config]:
     """Notebook 12's configs: each candidate's overrides on ``scale``'s preset for an equal training
-    budget (``minutes``, capped at ``max_steps``), with a snapshot (and log row) every
-    ``snapshot_every`` steps for the learning curves and no in-training validation. One function, so
-    candidates trained apart (``benchmarks/architecture_budget.py``, one process each) land in the
-    run folders the notebook reuses."""
+    budget (``minutes``, capped at ``max_steps``; None: smoke 30, else none), with a snapshot (and log
+    row) every ``snapshot_every`` steps for the learning curves (None: smoke 10, else 250) and no
+    in-training validation. One function, defaults included, so candidates trained apart
+    (``benchmarks/architecture_budget.py``, one process each) land in the run folders the notebook reuses."""
+    smoke = scale == "smoke"
+    max_steps = max_steps or (30 if smoke else 10**7)
+    snapshot_every = snapshot_every or (10 if smoke else 250)
     return {label: get_config(scale, seed=seed, max_steps=max_steps, max_minutes=float(minutes), validate_every=0,
                               log_every=snapshot_every, checkpoint_every=snapshot_every,
                               snapshot_every=snapshot_every, **overrides)
