@@ -348,13 +348,13 @@ def test_budget_configs_give_a_candidate_trained_alone_the_notebooks_run_folder(
     gets the config key, hence the run folder, the notebook reuses."""
     candidates = ex.architecture_candidates("smoke")
     configs = ex.budget_configs("smoke", candidates, 0.5, 30, 10, seed=3)
-    assert list(configs) == list(candidates) and len({ex.config_key(c) for c in configs.values()}) == 3
+    assert list(configs) == list(candidates) and len({ex.config_key(c) for c in configs.values()}) == 4
     for label, cfg in configs.items():
         t = cfg.train
         assert (t.max_minutes, t.max_steps, t.snapshot_every, t.checkpoint_every, t.log_every, t.validate_every,
                 t.seed) == (0.5, 30, 10, 10, 10, 0, 3)
         assert (cfg.model.architecture, cfg.audio.frontend) == (
-            ("keyshared", "hcqt") if label.startswith("key-shared") else ("diffwave", "mel"))
+            "keyshared" if label.startswith("key-shared") else "diffwave", "hcqt" if "HCQT" in label else "mel")
         alone = ex.budget_configs("smoke", {label: candidates[label]}, 0.5, 30, 10, seed=3)[label]
         assert ex.config_key(alone) == ex.config_key(cfg)
         # papermill passes `-p minutes 95` as an int, the script 95.0: the same run folder
@@ -366,6 +366,11 @@ def test_budget_configs_give_a_candidate_trained_alone_the_notebooks_run_folder(
     assert [ex.config_key(c) for c in defaults.values()] == [
         ex.config_key(c) for c in ex.budget_configs("smoke", candidates, 0.5, 30, 10).values()]
     assert ex.run_name("DiffWave on the mel (the bundled layout)") == "DiffWave-on-the-mel"
+    # the DiffWave net on the HCQT differs from the key-shared nets by the network alone: the same
+    # front-end, hence the same cached training segments (built once for all three)
+    hcqt = [c for label, c in configs.items() if "HCQT" in label]
+    assert len(hcqt) == 3 and len({repr(data.audio_settings(c.audio)) for c in hcqt}) == 1
+    assert {c.model.n_mels for c in hcqt} == {hcqt[0].audio.condition_rows}
 
 
 def test_tables_and_spans(tmp_path):

@@ -122,13 +122,16 @@ def train_for_minutes(cfg: Config, run_root: str | Path, name: str, minutes: flo
 
 def architecture_candidates(scale: str) -> dict[str, dict]:
     """Notebook 12's default candidates, {label: config overrides}: the bundled layout (the DiffWave
-    net on the mel) and the key-shared net on the HCQT at 16 and 32 channels (tiny at smoke scale)."""
+    net on the mel), the key-shared net on the HCQT at 16 and 32 channels (tiny at smoke scale), and
+    the DiffWave net on the HCQT (the front-end without the sharing across keys: which of the two
+    the key-shared net's gains come from)."""
     smoke = scale == "smoke"
     tiny = {"channels": 4, "layers": 2, "dilation": [1, 2]} if smoke else {}
     return {
         "DiffWave on the mel (the bundled layout)": {},
         "key-shared 16 ch on the HCQT": {**KEYSHARED, **tiny},
         "key-shared 32 ch on the HCQT": {**KEYSHARED, **tiny, "channels": 8 if smoke else 32},
+        "DiffWave on the HCQT": {"frontend": "hcqt", "model.n_mels": KEYSHARED["model.n_mels"]},
     }
 
 
