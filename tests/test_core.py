@@ -1,4 +1,6 @@
 """Config presets, the audio front-end and the network."""
+import math
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -106,6 +108,27 @@ def test_mel_in_unit_range_silence_is_zero_and_shape():
     assert batch.shape == (3, 229, 10)
     with pytest.raises(AudioError, match="shorter than one hop"):
         MelFrontend(cfg)(torch.zeros(100))
+
+
+@pytest.mark.parametrize("samples", [1025, 16000, 16001, 52345])
+def test_the_fft_mel_gives_nnaudios_mel(samples):
+    """FastMelSpectrogram (the STFT by FFT) gives nnAudio's conv1d MelSpectrogram to float rounding,
+    at any length, on noise and on a loud sine, in a batch; the scaled c_mel too."""
+    from nnAudio.features import MelSpectrogram
+
+    cfg = get_config("cpu").audio
+    frontend = MelFrontend(cfg)
+    t = torch.arange(samples) / cfg.sample_rate
+    wave = torch.stack([0.1 * torch.randn(samples, generator=torch.Generator().manual_seed(0)),
+                        0.9 * torch.sin(2 * math.pi * 440.0 * t)])
+    ours = frontend.mel(wave)
+    theirs = MelSpectrogram.forward(frontend.mel, wave)
+    assert ours.shape == theirs.shape == (2, cfg.n_mels, samples // cfg.hop_length + 1)
+    assert float((ours - theirs).abs().max()) < 1e-4 * float(theirs.abs().max())
+    log_ours, log_theirs = torch.log(ours + 1e-5), torch.log(theirs + 1e-5)
+    assert float((log_ours - log_theirs).abs().max()) < 1e-2  # the quiet bins too, where rounding weighs most
+    with pytest.raises(AssertionError, match="shorter than reflect padding"):
+        frontend.mel(torch.zeros(1, 1000))
 
 
 def test_the_mel_frontend_is_made_once_per_config(frontends_made):

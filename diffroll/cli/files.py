@@ -9,7 +9,6 @@ import tempfile
 from pathlib import Path
 
 from ..core.audio import AUDIO_EXTENSIONS
-from ..corpus.render import PianoSynth, RenderError, soundfont_path
 from ..transcription.outputs import SONIFY_RATE, default_soundfont
 from .messages import CliError, UsageError
 
@@ -94,6 +93,8 @@ def _check_sonify(args) -> None:
     """A usage error for a soundfont that is not there, before any work (FluidSynth is checked too)."""
     if not getattr(args, "sonify", False):
         return
+    from ..corpus.render import PianoSynth, RenderError, soundfont_path  # only --sonify pays for their import
+
     args.soundfont = args.soundfont or default_soundfont()
     try:
         soundfont_path(args.soundfont)

@@ -12,7 +12,6 @@ import pretty_midi
 import soundfile as sf
 
 from ..core.roll import Note, notes_to_midi
-from ..corpus.render import PianoSynth, RenderError, soundfont_path
 from .audio_stream import AudioInfo
 
 CSV_HEADER = ("onset_s", "offset_s", "pitch", "velocity", "confidence")
@@ -86,6 +85,8 @@ class Transcription:
 
 def default_soundfont() -> str:
     """FluidR3_GM when installed (Debian fluid-soundfont-gm), else TimGM6mb (ships with pretty_midi)."""
+    from ..corpus.render import RenderError, soundfont_path  # (see sonify: imported where used)
+
     for name in SONIFY_SOUNDFONTS[:-1]:
         try:
             soundfont_path(name)
@@ -106,6 +107,8 @@ def sonify(notes: Sequence[Note], path: str | Path, soundfont: str | None = None
     longest note, not by the length of the music. Raises :class:`diffroll.corpus.render.RenderError`
     when FluidSynth or the soundfont is missing.
     """
+    from ..corpus.render import PianoSynth  # FluidSynth, pedalboard and scipy: ~0.4 s of start-up only --sonify needs
+
     synth = PianoSynth(soundfont or default_soundfont(), sample_rate)
     notes = sorted(Note(*n) for n in notes)
     acc, acc_start = np.zeros(0, dtype=np.float32), 0  # samples not yet final, from acc_start
