@@ -34,6 +34,7 @@ from typing import Iterator
 
 import numpy as np
 import soundfile as sf
+from scipy.signal import resample_poly
 
 from ..core.audio import AudioError
 
@@ -374,8 +375,6 @@ def _resampled(blocks: Iterator[np.ndarray], n_in: int, from_sr: int, to_sr: int
         for b in blocks:
             yield np.ascontiguousarray(b, dtype=np.float32)
         return
-    from scipy.signal import resample_poly  # imported here: ~0.8 s of start-up that a file at the model's rate never needs
-
     up, down, step, pad = _chunking(from_sr, to_sr, chunk_seconds or RESAMPLE_CHUNK_SECONDS)
     buf = SampleBuffer(blocks)
     if n_in <= 2 * step:
