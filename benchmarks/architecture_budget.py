@@ -14,15 +14,26 @@ for the same wall-clock minutes; the notebook, run afterwards with the same ``mi
 
 A stopped run resumes from its last checkpoint (rerun the same command). Candidates: the notebook's
 defaults (``experiments.architecture_candidates``), by index or label.
+
+A long run (issue 28's item 5) is the same command with a larger ``--minutes``, resumable across sessions;
+``--score-every N`` then scores, without training, the run's snapshots every N steps and its last weights
+as notebook 12 does (validation note F1 at the best thresholds, ``experiments.best_thresholds``), fits the
+log-time trend (``lab.curves``) and writes ``curve.json`` in the run folder:
+
+    .venv/bin/python benchmarks/architecture_budget.py --candidate 1 --minutes 1200 --threads 1 &   # stop any time
+    .venv/bin/python benchmarks/architecture_budget.py --candidate 1 --minutes 1200 --score-every 1000 --threads 2
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 from diffroll.core.paths import runs_dir
 from diffroll.corpus import segments as data
 from diffroll.lab import experiments as ex
+from diffroll.lab.curves import fit_log_trend
+from diffroll.transcription.pipeline import Pipeline
 
 
 def main() -> None:
@@ -34,6 +45,10 @@ def main() -> None:
     p.add_argument("--snapshot-every", type=int, default=None, help="the notebook's `snapshot_every` (default: smoke 10, cpu 250)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 each for two candidates on 2 cores)")
+    p.add_argument("--score-every", type=int, default=None,
+                   help="no training: score the run's snapshots every N steps and its last weights (notebook 12's way)")
+    p.add_argument("--n-val", type=int, default=6, help="validation pieces of the scores (notebook 12's n_val)")
+    p.add_argument("--val-seconds", type=float, default=30.0, help="their first seconds (notebook 12's val_seconds)")
     args = p.parse_args()
 
     candidates = ex.architecture_candidates(args.scale)
@@ -50,11 +65,50 @@ def main() -> None:
     root = ex.corpus(args.scale, splits=("train", "validation", "piano_test"))
     paired = data.training_data(cfg, root=root, val_pieces=0, build=False)["paired"]
     t0 = time.time()
-    run = ex.train_for_minutes(cfg, runs_dir(f"{args.scale}/architecture"), ex.run_name(label), args.minutes,
-                               paired=paired, progress=True)
+    run = ex.train_for_minutes(cfg, runs_dir(f"{args.scale}/architecture"), ex.run_name(label),
+                               0 if args.score_every else args.minutes, paired=paired, progress=True)
     last = run.history[-1]
     print(f"{label}: {last['step']} steps in {last['wall_seconds'] / 60:.1f} training minutes "
           f"({time.time() - t0:.0f} s this call); run {run.checkpoint.parent}")
+    if args.score_every:
+        score_curve(run, root, cfg, args)
+
+
+def score_curve(run, root, cfg, args) -> None:
+    """Validation note F1 (best thresholds) of every ``--score-every``-th snapshot and the last weights,
+    notebook 12's sampling (DPM-Solver++ × 5, the seed); the log-time trend of the curve, and the one
+    fitted on its first 95 minutes (the equal-budget comparison's) to see whether it held."""
+    val = ex.curve_validation(root, cfg, args.n_val, args.val_seconds)
+    sampling = Pipeline.from_config(cfg).sampling.replace(sampler="dpmpp", steps=5, seed=args.seed)
+    chosen = [(step, seconds, path) for step, seconds, path in ex.snapshots(run) if step % args.score_every == 0]
+    points = []
+    for step, seconds, path in chosen:
+        points.append((step, seconds / 60, ex.best_thresholds(Pipeline.from_checkpoint(path), val, sampling)["f1"]))
+        print(f"step {step}: {seconds / 60:.1f} min, validation note F1 {points[-1][2]:.3f}", flush=True)
+    last = run.history[-1]
+    if not points or last["step"] > points[-1][0]:
+        points.append((last["step"], last["wall_seconds"] / 60, ex.best_thresholds(run.pipeline, val, sampling)["f1"]))
+        print(f"last weights, step {last['step']}: {points[-1][1]:.1f} min, validation note F1 {points[-1][2]:.3f}")
+    bundled = Pipeline.from_checkpoint()
+    bundled_f1 = ex.best_thresholds(bundled, val, bundled.sampling.replace(sampler="dpmpp", steps=5, seed=args.seed))["f1"]
+    curve = [(m, f1) for _, m, f1 in points]
+    trend = fit_log_trend(curve)
+    early = [(m, f1) for m, f1 in curve if m <= 95.5]
+    report = {"run": str(run.checkpoint.parent), "points": points, "bundled_f1": bundled_f1,
+              "trend": {"a": trend.a, "b": trend.b, "from_minutes": trend.start, "points": trend.points,
+                        "gain_per_doubling": trend.b * 0.6931, "hours_to_bundled": trend.minutes_to(bundled_f1) / 60}}
+    print(f"the bundled model on the same pieces: {bundled_f1:.3f}; trend from {trend.start:.0f} min "
+          f"({trend.points} points): {trend.b * 0.6931:+.3f} per doubling, the bundled model's F1 at "
+          f"{trend.minutes_to(bundled_f1) / 60:.1f} h")
+    if len(early) >= 4:
+        first = fit_log_trend(early)
+        report["trend_at_95_min"] = {"a": first.a, "b": first.b, "predicted_at_end": first.at(curve[-1][0]),
+                                     "measured_at_end": curve[-1][1]}
+        print(f"the trend of the first 95 min predicted {first.at(curve[-1][0]):.3f} at {curve[-1][0]:.0f} min; "
+              f"measured {curve[-1][1]:.3f}")
+    out = run.checkpoint.parent / "curve.json"
+    out.write_text(json.dumps(report, indent=1))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

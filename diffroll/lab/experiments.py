@@ -22,7 +22,7 @@ from ..corpus.loaders import SPLITS
 from ..core.audio import make_frontend
 from ..core.config import KEYSHARED, Config, get_config
 from ..core.paths import data_dir
-from ..evaluation.runners import evaluate_pieces
+from ..evaluation.runners import evaluate_pieces, sweep_thresholds
 from ..training.trainer import Trainer
 from ..transcription.pipeline import Pipeline
 from ..transcription.settings import SamplingSettings
@@ -154,6 +154,23 @@ def budget_configs(scale: str, candidates: dict[str, dict], minutes: float, max_
 def run_name(label: str) -> str:
     """A candidate's run folder name (before its config hash): its label up to any parenthesis."""
     return label.split(" (")[0].replace(" ", "-")
+
+
+CURVE_ONSETS, CURVE_FRAMES = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5), (0.2, 0.3, 0.4, 0.5)
+"""Notebook 12's threshold grid: each point of a learning curve is its weights' best note F1 over it."""
+
+
+def curve_validation(root: str | Path, cfg: Config, n: int, seconds: float) -> list:
+    """Notebook 12's validation pieces for its curves and thresholds: the first ``n`` pianistic pieces of
+    the validation split (any pieces where it has none), each cut to its first ``seconds``."""
+    validation = data.load_pieces(root, "validation", None, None, seconds, cfg=cfg)
+    return ([p for p in validation if p.name.startswith("pianistic")] or validation)[:n]
+
+
+def best_thresholds(pipe: Pipeline, pieces: Sequence, sampling: SamplingSettings) -> dict:
+    """The row of the onset × frame threshold sweep (:data:`CURVE_ONSETS` × :data:`CURVE_FRAMES`; its
+    validation scores) with the best note F1: a point of notebook 12's curves."""
+    return max(sweep_thresholds(pipe, pieces, CURVE_ONSETS, CURVE_FRAMES, sampling=sampling), key=lambda r: r["f1"])
 
 
 def snapshots(run: Run) -> list[tuple[int, float, Path]]:
