@@ -2,6 +2,7 @@
 and fp32) against basic-pitch's own CLI in its environment, run alternately, pairwise, on the same audio.
 
     .venv/bin/python benchmarks/cli_speed.py [--seconds 120] [--repeats 3] [--threads 2] [--data data/offline-cpu]
+        [--also-steps 5]
 
 The audio: piano test renders in FluidR3_GM joined to ``--seconds``. Prints the CPU, then per command the
 median wall seconds and CPU seconds (user + system of the child) and their ratios to basic-pitch's.
@@ -70,6 +71,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--data", type=Path, default=ROOT / "data" / "offline-cpu")
+    p.add_argument("--also-steps", type=int, nargs="*", default=[],
+                   help="more diffroll rows with --steps N (bf16 where native, and fp32): e.g. an earlier default")
     args = p.parse_args(argv)
     bp = peer_python("basic-pitch").with_name("basic-pitch")
     diffroll = Path(sys.executable).with_name("diffroll")
@@ -83,6 +86,11 @@ def main(argv=None) -> int:
                                           "-q", "--threads", str(args.threads), "--precision", "fp32"],
             "basic-pitch": [str(bp), str(tmp / "c"), str(wav)],
         }
+        for n in args.also_steps:
+            for precision in ("auto", "fp32"):
+                commands[f"diffroll --steps {n}" + (" --precision fp32" if precision == "fp32" else "")] = [
+                    str(diffroll), "transcribe", str(wav), "-o", str(tmp / f"s{n}{precision}"), "--overwrite", "-q",
+                    "--threads", str(args.threads), "--precision", precision, "--steps", str(n)]
         times: dict[str, list[tuple[float, float]]] = {k: [] for k in commands}
         for r in range(args.repeats):
             for label, cmd in commands.items():

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from diffroll.evaluation.diagnosis import diagnosis_setup
 from diffroll.core.checkpoint import export_weights
-from diffroll.transcription.confidence import (cluster_notes, expected_calibration_error, fit_calibration,
+from diffroll.transcription.confidence import (Calibration, cluster_notes, expected_calibration_error, fit_calibration,
                                  support, true_positives, vote_bins)
 from diffroll.transcription.settings import COMBINES
 from diffroll.corpus.segments import load_pieces
@@ -72,19 +72,23 @@ def main(argv: list[str] | None = None) -> int:
     ece_raw = expected_calibration_error(share, right, raw_bins)
     ece_crossed = np.average([expected_calibration_error(c, r, vote_bins(k, cal, lowest)) for c, r, cal in crossed],
                              weights=[len(r) for _, r, _ in crossed])
+    stored = Calibration.of(pipe.config.roll.confidence_calibration)  # the checkpoint's own, fit earlier
+    ece_stored = (expected_calibration_error(stored(share, k), right, vote_bins(k, stored, lowest))
+                  if stored is not None else None)
     calibration = fit_calibration(share, right, k)
     votes = np.round(share * k)
     by_votes = {v: float(right[votes == v].mean()) for v in range(lowest, k + 1) if (votes == v).any()}
     print(f"{len(pieces)} validation excerpts, K = {k} ({combine}): {len(share)} candidate notes, "
           f"right per vote count {by_votes}")
-    print(f"ECE of the vote share {ece_raw:.3f}; calibrated (each half by the other's fit) {ece_crossed:.3f}")
+    print(f"ECE of the vote share {ece_raw:.3f}; calibrated (each half by the other's fit) {ece_crossed:.3f}"
+          + (f"; by the checkpoint's calibration {ece_stored:.3f}" if ece_stored is not None else ""))
     print(f"calibration on all: slope {calibration.slope:.3f}, intercept {calibration.intercept:.3f} -> "
           + ", ".join(f"{v}/{k}: {calibration(v / k, k):.3f}" for v in range(lowest, k + 1)))
     out = ROOT / "runs" / "tune" / f"confidence-{Path(checkpoint).parent.name}-{Path(checkpoint).stem}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"checkpoint": str(checkpoint), "pieces": len(pieces), "samples": k, "combine": combine,
                                "max_seconds": args.max_seconds, "right_per_votes": by_votes, "ece_raw": ece_raw,
-                               "ece_crossed": float(ece_crossed),
+                               "ece_crossed": float(ece_crossed), "ece_stored": ece_stored,
                                "confidence_calibration": [calibration.slope, calibration.intercept]}, indent=1))
     print(f"wrote {out}")
     if args.export:
