@@ -2,9 +2,10 @@
 and fp32) against basic-pitch's own CLI in its environment, run alternately, pairwise, on the same audio.
 
     .venv/bin/python benchmarks/cli_speed.py [--seconds 120] [--repeats 3] [--threads 2] [--data data/offline-cpu]
-        [--also-steps 5]
+        [--also-steps 5] [--files 12]
 
-The audio: piano test renders in FluidR3_GM joined to ``--seconds``. Prints the CPU, then per command the
+The audio: piano test renders in FluidR3_GM joined to ``--seconds``; with ``--files N`` cut into N files of
+equal length in one folder (diffroll is given the folder, basic-pitch the N files: one process each). Prints the CPU, then per command the
 median wall seconds and CPU seconds (user + system of the child) and their ratios to basic-pitch's.
 The target of issue 28: no slower than basic-pitch, in fp32 too. A measurement, not a test.
 """
@@ -71,6 +72,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--data", type=Path, default=ROOT / "data" / "offline-cpu")
+    p.add_argument("--files", type=int, default=1, help="the audio as this many files of equal length")
     p.add_argument("--also-steps", type=int, nargs="*", default=[],
                    help="more diffroll rows with --steps N (bf16 where native, and fp32): e.g. an earlier default")
     args = p.parse_args(argv)
@@ -79,12 +81,20 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         wav = test_audio(args.data, args.seconds, tmp / "piano.wav")
+        inputs = [wav]
+        if args.files > 1:
+            wave, sr = sf.read(wav, dtype="float32")
+            (tmp / "in").mkdir()
+            inputs = [tmp / "in" / f"piano{i:02d}.wav" for i in range(args.files)]
+            for path, part in zip(inputs, np.array_split(wave, args.files)):
+                sf.write(path, part, sr)
+            wav = tmp / "in"  # diffroll reads the folder
         commands = {
             "diffroll (auto: bf16 where native)": [str(diffroll), "transcribe", str(wav), "-o", str(tmp / "a"),
                                                    "--overwrite", "-q", "--threads", str(args.threads)],
             "diffroll --precision fp32": [str(diffroll), "transcribe", str(wav), "-o", str(tmp / "b"), "--overwrite",
                                           "-q", "--threads", str(args.threads), "--precision", "fp32"],
-            "basic-pitch": [str(bp), str(tmp / "c"), str(wav)],
+            "basic-pitch": [str(bp), str(tmp / "c"), *map(str, inputs)],
         }
         for n in args.also_steps:
             for precision in ("auto", "fp32"):
@@ -99,7 +109,7 @@ def main(argv=None) -> int:
                         old.unlink()
                     (tmp / "c").mkdir(exist_ok=True)
                 times[label].append(timed(cmd))
-    print(f"{args.seconds:g} s of piano audio, {args.repeats} runs each, alternating; {cpu_name()}; "
+    print(f"{args.seconds:g} s of piano audio in {args.files} file(s), {args.repeats} runs each, alternating; {cpu_name()}; "
           f"diffroll --threads {args.threads}")
     print("| command | wall s (median) | CPU s (median) | wall / basic-pitch | CPU / basic-pitch |")
     print("| --- | ---: | ---: | ---: | ---: |")
