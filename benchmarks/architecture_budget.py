@@ -21,7 +21,7 @@ as notebook 12 does (validation note F1 at the best thresholds, ``experiments.be
 log-time trend (``lab.curves``) and writes ``curve.json`` in the run folder:
 
     .venv/bin/python benchmarks/architecture_budget.py --candidate 1 --minutes 1200 --threads 1 &   # stop any time
-    .venv/bin/python benchmarks/architecture_budget.py --candidate 1 --minutes 1200 --score-every 1000 --threads 2
+    .venv/bin/python benchmarks/architecture_budget.py --candidate 1 --minutes 1200 --score-every 1000 --test --threads 2
 """
 from __future__ import annotations
 
@@ -29,8 +29,11 @@ import argparse
 import json
 import time
 
-from diffroll.core.paths import runs_dir
+from diffroll.core.paths import data_dir, runs_dir
 from diffroll.corpus import segments as data
+from diffroll.corpus.realpiano import load_real_notes
+from diffroll.evaluation.metrics import summarise
+from diffroll.evaluation.runners import evaluate_pieces, evaluate_real_notes
 from diffroll.lab import experiments as ex
 from diffroll.lab.curves import fit_log_trend
 from diffroll.transcription.pipeline import Pipeline
@@ -49,6 +52,8 @@ def main() -> None:
                    help="no training: score the run's snapshots every N steps and its last weights (notebook 12's way)")
     p.add_argument("--n-val", type=int, default=6, help="validation pieces of the scores (notebook 12's n_val)")
     p.add_argument("--val-seconds", type=float, default=30.0, help="their first seconds (notebook 12's val_seconds)")
+    p.add_argument("--test", action="store_true", help="with --score-every: the last weights, at their best validation "
+                   "thresholds, on the whole piano test split and the real notes too (notebook 12's table row)")
     args = p.parse_args()
 
     candidates = ex.architecture_candidates(args.scale)
@@ -81,13 +86,15 @@ def score_curve(run, root, cfg, args) -> None:
     val = ex.curve_validation(root, cfg, args.n_val, args.val_seconds)
     sampling = Pipeline.from_config(cfg).sampling.replace(sampler="dpmpp", steps=5, seed=args.seed)
     chosen = [(step, seconds, path) for step, seconds, path in ex.snapshots(run) if step % args.score_every == 0]
-    points = []
+    points, best = [], None
     for step, seconds, path in chosen:
-        points.append((step, seconds / 60, ex.best_thresholds(Pipeline.from_checkpoint(path), val, sampling)["f1"]))
+        best = ex.best_thresholds(Pipeline.from_checkpoint(path), val, sampling)
+        points.append((step, seconds / 60, best["f1"]))
         print(f"step {step}: {seconds / 60:.1f} min, validation note F1 {points[-1][2]:.3f}", flush=True)
     last = run.history[-1]
     if not points or last["step"] > points[-1][0]:
-        points.append((last["step"], last["wall_seconds"] / 60, ex.best_thresholds(run.pipeline, val, sampling)["f1"]))
+        best = ex.best_thresholds(run.pipeline, val, sampling)
+        points.append((last["step"], last["wall_seconds"] / 60, best["f1"]))
         print(f"last weights, step {last['step']}: {points[-1][1]:.1f} min, validation note F1 {points[-1][2]:.3f}")
     bundled = Pipeline.from_checkpoint()
     bundled_f1 = ex.best_thresholds(bundled, val, bundled.sampling.replace(sampler="dpmpp", steps=5, seed=args.seed))["f1"]
@@ -106,9 +113,31 @@ def score_curve(run, root, cfg, args) -> None:
                                      "measured_at_end": curve[-1][1]}
         print(f"the trend of the first 95 min predicted {first.at(curve[-1][0]):.3f} at {curve[-1][0]:.0f} min; "
               f"measured {curve[-1][1]:.3f}")
+    if args.test:
+        report["test"] = score_test(run, root, cfg, sampling, best)
     out = run.checkpoint.parent / "curve.json"
     out.write_text(json.dumps(report, indent=1))
     print(f"wrote {out}")
+
+
+def score_test(run, root, cfg, sampling, best: dict) -> dict:
+    """The last weights at their best validation thresholds (``best``) on the whole piano test split
+    (note / offset / velocity F1, the Iowa group, missed re-strikes) and the 88 real notes, as notebook 12's table."""
+    pipe = Pipeline(run.pipeline.model, run.pipeline.config.override(threshold=best["frame_threshold"],
+                                                                     onset_threshold=best["onset_threshold"]))
+    scored = evaluate_pieces(pipe, data.load_pieces(root, "piano_test", None, None, None, cfg=cfg), sampling)
+    groups = summarise(scored)
+    overall = groups.pop("all")
+    row = {"onset_threshold": best["onset_threshold"], "frame_threshold": best["frame_threshold"],
+           "note_f1": overall["f1"], "offset_f1": overall["f1_offset"], "velocity_f1": overall["f1_velocity"],
+           "iowa_f1": groups["iowa"]["f1"] if "iowa" in groups else None,
+           "missed_restrikes": overall["missed_restrikes"], "rtf": overall["rtf"]}
+    if (data_dir("real_notes") / "notes.csv").is_file():
+        real = evaluate_real_notes(pipe, load_real_notes(sample_rate=cfg.audio.sample_rate), sampling)
+        row.update(real_found=real["found"], real_extra=real["extra_per_note"], real_missed=real["missed"],
+                   real_by_octave=real["by_octave"])
+    print("piano test split and real notes:", json.dumps({k: v for k, v in row.items() if k != "real_by_octave"}))
+    return row
 
 
 if __name__ == "__main__":

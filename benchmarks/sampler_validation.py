@@ -2,12 +2,12 @@
 against cheaper settings, each with the checkpoint's decoding, to choose the CLI's default.
 
     .venv/bin/python benchmarks/sampler_validation.py [--checkpoint checkpoints/diffroll-cpu.pt]
-        [--pieces 96] [--max-seconds 60] [--settings ddpm:5:0.5 ddpm:3:0.5 ddpm:3:0 ...] [--threads 1]
+        [--pieces 96] [--max-seconds 60] [--settings ddpm:5:0.5 ddpm:3:0.5 ddpm:3:0 ...] [--threads 1] [--seed 0]
 
 A setting is ``sampler:steps:w``. Each costs steps × (2 network passes where w ≠ 0, the conditional
 and unconditional x̂0 of Algorithm 1's guidance; 1 where w = 0) per window. Every validation piece
 (spread over the split, cut to ``--max-seconds``) is transcribed whole with the CLI's code path
-(:func:`diffroll.evaluation.runners.evaluate_pieces`), seed 0, and scored with mir_eval.
+(:func:`diffroll.evaluation.runners.evaluate_pieces`), ``--seed`` 0, and scored with mir_eval.
 
 The rule, fixed before the numbers: the cheapest setting (fewest passes; ties: higher note F1)
 whose note F1 and note-with-offset F1 are each at most ``--tolerance`` points (default 0.3) below
@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tolerance", type=float, default=0.3, help="points of note / offset F1 a cheaper setting may lose")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--precision", default="auto")
+    p.add_argument("--seed", type=int, default=0, help="x_T and DDPM's noise (the same draws for every piece's window i)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     pipe = load_model(args.checkpoint)
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for s in settings:
         t0 = time.perf_counter()
-        scored = evaluate_pieces(pipe, pieces, pipe.sampling.replace(**s, seed=0, precision=args.precision), progress=False)
+        sampling = pipe.sampling.replace(**s, seed=args.seed, precision=args.precision)
+        scored = evaluate_pieces(pipe, pieces, sampling, progress=False)
         overall = summarise(scored)["all"]
         rows.append({**s, "passes": passes(s), **{k: overall[k] for k in ("f1", "f1_offset", "f1_velocity", "rtf")}})
         print(f"{s['sampler']} x {s['steps']} at w = {s['w']:g}: note {overall['f1']:.4f}, offset {overall['f1_offset']:.4f}, "
@@ -93,10 +95,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * r['f1_offset']:.2f} | {100 * r['f1_velocity']:.2f} | {r['rtf']:.4f} |")
     print(f"\nchosen (cheapest within {args.tolerance:g} points of the first row): "
           f"{best['sampler']} x {best['steps']} at w = {best['w']:g}")
-    out = ROOT / "runs" / "sampler_validation" / f"{args.checkpoint.stem}.json"
+    out = ROOT / "runs" / "sampler_validation" / f"{args.checkpoint.stem}-{args.max_seconds:g}s-seed{args.seed}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"checkpoint": str(args.checkpoint), "pieces": [f"{n}/{g}" for n, g, _, _ in pieces],
                                "max_seconds": args.max_seconds, "tolerance": args.tolerance, "threads": args.threads,
+                               "seed": args.seed,
                                "rows": rows, "chosen": best}, indent=1))
     print(f"wrote {out}")
     return 0
