@@ -107,7 +107,7 @@ def sonify(notes: Sequence[Note], path: str | Path, soundfont: str | None = None
     longest note, not by the length of the music. Raises :class:`diffroll.corpus.render.RenderError`
     when FluidSynth or the soundfont is missing.
     """
-    from ..corpus.render import PianoSynth  # FluidSynth, pedalboard and scipy: ~0.4 s of start-up only --sonify needs
+    from ..corpus.render import PianoSynth  # FluidSynth and pedalboard: ~0.2 s of start-up only --sonify needs
 
     synth = PianoSynth(soundfont or default_soundfont(), sample_rate)
     notes = sorted(Note(*n) for n in notes)
