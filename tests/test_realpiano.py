@@ -110,26 +110,32 @@ def test_real_note_scores_count_found_keys_and_extra_notes_by_octave():
 
 def test_evaluate_real_notes_transcribes_each_note_alone_and_counts_keys():
     """runners.evaluate_real_notes: every note transcribed on its own (the pipeline sees each wave
-    once), scored by real_note_scores, with the real-time factor of the whole set."""
+    once) with a seed of its own, the same on every run, scored by real_note_scores, with the
+    real-time factor of the whole set."""
     from types import SimpleNamespace
 
     from diffroll.evaluation.runners import evaluate_real_notes
+    from diffroll.transcription.settings import SamplingSettings
 
     answers = {21: [], 60: [Note(0.5, 2.0, 60, 90), Note(0.5, 2.0, 72, 30)]}
-    seen = []
+    seen, seeds = [], []
 
     class Fake:
         config = SimpleNamespace(audio=SimpleNamespace(sample_rate=SR))
+        sampling = SamplingSettings(w=0.5, combine="mean")
 
         def transcribe(self, wave, sampling=None, decoding=None, **kw):
             seen.append(len(wave))
+            seeds.append(sampling.seed)
             key = 21 if len(wave) == SR else 60
             return SimpleNamespace(notes=answers[key], roll=np.zeros((88, 4)))
 
     notes = [("A0", "real_notes", np.zeros(SR, np.float32), [Note(0.5, 1.0, 21, 127)]),
              ("C4", "real_notes", np.zeros(2 * SR, np.float32), [Note(0.5, 2.0, 60, 127)])]
     s = evaluate_real_notes(Fake(), notes)
-    assert seen == [SR, 2 * SR]
+    assert seen == [SR, 2 * SR] and len(set(seeds)) == 2
+    evaluate_real_notes(Fake(), notes)
+    assert seeds[2:] == seeds[:2]  # reproducible: the same seeds again
     assert (s["found"], s["missed"], s["extra_per_note"]) == (1, ["A0"], 0.5)
     assert s["rtf"] > 0
 

@@ -181,6 +181,13 @@ def sample_seed(seed: int, sample: int) -> int:
     return int(seed) if sample == 0 else _hashed_seed(seed, sample)
 
 
+def piece_seed(seed: int, piece: int) -> int:
+    """The seed of piece ``piece`` of a set transcribed one piece at a time (the real notes): its own
+    draws, so that the set's score averages over the noise instead of riding on the one x_T that
+    ``seed`` gives every piece's first window."""
+    return _hashed_seed(seed, piece, 2)
+
+
 def step_seed(seed: int, window: int, sample: int) -> int:
     """The seed of DDPM's per-step noise for one window of one sample: its own, so that a result
     does not depend on which windows and samples are batched together."""
