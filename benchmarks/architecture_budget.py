@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
 from diffroll.core.paths import data_dir, runs_dir
@@ -103,9 +104,9 @@ def score_curve(run, root, cfg, args) -> None:
     early = [(m, f1) for m, f1 in curve if m <= 95.5]
     report = {"run": str(run.checkpoint.parent), "points": points, "bundled_f1": bundled_f1,
               "trend": {"a": trend.a, "b": trend.b, "from_minutes": trend.start, "points": trend.points,
-                        "gain_per_doubling": trend.b * 0.6931, "hours_to_bundled": trend.minutes_to(bundled_f1) / 60}}
+                        "gain_per_doubling": trend.b * math.log(2), "hours_to_bundled": trend.minutes_to(bundled_f1) / 60}}
     print(f"the bundled model on the same pieces: {bundled_f1:.3f}; trend from {trend.start:.0f} min "
-          f"({trend.points} points): {trend.b * 0.6931:+.3f} per doubling, the bundled model's F1 at "
+          f"({trend.points} points): {trend.b * math.log(2):+.3f} per doubling, the bundled model's F1 at "
           f"{trend.minutes_to(bundled_f1) / 60:.1f} h")
     if len(early) >= 4:
         first = fit_log_trend(early)
@@ -123,8 +124,7 @@ def score_curve(run, root, cfg, args) -> None:
 def score_test(run, root, cfg, sampling, best: dict) -> dict:
     """The last weights at their best validation thresholds (``best``) on the whole piano test split
     (note / offset / velocity F1, the Iowa group, missed re-strikes) and the 88 real notes, as notebook 12's table."""
-    pipe = Pipeline(run.pipeline.model, run.pipeline.config.override(threshold=best["frame_threshold"],
-                                                                     onset_threshold=best["onset_threshold"]))
+    pipe = ex.with_thresholds(run.pipeline, best)
     scored = evaluate_pieces(pipe, data.load_pieces(root, "piano_test", None, None, None, cfg=cfg), sampling)
     groups = summarise(scored)
     overall = groups.pop("all")

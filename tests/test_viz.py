@@ -373,6 +373,16 @@ def test_budget_configs_give_a_candidate_trained_alone_the_notebooks_run_folder(
     assert {c.model.n_mels for c in hcqt} == {hcqt[0].audio.condition_rows}
 
 
+def test_with_thresholds_reads_notes_at_a_sweep_rows_thresholds():
+    """experiments.with_thresholds: the same network, the row's onset and frame thresholds in its config."""
+    cfg = get_config("smoke", roll_channels=list(NOTE_STATE))
+    pipe = Pipeline(new_model(cfg), cfg)
+    tuned = ex.with_thresholds(pipe, {"onset_threshold": 0.05, "frame_threshold": 0.2, "f1": 0.5})
+    assert tuned.model is pipe.model
+    assert (tuned.config.roll.onset_threshold, tuned.config.diffusion.threshold) == (0.05, 0.2)
+    assert (pipe.config.roll.onset_threshold, pipe.config.diffusion.threshold) != (0.05, 0.2)
+
+
 def test_tables_and_spans(tmp_path):
     assert ex.notes_in_spans([(0.5, 1, 60), (2, 3, 61)], [(0, 1)]) == [(0.5, 1, 60)]
     assert ex.notes_in_spans([(0.5, 1, 60), (2, 3, 61)], [(0, 1)], inside=False) == [(2, 3, 61)]

@@ -173,6 +173,12 @@ def best_thresholds(pipe: Pipeline, pieces: Sequence, sampling: SamplingSettings
     return max(sweep_thresholds(pipe, pieces, CURVE_ONSETS, CURVE_FRAMES, sampling=sampling), key=lambda r: r["f1"])
 
 
+def with_thresholds(pipe: Pipeline, best: dict) -> Pipeline:
+    """``pipe`` reading its notes at the onset and frame thresholds of a :func:`best_thresholds` row."""
+    return Pipeline(pipe.model, pipe.config.override(threshold=best["frame_threshold"],
+                                                     onset_threshold=best["onset_threshold"]))
+
+
 def snapshots(run: Run) -> list[tuple[int, float, Path]]:
     """(step, training wall seconds at that step, weights file) of a run's snapshots
     (``train.snapshot_every``), in step order: the points of a learning curve."""
