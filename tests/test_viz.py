@@ -308,6 +308,10 @@ def test_config_key_hashes_settings_that_differ_from_their_defaults(monkeypatch)
     cfg = get_config("cpu")
     key = ex.config_key(cfg)
     assert key != ex.config_key(get_config("smoke")) and key != ex.config_key(cfg.override(extend_T=100))
+    # a whole number for a float setting names the same run as the float; for an int setting, itself
+    assert ex.config_key(cfg.override(max_minutes=95)) == ex.config_key(cfg.override(max_minutes=95.0))
+    assert ex.config_key(cfg.override(max_minutes=95)) != ex.config_key(cfg.override(max_minutes=96.0))
+    assert ex.config_key(cfg.override(max_steps=7)) != ex.config_key(cfg.override(max_steps=8))
     to_dict = ex.Config.to_dict
 
     def with_new_setting(self):

@@ -9,6 +9,7 @@ Nothing in the package imports this module, and it holds no logic of its own: pi
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -80,9 +81,13 @@ def config_key(cfg: Config) -> str:
     """A short hash of the settings that differ from their defaults (``Config()``): runs of different
     configs never share a folder, and a setting added later at its default keeps every earlier run's
     key (and folder). Changing an existing setting's default would let a run made with the old one
-    answer for the new one: change the preset instead, or rename the notebook's run folder."""
+    answer for the new one: change the preset instead, or rename the notebook's run folder. A whole
+    number given to a float setting (``max_minutes=95``) hashes as the float (95.0), so a notebook
+    parameter and a command-line flag name the same run."""
     defaults = Config().to_dict()
-    changed = {f"{section}.{name}": value
+    floats = {(part.name, f.name) for part in dataclasses.fields(Config) if isinstance(defaults.get(part.name), dict)
+              for f in dataclasses.fields(getattr(cfg, part.name)) if "float" in str(f.type)}
+    changed = {f"{section}.{name}": float(value) if (section, name) in floats and type(value) is int else value
                for section, values in cfg.to_dict().items() if isinstance(values, dict)
                for name, value in values.items() if defaults[section].get(name) != value}
     changed["scale"] = cfg.scale
