@@ -53,6 +53,10 @@ def main() -> None:
                    help="no training: score the run's snapshots every N steps and its last weights (notebook 12's way)")
     p.add_argument("--n-val", type=int, default=6, help="validation pieces of the scores (notebook 12's n_val)")
     p.add_argument("--val-seconds", type=float, default=30.0, help="their first seconds (notebook 12's val_seconds)")
+    p.add_argument("--sampler", default="dpmpp", help="of the scores (notebook 12's `sampler`)")
+    p.add_argument("--sampler-steps", type=int, default=5, help="of the scores (notebook 12's `sampler_steps`)")
+    p.add_argument("--trend-minutes", type=float, default=95.0,
+                   help="with --score-every: also the trend fitted on the curve's first N minutes (the equal-budget comparison's)")
     p.add_argument("--test", action="store_true", help="with --score-every: the last weights, at their best validation "
                    "thresholds, on the whole piano test split and the real notes too (notebook 12's table row)")
     args = p.parse_args()
@@ -82,10 +86,10 @@ def main() -> None:
 
 def score_curve(run, root, cfg, args) -> None:
     """Validation note F1 (best thresholds) of every ``--score-every``-th snapshot and the last weights,
-    notebook 12's sampling (DPM-Solver++ × 5, the seed); the log-time trend of the curve, and the one
-    fitted on its first 95 minutes (the equal-budget comparison's) to see whether it held."""
+    notebook 12's sampling (``--sampler``, ``--sampler-steps``, the seed); the log-time trend of the curve,
+    and the one fitted on its first ``--trend-minutes`` (the equal-budget comparison's) to see whether it held."""
     val = ex.curve_validation(root, cfg, args.n_val, args.val_seconds)
-    sampling = Pipeline.from_config(cfg).sampling.replace(sampler="dpmpp", steps=5, seed=args.seed)
+    sampling = Pipeline.from_config(cfg).sampling.replace(sampler=args.sampler, steps=args.sampler_steps, seed=args.seed)
     chosen = [(step, seconds, path) for step, seconds, path in ex.snapshots(run) if step % args.score_every == 0]
     points, best = [], None
     for step, seconds, path in chosen:
@@ -98,10 +102,11 @@ def score_curve(run, root, cfg, args) -> None:
         points.append((last["step"], last["wall_seconds"] / 60, best["f1"]))
         print(f"last weights, step {last['step']}: {points[-1][1]:.1f} min, validation note F1 {points[-1][2]:.3f}")
     bundled = Pipeline.from_checkpoint()
-    bundled_f1 = ex.best_thresholds(bundled, val, bundled.sampling.replace(sampler="dpmpp", steps=5, seed=args.seed))["f1"]
+    bundled_sampling = bundled.sampling.replace(sampler=args.sampler, steps=args.sampler_steps, seed=args.seed)
+    bundled_f1 = ex.best_thresholds(bundled, val, bundled_sampling)["f1"]
     curve = [(m, f1) for _, m, f1 in points]
     trend = fit_log_trend(curve)
-    early = [(m, f1) for m, f1 in curve if m <= 95.5]
+    early = [(m, f1) for m, f1 in curve if m <= args.trend_minutes + 0.5]
     report = {"run": str(run.checkpoint.parent), "points": points, "bundled_f1": bundled_f1,
               "trend": {"a": trend.a, "b": trend.b, "from_minutes": trend.start, "points": trend.points,
                         "gain_per_doubling": trend.b * math.log(2), "hours_to_bundled": trend.minutes_to(bundled_f1) / 60}}
@@ -110,9 +115,9 @@ def score_curve(run, root, cfg, args) -> None:
           f"{trend.minutes_to(bundled_f1) / 60:.1f} h")
     if len(early) >= 4:
         first = fit_log_trend(early)
-        report["trend_at_95_min"] = {"a": first.a, "b": first.b, "predicted_at_end": first.at(curve[-1][0]),
+        report[f"trend_at_{args.trend_minutes:g}_min"] = {"a": first.a, "b": first.b, "predicted_at_end": first.at(curve[-1][0]),
                                      "measured_at_end": curve[-1][1]}
-        print(f"the trend of the first 95 min predicted {first.at(curve[-1][0]):.3f} at {curve[-1][0]:.0f} min; "
+        print(f"the trend of the first {args.trend_minutes:g} min predicted {first.at(curve[-1][0]):.3f} at {curve[-1][0]:.0f} min; "
               f"measured {curve[-1][1]:.3f}")
     if args.test:
         report["test"] = score_test(run, root, cfg, sampling, best)
