@@ -12,6 +12,10 @@ the magnitude spectrum (Hann window, the first ``--seconds`` after the attack) w
 h · f0 (a piano's partials run sharp), in dB below the strongest of the eight. Prints, per octave and
 timbre, the median level of the fundamental and of partials 2–3, and the most common strongest partial.
 A measurement, not a test; nothing here is trained on.
+
+``--soundboard HZ [HZ ...]`` adds, per corner, the timbres of :class:`SoundboardSettings` passed through its
+high-pass (``--order``), the way the ``soft_bass`` variant renders them: the corner range is fitted to the
+Salamander column (training data), never to the Iowa one.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ import pretty_midi
 from diffroll.core.config import get_config
 from diffroll.corpus.offline import render_audio
 from diffroll.corpus.realpiano import load_real_notes
+from diffroll.corpus.soundboard import SoundboardSettings, soundboard_highpass
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTIALS = range(1, 9)
@@ -60,6 +65,9 @@ def main(argv=None) -> int:
     p.add_argument("--lowest", type=int, default=21)
     p.add_argument("--highest", type=int, default=59)
     p.add_argument("--seconds", type=float, default=1.0, help="of the spectrum after the attack")
+    p.add_argument("--soundboard", type=float, nargs="*", default=[], metavar="HZ",
+                   help="also the soundboard high-pass at these corners")
+    p.add_argument("--order", type=int, default=SoundboardSettings().order, help="of the soundboard high-pass")
     args = p.parse_args(argv)
     cfg = get_config("cpu")
     sr = cfg.audio.sample_rate
@@ -69,7 +77,12 @@ def main(argv=None) -> int:
     levels["Iowa (real Steinway)"] = {k: partial_levels(real[k][0], sr, real[k][1], k, args.seconds) for k in keys if k in real}
     for timbre in cfg.data.soundfonts:
         job = {"soundfont": timbre, "seed": 0, "detune": 0.0, "sample_rate": sr, "program": 0}
-        levels[timbre] = {k: partial_levels(render_audio(job, one_note(k)), sr, 0.5, k, args.seconds) for k in keys}
+        waves = {k: render_audio(job, one_note(k)) for k in keys}
+        levels[timbre] = {k: partial_levels(w, sr, 0.5, k, args.seconds) for k, w in waves.items()}
+        for corner in args.soundboard if timbre in SoundboardSettings().timbres else ():
+            levels[f"{timbre}, soundboard {corner:g} Hz"] = {
+                k: partial_levels(soundboard_highpass(w, sr, corner, args.order), sr, 0.5, k, args.seconds)
+                for k, w in waves.items()}
     print(f"Partial levels in dB below the strongest of partials 1-8 (median over the octave's keys; first "
           f"{args.seconds:g} s after the attack). 'strongest': the most common strongest partial.\n")
     print("| octave | timbre | keys | fundamental | partial 2 | partial 3 | strongest |")

@@ -25,12 +25,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from diffroll.evaluation.diagnosis import diagnosis_setup
+from diffroll.evaluation.diagnosis import diagnosis_setup, validation_pieces
 from diffroll.core.checkpoint import export_weights
 from diffroll.transcription.confidence import (Calibration, cluster_notes, expected_calibration_error, fit_calibration,
                                  support, true_positives, vote_bins)
 from diffroll.transcription.settings import COMBINES
-from diffroll.corpus.segments import load_pieces
 from diffroll.core.paths import bundled_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +45,7 @@ def options(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args, pipe = diagnosis_setup(__doc__, argv, pieces=48, more_options=options)
     checkpoint = args.checkpoint or bundled_checkpoint()
-    pieces = load_pieces(args.data, "validation", None, args.pieces, args.max_seconds, cfg=pipe.config, spread=True)
-    if len(pieces) < 2:
-        raise SystemExit(f"{args.data}: too few validation pieces (build the corpus: make data)")
+    pieces = validation_pieces(args.data, pipe.config, args.pieces, args.max_seconds, least=2)
     combine = args.combine or pipe.config.roll.combine_samples
     per_piece = []  # (shares, right) of each piece's candidates
     for _, _, wave, ref in tqdm(pieces, desc="validation", unit="piece"):

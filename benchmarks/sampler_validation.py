@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from diffroll.corpus.segments import load_pieces
+from diffroll.evaluation.diagnosis import validation_pieces
 from diffroll.evaluation.metrics import summarise
 from diffroll.evaluation.runners import evaluate_pieces
 from diffroll.transcription.pipeline import load_model
@@ -74,9 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     grid = [{"sampler": "ddpm", "steps": s, "w": w} for s, w in ((5, default["w"]), (4, default["w"]), (3, default["w"]),
                                                                   (2, default["w"]), (5, 0.0), (3, 0.0), (2, 0.0))]
     settings = args.settings or [default, *(g for g in grid if g != default)]  # the reference once
-    pieces = load_pieces(args.data, "validation", None, args.pieces, args.max_seconds, cfg=pipe.config, spread=True)
-    if not pieces:
-        raise SystemExit(f"{args.data}: no validation pieces (build the corpus: make data)")
+    pieces = validation_pieces(args.data, pipe.config, args.pieces, args.max_seconds)
     minutes = sum(len(w) for _, _, w, _ in pieces) / pipe.config.audio.sample_rate / 60
     print(f"{len(pieces)} validation pieces, {minutes:.1f} min; {args.checkpoint}; threads {args.threads}")
     rows = []

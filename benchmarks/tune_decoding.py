@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from diffroll.core.checkpoint import export_weights  # noqa: E402
 
 from diffroll.transcription.pipeline import load_model  # noqa: E402
-from diffroll.corpus.segments import load_pieces  # noqa: E402
+from diffroll.evaluation.diagnosis import validation_pieces  # noqa: E402
 from diffroll.evaluation.runners import sweep_thresholds  # noqa: E402
 from diffroll.transcription.settings import SamplingSettings  # noqa: E402
 
@@ -36,14 +36,6 @@ OBJECTIVES = {"f1": lambda r: (r["f1"], r["f1_offset"]), "f1+offset": lambda r: 
 
 def _maybe_float(text: str) -> float | None:
     return None if text.lower() == "none" else float(text)
-
-
-def validation_pieces(root: Path, cfg, n: int, max_seconds: float) -> list[tuple]:
-    """``n`` validation renderings spread evenly over the split, each cut to ``max_seconds``."""
-    pieces = load_pieces(root, "validation", None, n, max_seconds, cfg=cfg, spread=True)
-    if not pieces:
-        raise SystemExit(f"{root}: no validation pieces (build the corpus: make data)")
-    return pieces
 
 
 def main(argv: list[str] | None = None) -> int:

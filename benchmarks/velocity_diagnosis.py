@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from diffroll.transcription.pipeline import load_model  # noqa: E402
 from diffroll.core.config import get_config  # noqa: E402
-from diffroll.corpus.segments import list_pieces, load_piece, load_pieces  # noqa: E402
+from diffroll.corpus.segments import list_pieces, load_piece  # noqa: E402
+from diffroll.evaluation.diagnosis import validation_pieces  # noqa: E402
 from diffroll.evaluation.metrics import note_arrays  # noqa: E402
 
 HOP, N_FFT = 512, 2048
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = get_config("cpu")
     report(f"data: STFT level at the pitch vs velocity, {args.train_pieces} training renders",
            data_correlations(args.data, args.train_pieces, cfg))
-    pieces = load_pieces(args.data, "validation", None, args.val_pieces, args.max_seconds, cfg=cfg, spread=True)
+    pieces = validation_pieces(args.data, cfg, args.val_pieces, args.max_seconds)
     for checkpoint in args.checkpoints:
         report(f"model: transcribed vs reference velocity, {checkpoint}", model_correlations(checkpoint, pieces))
     return 0

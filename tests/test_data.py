@@ -24,6 +24,7 @@ from diffroll.corpus.offline import CorpusPlan, build_offline_corpus, piece_spli
 from diffroll.corpus.loaders import MAPS_TEST_GROUPS, DataError, Piece, read_manifest, split_of
 from diffroll.corpus.render import RenderError
 from diffroll.corpus.variants import VARIANTS, Variant, build_variant_corpus, variant_rows
+from diffroll.evaluation.diagnosis import validation_pieces
 from diffroll.core.roll import MidiError
 
 from fixtures_data import MAESTRO_ROWS, make_midi, maestro_fixture, maps_fixture, melody, write_pair
@@ -285,6 +286,20 @@ def test_corrupt_corpus_json_is_a_named_error(tmp_path):
         build_offline_corpus(tmp_path, get_config("smoke"), plan=TINY)
 
 
+def test_validation_pieces_are_spread_cut_and_counted(tiny_corpus):
+    root, cfg = tiny_corpus
+    every = read_manifest(root)
+    pieces = validation_pieces(root, cfg, 2, 3.0)
+    assert 1 <= len(pieces) <= 2 and {p[0] for p in pieces} <= {r["piece"] for r in every if r["split"] == "validation"}
+    assert all(len(wave) <= 3.0 * cfg.audio.sample_rate for _, _, wave, _ in pieces)
+    with pytest.raises(DataError, match="1000 needed .*make data"):
+        validation_pieces(root, cfg, None, 3.0, least=1000)
+
+
+def cfg_rate(root: Path) -> int:
+    return json.loads((root / "corpus.json").read_text())["settings"]["sample_rate"]
+
+
 def test_variant_corpus_renders_again_only_what_the_variant_turns_off(tiny_corpus, tmp_path):
     root, _ = tiny_corpus
     rows = variant_rows(root)
@@ -311,6 +326,19 @@ def test_variant_corpus_renders_again_only_what_the_variant_turns_off(tiny_corpu
             assert out.is_symlink()
     with pytest.raises(DataError, match="another variant"):
         build_variant_corpus(root, tmp_path / "flat", "no_room", workers=1)
+
+    # an added effect: the soundboard's weak bass re-renders every timbre of its own, not Salamander
+    soft = VARIANTS["soft_bass"]
+    assert soft.changes("TimGM6mb") and soft.changes("procedural") and not soft.changes("salamander")
+    bass = build_variant_corpus(root, tmp_path / "bass", soft, workers=1).parent
+    lows = []
+    for r in rows:
+        new, old = sf.read(str(bass / r["audio"]))[0], sf.read(str(root / r["audio"]))[0]
+        assert not (bass / r["audio"]).is_symlink() and new.shape == old.shape
+        spectra = [np.abs(np.fft.rfft(x)) for x in (new, old)]
+        low = np.fft.rfftfreq(new.size, 1 / cfg_rate(root)) < 50.0
+        lows.append([float((sp[low] ** 2).sum() / (sp ** 2).sum()) for sp in spectra])
+    assert any(new < 0.5 * old for new, old in lows)  # filtered renders lost their energy under 50 Hz
     with pytest.raises(ValueError, match="not SynthParams fields"):
         Variant("typo", "a misspelt setting", synth={"stretch_cents": 0.0})
 

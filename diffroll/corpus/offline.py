@@ -74,6 +74,7 @@ from .sampledpiano import LAYERS as SAMPLED_LAYERS
 from .sampledpiano import TRAIN_RANGES as SAMPLED_RANGES
 from .sampledpiano import SampledParams, check_samples, render_sampled
 from .scores import convert_scores, keyboard_candidates, score_candidates
+from .soundboard import SoundboardSettings, radiate
 
 log = logging.getLogger("diffroll.corpus.segments")
 
@@ -168,7 +169,8 @@ def render_audio(job: dict, midi: pretty_midi.PrettyMIDI) -> np.ndarray:
     """The peak-normalised audio of one job: FluidSynth with a soundfont and GM program, or the
     procedural piano with parameters drawn from the job's seed (held-out ranges for
     ``procedural-heldout``; a job's ``synth`` dict replaces some of them), or the sampled piano with its damper and velocity curve drawn from
-    the seed; the job's detune in every case. Raises RenderError if it is silent."""
+    the seed; the job's detune in every case; a job's ``soundboard`` dict (:class:`SoundboardSettings`) may
+    take its bass fundamentals away (:func:`radiate`). Raises RenderError if it is silent."""
     if job["soundfont"] in (PROCEDURAL, PROCEDURAL_HELDOUT):
         params = SynthParams.random(np.random.default_rng(job["seed"]), held_out=job["soundfont"] == PROCEDURAL_HELDOUT)
         params = dataclasses.replace(params, tuning_cents=job["detune"], **job.get("synth", {}))
@@ -185,6 +187,9 @@ def render_audio(job: dict, midi: pretty_midi.PrettyMIDI) -> np.ndarray:
         audio = synth.render(midi, program=job["program"], detune_cents=job["detune"])
     if not np.abs(audio).max(initial=0.0) > 1e-5:
         raise RenderError("the render came out silent")
+    if "soundboard" in job:
+        audio = radiate(audio, job["sample_rate"], job["soundfont"], np.random.default_rng(job["seed"] + [2]),
+                        SoundboardSettings(**job["soundboard"]))
     return normalize_peak(audio)
 
 

@@ -1,5 +1,6 @@
 """Training-audio variants for per-effect comparisons: the corpus's own training renders, rendered
-again with one effect of corpus version 5 turned off (issue 27, item 2).
+again with one effect of corpus version 5 turned off (issue 27, item 2) or one effect added (the
+soundboard's weak bass, :mod:`diffroll.corpus.soundboard`, issue 28).
 
 Corpus version 5 added a room and microphone (:mod:`diffroll.corpus.room`) and four real-piano
 effects to the procedural piano (:mod:`diffroll.corpus.pianosynth`). To tell which of them helps,
@@ -9,11 +10,11 @@ effects to the procedural piano (:mod:`diffroll.corpus.pianosynth`). To tell whi
    render of them (:func:`variant_rows`; the same rows for every variant);
 2. per render, the file of the source corpus when the variant does not change it (a symbolic link),
    or a new render with the variant's settings (:func:`variant_job`, the source's job seed,
-   program and detune: only the switched-off effect differs);
+   program and detune: only the switched-off or added effect differs);
 3. a ``manifest.csv`` of those training rows (no validation: the comparison scores every variant on
    the source corpus's validation split and the real notes).
 
-A variant is a setting (:data:`VARIANTS`), so a comparison names what it turned off.
+A variant is a setting (:data:`VARIANTS`), so a comparison names what it turned off or added.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from pathlib import Path
 from .jobs import run_jobs
 from .loaders import MANIFEST, MANIFEST_COLUMNS, DataError, read_manifest, stable_hash
 from .offline import PROCEDURAL, read_corpus_info, render_job
+from .soundboard import SoundboardSettings
 from .synthparams import SynthParams
 
 
@@ -36,12 +38,15 @@ class Variant:
 
     - ``synth``: :class:`SynthParams` values that replace the procedural piano's per-piece draw.
     - ``room_probability``: replaces :attr:`RoomSettings.probability` (None: the corpus's 0.5).
+    - ``soundboard``: :class:`SoundboardSettings` values for the renders of its timbres (None: no
+      soundboard high-pass, as the corpus).
     """
 
     name: str
     about: str
     synth: dict = field(default_factory=dict)
     room_probability: float | None = None
+    soundboard: dict | None = None
 
     def __post_init__(self):
         unknown = sorted(set(self.synth) - {f.name for f in dataclasses.fields(SynthParams)})
@@ -49,10 +54,13 @@ class Variant:
             raise ValueError(f"variant {self.name!r}: {unknown} are not SynthParams fields")
         if self.room_probability is not None and not 0 <= self.room_probability <= 1:
             raise ValueError(f"variant {self.name!r}: room_probability must be in [0, 1]")
+        if self.soundboard is not None:
+            SoundboardSettings(**self.soundboard)  # raises on unknown names and bad values
 
     def changes(self, soundfont: str) -> bool:
         """Whether this variant renders ``soundfont``'s training audio differently from the corpus."""
-        return self.room_probability is not None or (bool(self.synth) and soundfont == PROCEDURAL)
+        return (self.room_probability is not None or (bool(self.synth) and soundfont == PROCEDURAL)
+                or (self.soundboard is not None and soundfont in SoundboardSettings(**self.soundboard).timbres))
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
@@ -67,6 +75,9 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             synth={"sympathetic_level": 0.0}),
     Variant("no_noises", "procedural piano without key, damper and pedal noises",
             synth={"key_noise_level": 0.0, "damper_noise_level": 0.0, "pedal_noise_level": 0.0}),
+    Variant("soft_bass", "3 of 4 renders of TimGM6mb, csound and the procedural piano high-passed as a "
+                         "soundboard radiates (Butterworth order 4, corner 80-140 Hz; fitted to Salamander)",
+            soundboard={"probability": 0.75, "corner_hz": [80.0, 140.0], "order": 4}),
 )}
 
 
@@ -94,6 +105,8 @@ def variant_job(row: dict, source_root: Path, variant_root: Path, variant: Varia
         job["synth"] = dict(variant.synth)
     if variant.room_probability is not None:
         job["room_probability"] = variant.room_probability
+    if variant.soundboard is not None:
+        job["soundboard"] = dict(variant.soundboard)
     return job
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..core.paths import bundled_checkpoint, data_dir
+from ..corpus.loaders import DataError
 from ..corpus.segments import load_pieces
 from ..transcription.pipeline import Pipeline, load_model
 from .metrics import offset_errors
@@ -38,13 +39,21 @@ def diagnosis_setup(doc: str, argv: list[str] | None = None, pieces: int = 24,
     return args, load_model(args.checkpoint or bundled_checkpoint())
 
 
+def validation_pieces(root: Path, cfg, n: int | None, max_seconds: float | None, least: int = 1) -> list:
+    """``n`` renders of ``root``'s validation split (None: all), spread evenly over it, each cut to
+    ``max_seconds``: what every tuning and diagnosis script reads (never the test splits). Raises
+    DataError, naming the corpus and ``make data``, when fewer than ``least`` are there."""
+    pieces = load_pieces(root, "validation", None, n, max_seconds, cfg=cfg, spread=True)
+    if len(pieces) < least:
+        raise DataError(f"{root}: {len(pieces)} validation pieces, {least} needed (build the corpus: make data)")
+    return pieces
+
+
 def offset_diagnosis(pipe: Pipeline, data: Path, n_pieces: int, max_seconds: float) -> tuple[int, np.ndarray]:
     """(pieces, rows): the offset errors (:func:`~diffroll.evaluation.metrics.offset_errors`) of
     the onset-matched notes of ``n_pieces`` validation excerpts, transcribed with the pipeline's own
     settings (the CLI's)."""
-    pieces = load_pieces(data, "validation", None, n_pieces, max_seconds, cfg=pipe.config, spread=True)
-    if not pieces:
-        raise ValueError(f"{data}: no validation pieces (build the corpus: make data)")
+    pieces = validation_pieces(data, pipe.config, n_pieces, max_seconds)
     rows = [offset_errors(ref, pipe.transcribe(wave, progress=False, keep_roll=False, keep_samples=False).notes)
             for _, _, wave, ref in pieces]
     return len(pieces), np.concatenate(rows)
