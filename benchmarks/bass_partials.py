@@ -14,8 +14,8 @@ timbre, the median level of the fundamental and of partials 2–3, and the most 
 A measurement, not a test; nothing here is trained on.
 
 ``--soundboard HZ [HZ ...]`` adds, per corner, the timbres of :class:`SoundboardSettings` passed through its
-high-pass (``--order``), the way the ``soft_bass`` variant renders them: the corner range is fitted to the
-Salamander column (training data), never to the Iowa one.
+high-pass (``--order``), as corpus version 6 renders 3 of 4 of their training renders: the corner range is
+fitted to the Salamander column (training data), never to the Iowa one.
 """
 from __future__ import annotations
 

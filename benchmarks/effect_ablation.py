@@ -1,5 +1,5 @@
 """Which training-audio effect helps? One short fine-tune of the bundled model per variant of the
-training audio (:data:`diffroll.corpus.variants.VARIANTS`: corpus version 5 as built, and each effect
+training audio (:data:`diffroll.corpus.variants.VARIANTS`: the corpus as built, and each effect
 turned off in turn), the same steps, data rows, seed and learning-rate schedule for all; each scored
 with the bundled file's decoding (nothing refit) on the corpus's validation split and the 88 real
 notes. Never the test split: this chooses what the corpus keeps.

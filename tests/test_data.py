@@ -20,6 +20,7 @@ from diffroll.corpus import segments as data
 from diffroll.corpus import render
 from diffroll.core.audio import AudioError, MelFrontend
 from diffroll.core.config import LOWEST_MIDI, get_config
+from diffroll.corpus import offline
 from diffroll.corpus.offline import CorpusPlan, build_offline_corpus, piece_split
 from diffroll.corpus.loaders import MAPS_TEST_GROUPS, DataError, Piece, read_manifest, split_of
 from diffroll.corpus.render import RenderError
@@ -327,10 +328,11 @@ def test_variant_corpus_renders_again_only_what_the_variant_turns_off(tiny_corpu
     with pytest.raises(DataError, match="another variant"):
         build_variant_corpus(root, tmp_path / "flat", "no_room", workers=1)
 
-    # an added effect: the soundboard's weak bass re-renders every timbre of its own, not Salamander
-    soft = VARIANTS["soft_bass"]
-    assert soft.changes("TimGM6mb") and soft.changes("procedural") and not soft.changes("salamander")
-    bass = build_variant_corpus(root, tmp_path / "bass", soft, workers=1).parent
+    # the soundboard off: every timbre of its own rendered again, not Salamander; where the corpus's
+    # render was high-passed, the new one has its energy under 50 Hz back
+    full = VARIANTS["no_soundboard"]
+    assert full.changes("TimGM6mb") and full.changes("procedural") and not full.changes("salamander")
+    bass = build_variant_corpus(root, tmp_path / "bass", full, workers=1).parent
     lows = []
     for r in rows:
         new, old = sf.read(str(bass / r["audio"]))[0], sf.read(str(root / r["audio"]))[0]
@@ -338,7 +340,18 @@ def test_variant_corpus_renders_again_only_what_the_variant_turns_off(tiny_corpu
         spectra = [np.abs(np.fft.rfft(x)) for x in (new, old)]
         low = np.fft.rfftfreq(new.size, 1 / cfg_rate(root)) < 50.0
         lows.append([float((sp[low] ** 2).sum() / (sp ** 2).sum()) for sp in spectra])
-    assert any(new < 0.5 * old for new, old in lows)  # filtered renders lost their energy under 50 Hz
+    assert any(new > 2 * old for new, old in lows)
+
+
+def test_the_soundboard_high_pass_is_for_training_and_validation_renders_only(tiny_corpus):
+    root, cfg = tiny_corpus
+    assert json.loads((root / "corpus.json").read_text())["recipes"]["soundboard"]["probability"] > 0
+    rows = {r["piece"]: r for r in read_manifest(root)}
+    performances = [{k: r[k] for k in ("piece", "split", "midi", "source", "base")} for r in rows.values()]
+    jobs = offline._render_jobs(root, performances, cfg, seed=0, iowa=False)
+    assert {j["row"]["split"] for j in jobs} == {"train", "validation", "test", "piano_test"}
+    for j in jobs:  # the test splits' renders stay as their timbres play them
+        assert ("soundboard" in j) == (j["row"]["split"] in ("train", "validation")), j["piece"]
     with pytest.raises(ValueError, match="not SynthParams fields"):
         Variant("typo", "a misspelt setting", synth={"stretch_cents": 0.0})
 

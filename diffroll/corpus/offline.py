@@ -78,7 +78,7 @@ from .soundboard import SoundboardSettings, radiate
 
 log = logging.getLogger("diffroll.corpus.segments")
 
-CORPUS_VERSION = 5  # bump when the same settings would build different files
+CORPUS_VERSION = 6  # bump when the same settings would build different files
 PROCEDURAL, PROCEDURAL_HELDOUT = "procedural", "procedural-heldout"  # the procedural piano's timbres
 SALAMANDER = "salamander"  # the sampled piano (diffroll.corpus.sampledpiano), a training timbre
 IOWA = "iowa"  # real Steinway recordings (diffroll.corpus.realpiano): a piano_test timbre, never trained on
@@ -188,7 +188,7 @@ def render_audio(job: dict, midi: pretty_midi.PrettyMIDI) -> np.ndarray:
     if not np.abs(audio).max(initial=0.0) > 1e-5:
         raise RenderError("the render came out silent")
     if "soundboard" in job:
-        audio = radiate(audio, job["sample_rate"], job["soundfont"], np.random.default_rng(job["seed"] + [2]),
+        audio = radiate(audio, job["sample_rate"], job["soundfont"], np.random.default_rng(job["seed"] + [3]),
                         SoundboardSettings(**job["soundboard"]))
     return normalize_peak(audio)
 
@@ -222,6 +222,7 @@ def _settings(cfg: Config, seed: int, plan: CorpusPlan) -> dict:
 def recipes() -> dict:
     """The pedalling, augmentation, procedural- and sampled-piano ranges, saved in every ``corpus.json``."""
     return {"pedal": dataclasses.asdict(PedalSettings()), "augment": dataclasses.asdict(AugmentSettings()),
+            "soundboard": dataclasses.asdict(SoundboardSettings()),
             "procedural_train_ranges": TRAIN_RANGES, "procedural_heldout_ranges": HELD_OUT_RANGES,
             "sampled_train_ranges": SAMPLED_RANGES, "sampled_layers": list(SAMPLED_LAYERS)}
 
@@ -424,7 +425,8 @@ def _render_jobs(root: Path, performances: list[dict], cfg: Config, seed: int, i
     """One job per (performance, timbre).
 
     - train / validation: ``renders_per_piece`` of the training timbres (drawn per piece), a GM
-      piano program from ``programs``, a detune within ±``detune_cents``, audio augmentation;
+      piano program from ``programs``, a detune within ±``detune_cents``, the soundboard's weak bass
+      (:class:`SoundboardSettings`), audio augmentation;
     - test: every training soundfont ("seen") and every test soundfont ("unseen"), program 0;
     - piano_test: the test soundfonts and the held-out procedural piano ("unseen"), program 0,
       and with ``iowa`` the Iowa recordings of a real Steinway (:mod:`diffroll.corpus.realpiano`).
@@ -456,5 +458,7 @@ def _render_jobs(root: Path, performances: list[dict], cfg: Config, seed: int, i
                          "seed": job_seed, "sample_rate": cfg.audio.sample_rate,
                          "row": {**perf, "soundfont": soundfont, "audio": audio, "program": program,
                                  "detune": detune, "timbre": timbre}})
+            if augment:
+                jobs[-1]["soundboard"] = dataclasses.asdict(SoundboardSettings())
     jobs.sort(key=lambda j: (j["soundfont"], j["piece"]))  # a worker reuses its synth
     return jobs

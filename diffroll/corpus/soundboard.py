@@ -29,10 +29,16 @@ class SoundboardSettings:
     - ``corner_hz``: the high-pass's -3 dB corner, drawn log-uniformly per render.
     - ``order``: the Butterworth order (6 dB per octave each).
     - ``timbres``: the timbres whose bass fundamentals are as loud as their partials.
+
+    The defaults are corpus version 6's (the training and validation renders): order 4 at 80–140 Hz
+    puts those timbres' A0–B0 / C1–B1 fundamentals 26–52 / 14–38 dB under the strongest partial, about
+    where the Salamander renders sit (−44 / −38); 3 of 4 renders, so a strong bass fundamental (a
+    close microphone, an electric piano) is still heard. Chosen by an 800-step fine-tune per setting
+    (docs/data.md, *The bass*).
     """
 
-    probability: float = 0.0
-    corner_hz: tuple[float, float] = (60.0, 120.0)
+    probability: float = 0.75
+    corner_hz: tuple[float, float] = (80.0, 140.0)
     order: int = 4
     timbres: tuple[str, ...] = ("TimGM6mb", "csound", "procedural")
 

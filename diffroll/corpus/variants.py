@@ -1,20 +1,20 @@
 """Training-audio variants for per-effect comparisons: the corpus's own training renders, rendered
-again with one effect of corpus version 5 turned off (issue 27, item 2) or one effect added (the
-soundboard's weak bass, :mod:`diffroll.corpus.soundboard`, issue 28).
+again with one effect turned off (issue 27, item 2; issue 28).
 
 Corpus version 5 added a room and microphone (:mod:`diffroll.corpus.room`) and four real-piano
-effects to the procedural piano (:mod:`diffroll.corpus.pianosynth`). To tell which of them helps,
+effects to the procedural piano (:mod:`diffroll.corpus.pianosynth`); version 6 the soundboard's weak
+bass (:mod:`diffroll.corpus.soundboard`). To tell which of them helps,
 :func:`build_variant_corpus` writes a small corpus root beside the source corpus:
 
 1. the training performances that the source corpus rendered in the procedural piano, with every
    render of them (:func:`variant_rows`; the same rows for every variant);
 2. per render, the file of the source corpus when the variant does not change it (a symbolic link),
    or a new render with the variant's settings (:func:`variant_job`, the source's job seed,
-   program and detune: only the switched-off or added effect differs);
+   program, detune and soundboard: only the switched-off effect differs);
 3. a ``manifest.csv`` of those training rows (no validation: the comparison scores every variant on
    the source corpus's validation split and the real notes).
 
-A variant is a setting (:data:`VARIANTS`), so a comparison names what it turned off or added.
+A variant is a setting (:data:`VARIANTS`), so a comparison names what it turned off.
 """
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ class Variant:
 
     - ``synth``: :class:`SynthParams` values that replace the procedural piano's per-piece draw.
     - ``room_probability``: replaces :attr:`RoomSettings.probability` (None: the corpus's 0.5).
-    - ``soundboard``: :class:`SoundboardSettings` values for the renders of its timbres (None: no
-      soundboard high-pass, as the corpus).
+    - ``soundboard``: :class:`SoundboardSettings` values that replace the corpus's (None: the
+      source corpus's own, from its ``corpus.json``; none for a corpus before version 6).
     """
 
     name: str
@@ -64,7 +64,7 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
-    Variant("all", "corpus version 5 as built: room and microphone, every piano effect"),
+    Variant("all", "the corpus as built (version 6): room and microphone, every piano effect, the soundboard's weak bass"),
     Variant("no_room", "no room and microphone: every augmented render takes the older chain "
                        "(EQ, synthetic reverb, compressor)", room_probability=0.0),
     Variant("no_stretch", "procedural piano in equal temperament (no Railsback stretch)",
@@ -75,9 +75,8 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             synth={"sympathetic_level": 0.0}),
     Variant("no_noises", "procedural piano without key, damper and pedal noises",
             synth={"key_noise_level": 0.0, "damper_noise_level": 0.0, "pedal_noise_level": 0.0}),
-    Variant("soft_bass", "3 of 4 renders of TimGM6mb, csound and the procedural piano high-passed as a "
-                         "soundboard radiates (Butterworth order 4, corner 80-140 Hz; fitted to Salamander)",
-            soundboard={"probability": 0.75, "corner_hz": [80.0, 140.0], "order": 4}),
+    Variant("no_soundboard", "bass fundamentals of TimGM6mb, csound and the procedural piano at full strength "
+                             "(no soundboard high-pass, as before version 6)", soundboard={"probability": 0.0}),
 )}
 
 
@@ -93,10 +92,10 @@ def variant_rows(source_root: str | Path) -> list[dict]:
 
 
 def variant_job(row: dict, source_root: Path, variant_root: Path, variant: Variant, seed: int,
-                sample_rate: int) -> dict:
+                sample_rate: int, soundboard: dict | None = None) -> dict:
     """The render job of one manifest row under ``variant``: the source corpus's job (seed from the
-    corpus seed and ``piece@soundfont``, its program, detune and augmentation) plus the variant's
-    settings, writing into ``variant_root``."""
+    corpus seed and ``piece@soundfont``, its program, detune, ``soundboard`` and augmentation) plus the
+    variant's settings, writing into ``variant_root``."""
     job = {"piece": row["piece"], "soundfont": row["soundfont"], "midi": str(source_root / row["midi"]),
            "audio": str(variant_root / row["audio"]), "program": int(row["program"]),
            "detune": float(row["detune"]), "augment": True,
@@ -105,8 +104,9 @@ def variant_job(row: dict, source_root: Path, variant_root: Path, variant: Varia
         job["synth"] = dict(variant.synth)
     if variant.room_probability is not None:
         job["room_probability"] = variant.room_probability
-    if variant.soundboard is not None:
-        job["soundboard"] = dict(variant.soundboard)
+    soundboard = soundboard if variant.soundboard is None else {**(soundboard or {}), **variant.soundboard}
+    if soundboard is not None:
+        job["soundboard"] = dict(soundboard)
     return job
 
 
@@ -117,7 +117,8 @@ def build_variant_corpus(source_root: str | Path, variant_root: str | Path, vari
     another variant or source is refused."""
     variant = VARIANTS[variant] if isinstance(variant, str) else variant
     source_root, variant_root = Path(source_root).resolve(), Path(variant_root)
-    settings = read_corpus_info(source_root).get("settings")
+    info = read_corpus_info(source_root)
+    settings, soundboard = info.get("settings"), info.get("recipes", {}).get("soundboard")
     if not settings:
         raise DataError(f"{source_root} has no corpus.json with its settings; build the corpus first")
     about = {"variant": dataclasses.asdict(variant), "source": str(source_root), "source_settings": settings}
@@ -135,7 +136,8 @@ def build_variant_corpus(source_root: str | Path, variant_root: str | Path, vari
     for row in rows:
         out = variant_root / row["audio"]
         if variant.changes(row["soundfont"]):
-            jobs.append(variant_job(row, source_root, variant_root, variant, settings["seed"], settings["sample_rate"]))
+            jobs.append(variant_job(row, source_root, variant_root, variant, settings["seed"], settings["sample_rate"],
+                                    soundboard))
         elif not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(source_root / row["audio"], out)
