@@ -24,8 +24,8 @@ from diffroll.core.checkpoint import config_of, export_weights, load_checkpoint
 from diffroll.core.config import get_config
 from diffroll.corpus.realpiano import load_real_notes
 from diffroll.corpus.segments import SegmentTensors, list_pieces, segment_dataset
-from diffroll.evaluation.diagnosis import validation_pieces
 from diffroll.corpus.variants import VARIANTS, build_variant_corpus
+from diffroll.evaluation.diagnosis import validation_pieces
 from diffroll.evaluation.metrics import summarise
 from diffroll.evaluation.runners import evaluate_pieces, evaluate_real_notes
 from diffroll.lab.experiments import write_table

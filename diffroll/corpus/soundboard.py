@@ -33,8 +33,8 @@ class SoundboardSettings:
     The defaults are corpus version 6's (the training and validation renders): order 4 at 80–140 Hz
     puts those timbres' A0–B0 / C1–B1 fundamentals 26–52 / 14–38 dB under the strongest partial, about
     where the Salamander renders sit (−44 / −38); 3 of 4 renders, so a strong bass fundamental (a
-    close microphone, an electric piano) is still heard. Chosen by an 800-step fine-tune per setting
-    (docs/data.md, *The bass*).
+    close microphone, an electric piano) is still heard. Adopted after 800-step fine-tunes with and
+    without it, two seeds each (docs/data.md, *The bass*).
     """
 
     probability: float = 0.75
