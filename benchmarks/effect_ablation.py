@@ -92,24 +92,27 @@ def run_variant(name: str, seed: int, args) -> dict:
 
 
 PANELS = (("val_f1", "validation note F1"), ("real_found", "real notes: keys found of 88"),
+          ("real_bass_found", "real notes: of them A0–B1 (15)"),
           ("real_extra_per_note", "real notes: extra notes per note"))
 
 
 def plot_effects(rows: list[dict], path: Path) -> None:
-    """A panel per score, a bar per run; the band spans the runs of 'all' (what a second seed moves)."""
+    """A panel per score (those some run has: older runs lack the bass column), a bar per run; the band
+    spans the runs of 'all' (what a second seed moves)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    panels = [(key, title) for key, title in PANELS if any(key in r for r in rows)]
     labels = [r["variant"] if not r.get("seed") else f"{r['variant']} (seed {r['seed']})" for r in rows]
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(12, 0.45 * len(rows) + 1.5), sharey=True)
-    for ax, (key, title) in zip(axes, PANELS):
-        values = [float(r[key]) for r in rows]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 0.45 * len(rows) + 1.5), sharey=True)
+    for ax, (key, title) in zip(axes, panels):
+        values = [float(r.get(key, np.nan)) for r in rows]
         ax.barh(range(len(rows)), values, color=["0.6" if not r.get("steps") else "tab:blue" for r in rows])
-        same = [float(r[key]) for r in rows if r["variant"] == "all"]
+        same = [float(r[key]) for r in rows if r["variant"] == "all" and key in r]
         if same:
             ax.axvspan(min(same), max(same), color="tab:orange", alpha=0.3, lw=0, zorder=0)
-        lo, hi = min(values), max(values)
+        lo, hi = np.nanmin(values), np.nanmax(values)
         ax.set_xlim(lo - 0.3 * (hi - lo + 1e-9), hi + 0.3 * (hi - lo + 1e-9))
         ax.set_title(title, fontsize=10)
         ax.grid(axis="x", alpha=0.3)
