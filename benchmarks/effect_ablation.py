@@ -62,7 +62,9 @@ def score(weights: Path, source: Path, val_pieces: int, seconds: float, real_see
     notes = load_real_notes()
     real = [evaluate_real_notes(pipe, notes, sampling=pipe.sampling.replace(seed=s)) for s in range(real_seeds)]
     found, extra = [r["found"] for r in real], [r["extra_per_note"] for r in real]
-    bass = [sum(o["found"] for name, o in r["by_octave"].items() if name in BASS_OCTAVES) for r in real]
+    if not set(BASS_OCTAVES) <= set(real[0]["by_octave"]):  # a renamed octave would count no bass key
+        raise KeyError(f"real_note_scores' octaves are {list(real[0]['by_octave'])}, not {BASS_OCTAVES}")
+    bass = [sum(r["by_octave"][name]["found"] for name in BASS_OCTAVES) for r in real]
     return {"val_f1": round(100 * v["f1"], 2), "val_f1_offset": round(100 * v["f1_offset"], 2),
             "real_found": round(float(np.mean(found)), 1), "real_bass_found": round(float(np.mean(bass)), 1),
             "real_extra_per_note": round(float(np.mean(extra)), 3),

@@ -297,12 +297,8 @@ def test_validation_pieces_are_spread_cut_and_counted(tiny_corpus):
         validation_pieces(root, cfg, None, 3.0, least=1000)
 
 
-def cfg_rate(root: Path) -> int:
-    return json.loads((root / "corpus.json").read_text())["settings"]["sample_rate"]
-
-
 def test_variant_corpus_renders_again_only_what_the_variant_turns_off(tiny_corpus, tmp_path):
-    root, _ = tiny_corpus
+    root, cfg = tiny_corpus
     rows = variant_rows(root)
     procedural = {r["piece"] for r in read_manifest(root) if r["split"] == "train" and r["soundfont"] == "procedural"}
     assert rows and {r["piece"] for r in rows} == procedural and {r["split"] for r in rows} == {"train"}
@@ -338,7 +334,7 @@ def test_variant_corpus_renders_again_only_what_the_variant_turns_off(tiny_corpu
         new, old = sf.read(str(bass / r["audio"]))[0], sf.read(str(root / r["audio"]))[0]
         assert not (bass / r["audio"]).is_symlink() and new.shape == old.shape
         spectra = [np.abs(np.fft.rfft(x)) for x in (new, old)]
-        low = np.fft.rfftfreq(new.size, 1 / cfg_rate(root)) < 50.0
+        low = np.fft.rfftfreq(new.size, 1 / cfg.audio.sample_rate) < 50.0
         lows.append([float((sp[low] ** 2).sum() / (sp ** 2).sum()) for sp in spectra])
     assert any(new > 2 * old for new, old in lows)
 

@@ -433,6 +433,7 @@ def _render_jobs(root: Path, performances: list[dict], cfg: Config, seed: int, i
     """
     data = cfg.data
     fluid_fonts = [s for s in data.soundfonts if s not in (PROCEDURAL, SALAMANDER)]
+    soundboard = dataclasses.asdict(SoundboardSettings())
     jobs = []
     for perf in performances:
         split = perf["split"]
@@ -457,8 +458,7 @@ def _render_jobs(root: Path, performances: list[dict], cfg: Config, seed: int, i
                          "audio": str(root / audio), "program": program, "detune": detune, "augment": augment,
                          "seed": job_seed, "sample_rate": cfg.audio.sample_rate,
                          "row": {**perf, "soundfont": soundfont, "audio": audio, "program": program,
-                                 "detune": detune, "timbre": timbre}})
-            if augment:
-                jobs[-1]["soundboard"] = dataclasses.asdict(SoundboardSettings())
+                                 "detune": detune, "timbre": timbre},
+                         **({"soundboard": soundboard} if augment else {})})
     jobs.sort(key=lambda j: (j["soundfont"], j["piece"]))  # a worker reuses its synth
     return jobs
